@@ -1,0 +1,47 @@
+//! `cargo xtask ci`: the one entry point of `.ci/run`.
+//!
+//! Formatting, clippy with `-D warnings`, and the whole test suite with every feature on.
+//! Services the tests need (PostgreSQL) are started here when they are installed but down,
+//! so a fresh machine needs nothing by hand.
+
+use std::process::Command;
+
+use crate::run::{cargo, run, succeeds, Result};
+
+pub fn main(_args: &[String]) -> Result {
+    ensure_postgres();
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))?;
+    Ok(())
+}
+
+
+/// Starts the local PostgreSQL cluster when it is installed and not accepting connections.
+/// The tests themselves decide what a missing database means (under `CI=true`, a failure).
+fn ensure_postgres() {
+    if succeeds(Command::new("pg_isready").args(["-h", "127.0.0.1", "-p", "5432"])) {
+        return;
+    }
+    let Ok(versions) = std::fs::read_dir("/etc/postgresql") else {
+        eprintln!("xtask ci: PostgreSQL is not installed here; Postgres tests will report it");
+        return;
+    };
+    for version in versions.flatten() {
+        let version = version.file_name().to_string_lossy().into_owned();
+        let _ = run(Command::new("pg_ctlcluster").args([
+            "--skip-systemctl-redirect",
+            &version,
+            "main",
+            "start",
+        ]));
+    }
+}

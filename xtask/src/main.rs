@@ -1,0 +1,44 @@
+//! `cargo xtask <task>`: the project's automation, in the style of rust-analyzer's xtask.
+//!
+//! One file per task; processes are run with `std::process::Command` through [`run`].
+
+mod ci;
+mod run;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  ci        what .ci/run runs: fmt check, clippy -D warnings, feature builds, the whole test suite
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match task {
+        "ci" => ci::main(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("xtask: unknown task `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask {task}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -24,7 +24,6 @@ pub fn main(_args: &[String]) -> Result {
     Ok(())
 }
 
-
 /// Starts the local PostgreSQL cluster when it is installed and not accepting connections.
 /// The tests themselves decide what a missing database means (under `CI=true`, a failure).
 fn ensure_postgres() {

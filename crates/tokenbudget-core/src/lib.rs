@@ -1,1 +1,27 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod event;
+pub mod id;
+mod memory;
+pub mod model;
+pub mod outcome;
+pub mod rules;
+pub mod store;
+mod sweeper;
+pub mod time;
+mod tracker;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::{Error, Result};
+pub use event::{replay, Event, EventKind, NewEvent, ReleaseReason};
+pub use id::{BudgetId, IdGenerator, IdempotencyKey, ReservationId, SequentialIds, UuidV7Ids};
+pub use memory::MemoryStore;
+pub use model::{Budget, NewBudget, Reservation, ReservationState, Status, MAX_DEPTH, MAX_TOKENS};
+pub use outcome::{CommitOutcome, Grant, Refusal, ReserveOutcome, RollbackOutcome, SweepOutcome};
+pub use store::{BudgetStore, DynBudgetStore, EventQuery};
+pub use sweeper::SweeperHandle;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use tracker::{ReserveOptions, Tracker, TrackerBuilder, DEFAULT_TIMEOUT};

@@ -1,0 +1,268 @@
+//! The append-only event log and its replay.
+//!
+//! A reservation on a phase appends one event per budget in its chain (the phase, then each
+//! ancestor), all with the same reservation id, so each budget's own events rebuild its
+//! status exactly, its share of its descendants' reservations included ([`replay`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::{BudgetId, ReservationId};
+use crate::model::Budget;
+use crate::time::Timestamp;
+
+/// One entry of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the store's log: strictly increasing in the order the store commits them
+    /// for any one budget.
+    pub seq: u64,
+    /// The budget whose state this event changes.
+    pub budget_id: BudgetId,
+    /// When it happened (the tracker's clock).
+    pub at: Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// An event before the store gave it a sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The budget whose state this event changes.
+    pub budget_id: BudgetId,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl NewEvent {
+    /// The stored event with sequence number `seq`.
+    pub fn with_seq(self, seq: u64) -> Event {
+        Event {
+            seq,
+            budget_id: self.budget_id,
+            at: self.at,
+            kind: self.kind,
+        }
+    }
+}
+
+/// Why held tokens were released without a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseReason {
+    /// The caller rolled the reservation back.
+    Rollback,
+    /// The reservation's timeout passed.
+    Expired,
+}
+
+/// What happened, serialized with a `type` tag of `BUDGET_CREATED`, `TOKENS_RESERVED`, …
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The budget was created.
+    BudgetCreated {
+        /// Its parent.
+        parent: Option<BudgetId>,
+        /// Its limit.
+        limit: u64,
+    },
+    /// A reservation started holding `tokens` on this budget.
+    TokensReserved {
+        /// The reservation.
+        reservation_id: ReservationId,
+        /// The budget the reservation was made on (this one or a descendant).
+        origin: BudgetId,
+        /// Tokens held.
+        tokens: u64,
+        /// When the hold expires.
+        expires_at: Timestamp,
+    },
+    /// A reservation's usage was recorded.
+    TokensCommitted {
+        /// The reservation.
+        reservation_id: ReservationId,
+        /// The budget the reservation was made on.
+        origin: BudgetId,
+        /// Tokens used (added to `used`).
+        tokens: u64,
+        /// Held tokens this commit released (the reservation's size; zero for a late commit,
+        /// whose hold had already been released by expiry).
+        released: u64,
+        /// Tokens used beyond the reservation (`tokens - reserved`, or zero).
+        overrun: u64,
+        /// True when the commit arrived after the reservation expired.
+        late: bool,
+    },
+    /// Held tokens were released without being used.
+    TokensReleased {
+        /// The reservation.
+        reservation_id: ReservationId,
+        /// The budget the reservation was made on.
+        origin: BudgetId,
+        /// Tokens released.
+        tokens: u64,
+        /// Rollback or expiry.
+        reason: ReleaseReason,
+    },
+    /// Committed usage reached the limit. Appended once per budget.
+    BudgetExhausted {
+        /// Tokens used when it happened.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+impl EventKind {
+    /// The `type` tag: `BUDGET_CREATED`, `TOKENS_RESERVED`, …
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            Self::BudgetCreated { .. } => "BUDGET_CREATED",
+            Self::TokensReserved { .. } => "TOKENS_RESERVED",
+            Self::TokensCommitted { .. } => "TOKENS_COMMITTED",
+            Self::TokensReleased { .. } => "TOKENS_RELEASED",
+            Self::BudgetExhausted { .. } => "BUDGET_EXHAUSTED",
+        }
+    }
+
+    /// The reservation this event is about, if any.
+    pub const fn reservation_id(&self) -> Option<ReservationId> {
+        match self {
+            Self::TokensReserved { reservation_id, .. }
+            | Self::TokensCommitted { reservation_id, .. }
+            | Self::TokensReleased { reservation_id, .. } => Some(*reservation_id),
+            Self::BudgetCreated { .. } | Self::BudgetExhausted { .. } => None,
+        }
+    }
+}
+
+/// Rebuilds every budget's stored state from its events, applied in `seq` order.
+///
+/// Returns an error when the log is inconsistent (an event for a budget never created,
+/// a release of more than was held): a log written by a correct store never is.
+pub fn replay<'a>(
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Result<BTreeMap<BudgetId, Budget>> {
+    let mut sorted: Vec<&Event> = events.into_iter().collect();
+    sorted.sort_by_key(|e| e.seq);
+    let mut budgets = BTreeMap::new();
+    for event in sorted {
+        apply(&mut budgets, event)?;
+    }
+    Ok(budgets)
+}
+
+/// Applies one event to replayed state; see [`replay`].
+pub fn apply(budgets: &mut BTreeMap<BudgetId, Budget>, event: &Event) -> Result<()> {
+    let corrupt = |what: &str| Error::Storage {
+        backend: "replay",
+        message: format!("event {} for budget {}: {what}", event.seq, event.budget_id),
+        retryable: false,
+        source: None,
+    };
+    if let EventKind::BudgetCreated { parent, limit } = &event.kind {
+        if budgets.contains_key(&event.budget_id) {
+            return Err(corrupt("budget created twice"));
+        }
+        budgets.insert(
+            event.budget_id.clone(),
+            Budget {
+                id: event.budget_id.clone(),
+                parent: parent.clone(),
+                limit: *limit,
+                used: 0,
+                reserved: 0,
+                held: 0,
+                created_at: event.at,
+            },
+        );
+        return Ok(());
+    }
+    let budget = budgets
+        .get_mut(&event.budget_id)
+        .ok_or_else(|| corrupt("budget never created"))?;
+    match &event.kind {
+        EventKind::BudgetCreated { .. } => unreachable!("handled above"),
+        EventKind::TokensReserved { tokens, .. } => {
+            budget.reserved = budget
+                .reserved
+                .checked_add(*tokens)
+                .ok_or_else(|| corrupt("reserved overflows"))?;
+            budget.held += 1;
+        }
+        EventKind::TokensCommitted {
+            tokens, released, ..
+        } => {
+            if *released > 0 {
+                budget.reserved = budget
+                    .reserved
+                    .checked_sub(*released)
+                    .ok_or_else(|| corrupt("commit releases more than is reserved"))?;
+                budget.held = budget
+                    .held
+                    .checked_sub(1)
+                    .ok_or_else(|| corrupt("commit of a hold that does not exist"))?;
+            }
+            budget.used = budget
+                .used
+                .checked_add(*tokens)
+                .ok_or_else(|| corrupt("used overflows"))?;
+        }
+        EventKind::TokensReleased { tokens, .. } => {
+            budget.reserved = budget
+                .reserved
+                .checked_sub(*tokens)
+                .ok_or_else(|| corrupt("release of more than is reserved"))?;
+            budget.held = budget
+                .held
+                .checked_sub(1)
+                .ok_or_else(|| corrupt("release of a hold that does not exist"))?;
+        }
+        EventKind::BudgetExhausted { .. } => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_with_screaming_type_names_and_flat_fields() {
+        let event = Event {
+            seq: 7,
+            budget_id: BudgetId::new("wf").unwrap(),
+            at: Timestamp::from_micros(0),
+            kind: EventKind::TokensReleased {
+                reservation_id: "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap(),
+                origin: BudgetId::new("wf:plan").unwrap(),
+                tokens: 40,
+                reason: ReleaseReason::Expired,
+            },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "seq": 7,
+                "budget_id": "wf",
+                "at": "1970-01-01T00:00:00.000000Z",
+                "type": "TOKENS_RELEASED",
+                "reservation_id": "67e55044-10b1-426f-9247-bb680e5fe0c8",
+                "origin": "wf:plan",
+                "tokens": 40,
+                "reason": "expired",
+            })
+        );
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(back.kind.type_name(), "TOKENS_RELEASED");
+    }
+}

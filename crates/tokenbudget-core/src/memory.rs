@@ -1,0 +1,256 @@
+//! The in-memory store: a real concurrent store for one process, not a test double.
+//!
+//! All state sits behind one mutex. Every operation loads its snapshot, calls the rule and
+//! applies the changes without awaiting, so the critical section is a few microseconds and an
+//! operation is atomic and cancellation-safe by construction.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use crate::error::Result;
+use crate::event::Event;
+use crate::id::{BudgetId, IdempotencyKey, ReservationId};
+use crate::model::{Budget, NewBudget, Reservation, ReservationState};
+use crate::outcome::{CommitOutcome, ReserveOutcome, RollbackOutcome, SweepOutcome};
+use crate::rules::{
+    self, Changes, CommitCommand, Decision, ReserveCommand, RollbackCommand, Snapshot,
+};
+use crate::store::{BudgetStore, EventQuery};
+use crate::time::Timestamp;
+
+/// Budgets, reservations and events in process memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store, ready to share.
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self::new())
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    budgets: BTreeMap<BudgetId, Budget>,
+    reservations: HashMap<ReservationId, Reservation>,
+    by_key: HashMap<IdempotencyKey, ReservationId>,
+    /// Held reservations by the budget they were made on, ordered by expiry.
+    held: HashMap<BudgetId, BTreeSet<(Timestamp, ReservationId)>>,
+    /// Every held reservation, ordered by expiry.
+    expiry: BTreeSet<(Timestamp, ReservationId)>,
+    events: Vec<Event>,
+    events_by_budget: HashMap<BudgetId, Vec<usize>>,
+}
+
+impl State {
+    /// The budget and its ancestors.
+    fn chain(&self, leaf: &BudgetId) -> Vec<Budget> {
+        let mut chain = Vec::new();
+        let mut next = self.budgets.get(leaf);
+        while let Some(budget) = next {
+            chain.push(budget.clone());
+            next = budget.parent.as_ref().and_then(|p| self.budgets.get(p));
+        }
+        chain
+    }
+
+    /// Held reservations made on any of `budgets`, due at `now`.
+    fn expired_on(&self, budgets: &BTreeMap<BudgetId, Budget>, now: Timestamp) -> Vec<Reservation> {
+        budgets
+            .keys()
+            .filter_map(|id| self.held.get(id))
+            .flat_map(|held| held.range(..=(now, ReservationId::from_uuid(uuid::Uuid::max()))))
+            .map(|(_, id)| self.reservations[id].clone())
+            .collect()
+    }
+
+    fn snapshot_for_chain(&self, leaf: &BudgetId, now: Timestamp) -> Snapshot {
+        let mut snapshot = Snapshot::with_budgets(self.chain(leaf));
+        snapshot.expired = self.expired_on(&snapshot.budgets, now);
+        snapshot
+    }
+
+    fn apply<T>(&mut self, decision: Decision<T>) -> T {
+        let Changes {
+            new_budget,
+            budgets,
+            new_reservation,
+            reservations,
+            events,
+        } = decision.changes;
+        for budget in new_budget.into_iter().chain(budgets) {
+            self.budgets.insert(budget.id.clone(), budget);
+        }
+        if let Some(reservation) = new_reservation {
+            if let Some(key) = &reservation.idempotency_key {
+                self.by_key.insert(key.clone(), reservation.id);
+            }
+            self.put_reservation(reservation);
+        }
+        for reservation in reservations {
+            self.put_reservation(reservation);
+        }
+        for event in events {
+            let seq = self.events.len() as u64 + 1;
+            self.events_by_budget
+                .entry(event.budget_id.clone())
+                .or_default()
+                .push(self.events.len());
+            self.events.push(event.with_seq(seq));
+        }
+        decision.outcome
+    }
+
+    fn put_reservation(&mut self, reservation: Reservation) {
+        let entry = (reservation.expires_at, reservation.id);
+        if reservation.state == ReservationState::Held {
+            self.held
+                .entry(reservation.budget_id.clone())
+                .or_default()
+                .insert(entry);
+            self.expiry.insert(entry);
+        } else {
+            if let Some(held) = self.held.get_mut(&reservation.budget_id) {
+                held.remove(&entry);
+            }
+            self.expiry.remove(&entry);
+        }
+        self.reservations.insert(reservation.id, reservation);
+    }
+}
+
+#[async_trait]
+impl BudgetStore for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn create_budget(&self, new: NewBudget, now: Timestamp) -> Result<Budget> {
+        let mut state = self.state.lock();
+        let mut snapshot = Snapshot::default();
+        if let Some(existing) = state.budgets.get(&new.id) {
+            snapshot
+                .budgets
+                .insert(existing.id.clone(), existing.clone());
+        }
+        if let Some(parent) = &new.parent {
+            snapshot
+                .budgets
+                .extend(state.chain(parent).into_iter().map(|b| (b.id.clone(), b)));
+        }
+        let decision = rules::create_budget(&snapshot, &new, now)?;
+        Ok(state.apply(decision))
+    }
+
+    async fn reserve(&self, cmd: ReserveCommand, now: Timestamp) -> Result<ReserveOutcome> {
+        let mut state = self.state.lock();
+        let mut snapshot = state.snapshot_for_chain(&cmd.budget_id, now);
+        snapshot.reservation = cmd
+            .idempotency_key
+            .as_ref()
+            .and_then(|key| state.by_key.get(key))
+            .map(|id| state.reservations[id].clone());
+        let decision = rules::reserve(&snapshot, &cmd, now)?;
+        Ok(state.apply(decision))
+    }
+
+    async fn commit(&self, cmd: CommitCommand, now: Timestamp) -> Result<CommitOutcome> {
+        let mut state = self.state.lock();
+        let snapshot = settle_snapshot(&state, cmd.reservation_id, now);
+        let decision = rules::commit(&snapshot, &cmd, now)?;
+        Ok(state.apply(decision))
+    }
+
+    async fn rollback(&self, cmd: RollbackCommand, now: Timestamp) -> Result<RollbackOutcome> {
+        let mut state = self.state.lock();
+        let snapshot = settle_snapshot(&state, cmd.reservation_id, now);
+        let decision = rules::rollback(&snapshot, &cmd, now)?;
+        Ok(state.apply(decision))
+    }
+
+    async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<SweepOutcome> {
+        let mut state = self.state.lock();
+        let mut snapshot = Snapshot::default();
+        let due: Vec<ReservationId> = state
+            .expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(max)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            let reservation = state.reservations[&id].clone();
+            snapshot.budgets.extend(
+                state
+                    .chain(&reservation.budget_id)
+                    .into_iter()
+                    .map(|b| (b.id.clone(), b)),
+            );
+            snapshot.expired.push(reservation);
+        }
+        let decision = rules::sweep(&snapshot, now)?;
+        Ok(state.apply(decision))
+    }
+
+    async fn budget(&self, id: &BudgetId) -> Result<Option<Budget>> {
+        Ok(self.state.lock().budgets.get(id).cloned())
+    }
+
+    async fn list_budgets(&self) -> Result<Vec<Budget>> {
+        Ok(self.state.lock().budgets.values().cloned().collect())
+    }
+
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>> {
+        Ok(self.state.lock().reservations.get(&id).cloned())
+    }
+
+    async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {
+        let state = self.state.lock();
+        // seq = index + 1, so events after `after_seq` start at index `after_seq`.
+        let start = usize::try_from(query.after_seq).unwrap_or(usize::MAX);
+        let events: Vec<Event> = match &query.budget_id {
+            None => state
+                .events
+                .iter()
+                .skip(start)
+                .take(query.limit)
+                .cloned()
+                .collect(),
+            Some(id) => {
+                let positions = state
+                    .events_by_budget
+                    .get(id)
+                    .map_or(&[][..], Vec::as_slice);
+                let from = positions.partition_point(|&i| i < start);
+                positions[from..]
+                    .iter()
+                    .take(query.limit)
+                    .map(|&i| state.events[i].clone())
+                    .collect()
+            }
+        };
+        Ok(events)
+    }
+}
+
+/// The snapshot for commit and rollback: the reservation and its budget's chain.
+fn settle_snapshot(state: &State, id: ReservationId, now: Timestamp) -> Snapshot {
+    match state.reservations.get(&id) {
+        Some(reservation) => {
+            let mut snapshot = state.snapshot_for_chain(&reservation.budget_id, now);
+            snapshot.reservation = Some(reservation.clone());
+            snapshot
+        }
+        None => Snapshot::default(),
+    }
+}

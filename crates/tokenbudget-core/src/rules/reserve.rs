@@ -1,0 +1,122 @@
+//! Reserving tokens on a budget and its ancestors, atomically.
+
+use crate::error::{Error, Result};
+use crate::event::EventKind;
+use crate::model::{check_amount, Reservation, ReservationState};
+use crate::outcome::{Grant, Refusal, ReserveOutcome};
+use crate::rules::snapshot::{Decision, ReserveCommand, Snapshot};
+use crate::rules::work::Work;
+use crate::rules::{MAX_TIMEOUT, MIN_TIMEOUT};
+use crate::time::Timestamp;
+
+/// Holds `cmd.tokens` on the budget and every ancestor, or refuses naming the budget nearest
+/// the target that lacks room.
+///
+/// Expired holds in the snapshot are released first, in the same decision. A repeated
+/// idempotency key returns the first reservation (in its current state) and holds nothing
+/// more; the same key with another budget or amount is [`Error::IdempotencyConflict`].
+/// A refusal stores nothing, so a retry with the same key is decided afresh.
+pub fn reserve(
+    snapshot: &Snapshot,
+    cmd: &ReserveCommand,
+    now: Timestamp,
+) -> Result<Decision<ReserveOutcome>> {
+    check_amount("tokens", cmd.tokens, 1)?;
+    let expires_at = (MIN_TIMEOUT..=MAX_TIMEOUT)
+        .contains(&cmd.timeout)
+        .then(|| now.checked_add(cmd.timeout))
+        .flatten()
+        .ok_or(Error::InvalidTimeout {
+            timeout: cmd.timeout,
+        })?;
+
+    let mut work = Work::new(snapshot, now);
+    if let (Some(key), Some(existing)) = (&cmd.idempotency_key, &snapshot.reservation) {
+        if existing.idempotency_key.as_ref() == Some(key) {
+            let differs = if existing.budget_id != cmd.budget_id {
+                Some(format!(
+                    "budget {} then, {} now",
+                    existing.budget_id, cmd.budget_id
+                ))
+            } else if existing.tokens != cmd.tokens {
+                Some(format!(
+                    "{} tokens then, {} now",
+                    existing.tokens, cmd.tokens
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = differs {
+                return Err(Error::IdempotencyConflict {
+                    key: key.clone(),
+                    existing: existing.id,
+                    reason,
+                });
+            }
+            work.release_expired(&snapshot.expired)?;
+            let reservation = work.current(existing);
+            return Ok(Decision {
+                changes: work.finish(),
+                outcome: ReserveOutcome::Granted(Grant {
+                    reservation,
+                    replayed: true,
+                }),
+            });
+        }
+    }
+
+    if work.budget(&cmd.budget_id).is_none() {
+        return Err(Error::BudgetNotFound {
+            id: cmd.budget_id.clone(),
+        });
+    }
+    let chain = work.chain(&cmd.budget_id)?;
+    work.release_expired(&snapshot.expired)?;
+
+    for id in &chain {
+        let budget = work.budget(id).expect("chain() checked every link");
+        let wanted = u128::from(budget.used) + u128::from(budget.reserved) + u128::from(cmd.tokens);
+        if wanted > u128::from(budget.limit) {
+            let refusal = Refusal {
+                budget_id: id.clone(),
+                requested: cmd.tokens,
+                available: budget.available(),
+            };
+            return Ok(Decision {
+                changes: work.finish(),
+                outcome: ReserveOutcome::Refused(refusal),
+            });
+        }
+    }
+
+    let reservation = Reservation {
+        id: cmd.reservation_id,
+        budget_id: cmd.budget_id.clone(),
+        tokens: cmd.tokens,
+        state: ReservationState::Held,
+        created_at: now,
+        expires_at,
+        idempotency_key: cmd.idempotency_key.clone(),
+        actual: None,
+        settled_at: None,
+    };
+    work.update_chain(&chain, |budget| {
+        // Cannot overflow: reserved + tokens <= limit <= i64::MAX was checked above.
+        budget.reserved += cmd.tokens;
+        budget.held += 1;
+        Ok(vec![EventKind::TokensReserved {
+            reservation_id: cmd.reservation_id,
+            origin: cmd.budget_id.clone(),
+            tokens: cmd.tokens,
+            expires_at,
+        }])
+    })?;
+    work.insert_reservation(reservation.clone());
+    Ok(Decision {
+        changes: work.finish(),
+        outcome: ReserveOutcome::Granted(Grant {
+            reservation,
+            replayed: false,
+        }),
+    })
+}

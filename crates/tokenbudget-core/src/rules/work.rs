@@ -1,0 +1,176 @@
+//! The working copy a rule mutates, and the chain and expiry helpers every rule shares.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Error, Result};
+use crate::event::{EventKind, NewEvent, ReleaseReason};
+use crate::id::{BudgetId, ReservationId};
+use crate::model::{Budget, Reservation, ReservationState, MAX_DEPTH};
+use crate::rules::snapshot::{Changes, Snapshot};
+use crate::time::Timestamp;
+
+/// The snapshot being changed, with a record of what changed.
+pub(crate) struct Work {
+    pub now: Timestamp,
+    budgets: BTreeMap<BudgetId, Budget>,
+    touched: BTreeSet<BudgetId>,
+    reservations: BTreeMap<ReservationId, Reservation>,
+    new_budget: Option<Budget>,
+    new_reservation: Option<Reservation>,
+    events: Vec<NewEvent>,
+}
+
+impl Work {
+    pub fn new(snapshot: &Snapshot, now: Timestamp) -> Self {
+        Self {
+            now,
+            budgets: snapshot.budgets.clone(),
+            touched: BTreeSet::new(),
+            reservations: BTreeMap::new(),
+            new_budget: None,
+            new_reservation: None,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn budget(&self, id: &BudgetId) -> Option<&Budget> {
+        self.budgets.get(id)
+    }
+
+    /// The ids from `leaf` up to its root. Every ancestor must be loaded.
+    pub fn chain(&self, leaf: &BudgetId) -> Result<Vec<BudgetId>> {
+        let mut chain = Vec::new();
+        let mut next = Some(leaf.clone());
+        while let Some(id) = next {
+            let budget = self.budgets.get(&id).ok_or_else(|| snapshot_bug(&id))?;
+            if chain.len() >= MAX_DEPTH {
+                return Err(snapshot_bug(&id));
+            }
+            next = budget.parent.clone();
+            chain.push(id);
+        }
+        Ok(chain)
+    }
+
+    /// Applies `f` to every budget of `chain`, emitting the event it returns for each.
+    pub fn update_chain(
+        &mut self,
+        chain: &[BudgetId],
+        mut f: impl FnMut(&mut Budget) -> Result<Vec<EventKind>>,
+    ) -> Result<()> {
+        for id in chain {
+            let budget = self.budgets.get_mut(id).ok_or_else(|| snapshot_bug(id))?;
+            let kinds = f(budget)?;
+            self.touched.insert(id.clone());
+            for kind in kinds {
+                self.events.push(NewEvent {
+                    budget_id: id.clone(),
+                    at: self.now,
+                    kind,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn insert_budget(&mut self, budget: Budget, kind: EventKind) {
+        self.events.push(NewEvent {
+            budget_id: budget.id.clone(),
+            at: self.now,
+            kind,
+        });
+        self.new_budget = Some(budget);
+    }
+
+    pub fn insert_reservation(&mut self, reservation: Reservation) {
+        self.new_reservation = Some(reservation);
+    }
+
+    pub fn put_reservation(&mut self, reservation: Reservation) {
+        self.reservations.insert(reservation.id, reservation);
+    }
+
+    /// The latest state of a reservation: as changed in this decision, else as loaded.
+    pub fn current(&self, loaded: &Reservation) -> Reservation {
+        self.reservations
+            .get(&loaded.id)
+            .cloned()
+            .unwrap_or_else(|| loaded.clone())
+    }
+
+    /// Releases every reservation of `expired` that is still held and due, exactly once.
+    pub fn release_expired(&mut self, expired: &[Reservation]) -> Result<Vec<ReservationId>> {
+        let mut released = Vec::new();
+        for loaded in expired {
+            let mut reservation = self.current(loaded);
+            if reservation.state != ReservationState::Held || reservation.expires_at > self.now {
+                continue;
+            }
+            self.release(&mut reservation, ReleaseReason::Expired)?;
+            released.push(reservation.id);
+            self.put_reservation(reservation);
+        }
+        Ok(released)
+    }
+
+    /// Moves a held reservation to released or expired, releasing its tokens up its chain.
+    pub fn release(&mut self, reservation: &mut Reservation, reason: ReleaseReason) -> Result<()> {
+        let chain = self.chain(&reservation.budget_id)?;
+        let (id, origin, tokens) = (
+            reservation.id,
+            reservation.budget_id.clone(),
+            reservation.tokens,
+        );
+        self.update_chain(&chain, |budget| {
+            budget.reserved = budget
+                .reserved
+                .checked_sub(tokens)
+                .ok_or_else(|| snapshot_bug(&budget.id))?;
+            budget.held = budget
+                .held
+                .checked_sub(1)
+                .ok_or_else(|| snapshot_bug(&budget.id))?;
+            Ok(vec![EventKind::TokensReleased {
+                reservation_id: id,
+                origin: origin.clone(),
+                tokens,
+                reason,
+            }])
+        })?;
+        reservation.state = match reason {
+            ReleaseReason::Rollback => ReservationState::Released,
+            ReleaseReason::Expired => ReservationState::Expired,
+        };
+        reservation.settled_at = Some(self.now);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Changes {
+        let budgets = self
+            .touched
+            .iter()
+            .filter(|id| self.new_budget.as_ref().map(|b| &b.id) != Some(*id))
+            .filter_map(|id| self.budgets.get(id).cloned())
+            .collect();
+        Changes {
+            new_budget: self.new_budget,
+            budgets,
+            new_reservation: self.new_reservation,
+            reservations: self.reservations.into_values().collect(),
+            events: self.events,
+        }
+    }
+}
+
+/// The store handed the rules a snapshot that breaks its contract (a missing ancestor,
+/// totals that do not add up). Not retryable: it is a bug or a corrupt database.
+pub(crate) fn snapshot_bug(id: &BudgetId) -> Error {
+    Error::Storage {
+        backend: "core",
+        message: format!(
+            "inconsistent snapshot at budget {id}: an ancestor was not loaded or totals do not add up"
+        ),
+        retryable: false,
+        source: None,
+    }
+}

@@ -1,0 +1,58 @@
+//! The background sweeper: a tokio task that releases expired reservations.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::tracker::Tracker;
+
+/// Controls a running sweeper. Dropping it stops the sweeper too.
+#[derive(Debug)]
+pub struct SweeperHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SweeperHandle {
+    pub(crate) fn spawn(tracker: Tracker, interval: Duration) -> Self {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = ticks.tick() => {}
+                }
+                match tracker.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(released = n, "sweeper released expired reservations"),
+                    Err(err) => tracing::warn!(error = %err, "sweeper failed; retrying next tick"),
+                }
+            }
+        });
+        Self {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the sweeper and waits for a sweep in progress to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SweeperHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

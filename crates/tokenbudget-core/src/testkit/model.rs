@@ -1,0 +1,301 @@
+//! A small reference model of the tracker, written independently of [`rules`](crate::rules):
+//! plain vectors, linear scans, the behaviour as the documentation states it.
+
+use crate::model::MAX_TOKENS;
+
+/// One step of a generated operation sequence.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Create {
+        name: usize,
+        parent: Option<usize>,
+        limit: u64,
+    },
+    Reserve {
+        budget: usize,
+        tokens: u64,
+        timeout_secs: u64,
+        key: Option<usize>,
+    },
+    Commit {
+        res: usize,
+        actual: u64,
+    },
+    Rollback {
+        res: usize,
+    },
+    Advance {
+        secs: u64,
+    },
+    Sweep,
+}
+
+/// Budget names the generator picks from; the last is invalid.
+pub(crate) const NAMES: [&str; 7] = ["w0", "w1", "p0", "p1", "p2", "q", "bad id"];
+
+/// What an operation answered, normalized so the model and a store can be compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Created,
+    Granted {
+        res: usize,
+        tokens: u64,
+        replayed: bool,
+    },
+    Refused {
+        budget: String,
+        requested: u64,
+        available: u64,
+    },
+    Committed {
+        actual: u64,
+        overrun: u64,
+        late: bool,
+        replayed: bool,
+    },
+    RolledBack {
+        released: u64,
+        state: &'static str,
+    },
+    Swept(usize),
+    Err(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct MBudget {
+    pub name: usize,
+    pub parent: Option<usize>,
+    pub limit: u64,
+    pub used: u64,
+    pub reserved: u64,
+    pub held: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct MRes {
+    pub budget: usize,
+    pub tokens: u64,
+    pub state: &'static str,
+    pub expires: u64,
+    pub key: Option<usize>,
+    pub actual: Option<u64>,
+    pub late: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Model {
+    pub now: u64,
+    pub budgets: Vec<MBudget>,
+    /// Every reservation ever granted, in grant order (the index is its identity).
+    pub res: Vec<MRes>,
+}
+
+impl Model {
+    fn find(&self, name: usize) -> Option<usize> {
+        self.budgets.iter().position(|b| b.name == name)
+    }
+
+    /// Indices of `b` and its ancestors.
+    fn chain(&self, b: usize) -> Vec<usize> {
+        let mut out = vec![b];
+        while let Some(p) = self.budgets[*out.last().unwrap()].parent {
+            out.push(p);
+        }
+        out
+    }
+
+    fn release(&mut self, r: usize, state: &'static str) {
+        for b in self.chain(self.res[r].budget) {
+            self.budgets[b].reserved -= self.res[r].tokens;
+            self.budgets[b].held -= 1;
+        }
+        self.res[r].state = state;
+    }
+
+    /// Releases due holds made on any budget of `chain`.
+    fn expire_on(&mut self, chain: &[usize]) {
+        for r in 0..self.res.len() {
+            if self.res[r].state == "held"
+                && self.res[r].expires <= self.now
+                && chain.contains(&self.res[r].budget)
+            {
+                self.release(r, "expired");
+            }
+        }
+    }
+
+    pub fn apply(&mut self, op: &Op) -> Answer {
+        let valid_name = |n: usize| NAMES[n] != "bad id";
+        match *op {
+            Op::Create {
+                name,
+                parent,
+                limit,
+            } => {
+                if !valid_name(name) || parent.is_some_and(|p| !valid_name(p)) {
+                    return Answer::Err("InvalidBudgetId");
+                }
+                if limit == 0 || limit > MAX_TOKENS {
+                    return Answer::Err("InvalidAmount");
+                }
+                if self.find(name).is_some() {
+                    return Answer::Err("BudgetExists");
+                }
+                let parent = match parent {
+                    None => None,
+                    Some(p) => match self.find(p) {
+                        Some(i) => Some(i),
+                        None => return Answer::Err("ParentNotFound"),
+                    },
+                };
+                self.budgets.push(MBudget {
+                    name,
+                    parent,
+                    limit,
+                    used: 0,
+                    reserved: 0,
+                    held: 0,
+                });
+                Answer::Created
+            }
+            Op::Reserve {
+                budget,
+                tokens,
+                timeout_secs,
+                key,
+            } => {
+                if !valid_name(budget) {
+                    return Answer::Err("InvalidBudgetId");
+                }
+                if tokens == 0 || tokens > MAX_TOKENS {
+                    return Answer::Err("InvalidAmount");
+                }
+                if timeout_secs == 0 {
+                    return Answer::Err("InvalidTimeout");
+                }
+                if let Some(k) = key {
+                    if let Some(r) = self.res.iter().position(|r| r.key == Some(k)) {
+                        let same_budget = self.find(budget) == Some(self.res[r].budget);
+                        if !same_budget || self.res[r].tokens != tokens {
+                            return Answer::Err("IdempotencyConflict");
+                        }
+                        let chain = self.chain(self.res[r].budget);
+                        self.expire_on(&chain);
+                        return Answer::Granted {
+                            res: r,
+                            tokens,
+                            replayed: true,
+                        };
+                    }
+                }
+                let Some(b) = self.find(budget) else {
+                    return Answer::Err("BudgetNotFound");
+                };
+                let chain = self.chain(b);
+                self.expire_on(&chain);
+                for &c in &chain {
+                    let x = &self.budgets[c];
+                    if x.used as u128 + x.reserved as u128 + tokens as u128 > x.limit as u128 {
+                        return Answer::Refused {
+                            budget: NAMES[x.name].to_owned(),
+                            requested: tokens,
+                            available: x.limit.saturating_sub(x.used.saturating_add(x.reserved)),
+                        };
+                    }
+                }
+                for &c in &chain {
+                    self.budgets[c].reserved += tokens;
+                    self.budgets[c].held += 1;
+                }
+                self.res.push(MRes {
+                    budget: b,
+                    tokens,
+                    state: "held",
+                    expires: self.now + timeout_secs * 1_000_000,
+                    key,
+                    actual: None,
+                    late: false,
+                });
+                Answer::Granted {
+                    res: self.res.len() - 1,
+                    tokens,
+                    replayed: false,
+                }
+            }
+            Op::Commit { res, actual } => {
+                if actual > MAX_TOKENS {
+                    return Answer::Err("InvalidAmount");
+                }
+                if res >= self.res.len() {
+                    return Answer::Err("ReservationNotFound");
+                }
+                let chain = self.chain(self.res[res].budget);
+                self.expire_on(&chain);
+                let r = self.res[res].clone();
+                match r.state {
+                    "committed" if r.actual == Some(actual) => Answer::Committed {
+                        actual,
+                        overrun: actual.saturating_sub(r.tokens),
+                        late: r.late,
+                        replayed: true,
+                    },
+                    "committed" | "released" => Answer::Err("ReservationConflict"),
+                    state => {
+                        if chain.iter().any(|&c| {
+                            self.budgets[c].used as u128 + actual as u128 > MAX_TOKENS as u128
+                        }) {
+                            return Answer::Err("Overflow");
+                        }
+                        let late = state == "expired";
+                        for &c in &chain {
+                            if !late {
+                                self.budgets[c].reserved -= r.tokens;
+                                self.budgets[c].held -= 1;
+                            }
+                            self.budgets[c].used += actual;
+                        }
+                        let m = &mut self.res[res];
+                        (m.state, m.actual, m.late) = ("committed", Some(actual), late);
+                        Answer::Committed {
+                            actual,
+                            overrun: actual.saturating_sub(r.tokens),
+                            late,
+                            replayed: false,
+                        }
+                    }
+                }
+            }
+            Op::Rollback { res } => {
+                if res >= self.res.len() {
+                    return Answer::Err("ReservationNotFound");
+                }
+                let chain = self.chain(self.res[res].budget);
+                self.expire_on(&chain);
+                match self.res[res].state {
+                    "held" => {
+                        self.release(res, "released");
+                        Answer::RolledBack {
+                            released: self.res[res].tokens,
+                            state: "released",
+                        }
+                    }
+                    "committed" => Answer::Err("ReservationConflict"),
+                    state => Answer::RolledBack { released: 0, state },
+                }
+            }
+            Op::Advance { secs } => {
+                self.now += secs * 1_000_000;
+                Answer::Created
+            }
+            Op::Sweep => {
+                let due: Vec<usize> = (0..self.res.len())
+                    .filter(|&r| self.res[r].state == "held" && self.res[r].expires <= self.now)
+                    .collect();
+                for &r in &due {
+                    self.release(r, "expired");
+                }
+                Answer::Swept(due.len())
+            }
+        }
+    }
+}

@@ -1,0 +1,967 @@
+//! The conformance suite: one public async function per behaviour, each on a fresh store.
+//!
+//! Every function panics with a message naming what broke; none sleeps on the clock (time is
+//! moved with [`ManualClock`](crate::ManualClock)).
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::event::{EventKind, ReleaseReason};
+use crate::id::{BudgetId, IdempotencyKey, ReservationId};
+use crate::model::{ReservationState, MAX_DEPTH, MAX_TOKENS};
+use crate::outcome::Grant;
+use crate::store::EventQuery;
+use crate::testkit::{check_replay_matches_store, tracker, LogCheck, StoreHarness, T0};
+use crate::tracker::{ReserveOptions, Tracker};
+
+pub use crate::testkit::hammer::{hammer_hot_budget, hammer_workflow_with_phases};
+
+fn id(s: &str) -> BudgetId {
+    BudgetId::new(s).expect("valid test id")
+}
+
+async fn grant(tracker: &Tracker, budget: &str, tokens: u64) -> Grant {
+    grant_with(tracker, budget, tokens, ReserveOptions::new()).await
+}
+
+async fn grant_with(
+    tracker: &Tracker,
+    budget: &str,
+    tokens: u64,
+    options: ReserveOptions,
+) -> Grant {
+    match tracker.reserve(budget, tokens, options).await {
+        Ok(outcome) => outcome
+            .into_result()
+            .unwrap_or_else(|r| panic!("reserve {tokens} on {budget} refused: {r}")),
+        Err(err) => panic!("reserve {tokens} on {budget} failed: {err}"),
+    }
+}
+
+async fn event_count(tracker: &Tracker) -> usize {
+    tracker
+        .store()
+        .events(EventQuery::all())
+        .await
+        .expect("read events")
+        .len()
+}
+
+async fn used_reserved(tracker: &Tracker, budget: &str) -> (u64, u64) {
+    let status = tracker.status(budget).await.expect("status");
+    (status.used, status.reserved)
+}
+
+async fn workflow_with_phases(tracker: &Tracker, limit: u64, phases: &[(&str, u64)]) {
+    tracker
+        .create_workflow("wf", limit)
+        .await
+        .expect("create wf");
+    for (phase, phase_limit) in phases {
+        tracker
+            .create_phase(*phase, "wf", *phase_limit)
+            .await
+            .expect("create phase");
+    }
+}
+
+async fn assert_replay(tracker: &Tracker, check: LogCheck) {
+    if let Err(err) = check_replay_matches_store(tracker.store().as_ref(), check).await {
+        panic!("{err}");
+    }
+}
+
+/// Workflow and phase budgets are created with their limits, zero totals, and a
+/// `BUDGET_CREATED` event naming the parent.
+pub async fn create_workflow_and_phase(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    let wf = t.create_workflow("wf", 1_000).await.unwrap();
+    assert_eq!(
+        (wf.limit, wf.used, wf.reserved, wf.parent),
+        (1_000, 0, 0, None)
+    );
+    assert_eq!(wf.created_at, T0);
+    let phase = t.create_phase("wf:plan", "wf", 400).await.unwrap();
+    assert_eq!(phase.parent, Some(id("wf")));
+
+    let status = t.status("wf:plan").await.unwrap();
+    assert_eq!(
+        (
+            status.limit,
+            status.used,
+            status.reserved,
+            status.available,
+            status.exhausted,
+            status.held
+        ),
+        (400, 0, 0, 400, false, 0)
+    );
+    let events = t.events("wf:plan", 0).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].kind,
+        EventKind::BudgetCreated {
+            parent: Some(id("wf")),
+            limit: 400
+        }
+    );
+    let listed: Vec<String> = t
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id.to_string())
+        .collect();
+    assert_eq!(listed, ["wf", "wf:plan"]);
+}
+
+/// Duplicate ids, unknown parents and limits outside `1..=i64::MAX` are typed errors that
+/// write nothing.
+pub async fn create_rejects_bad_input_and_writes_nothing(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    t.create_workflow("wf", 10).await.unwrap();
+    let before = event_count(&t).await;
+
+    let err = t.create_workflow("wf", 10).await.unwrap_err();
+    assert!(
+        matches!(err, Error::BudgetExists { ref id } if id.as_str() == "wf"),
+        "{err}"
+    );
+    let err = t.create_phase("p", "nope", 10).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ParentNotFound { ref parent, .. } if parent.as_str() == "nope"),
+        "{err}"
+    );
+    for limit in [0, MAX_TOKENS + 1, u64::MAX] {
+        let err = t.create_workflow("w2", limit).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidAmount { field: "limit", .. }),
+            "{err}"
+        );
+    }
+    let err = t.create_workflow("bad id!", 10).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidBudgetId { .. }), "{err}");
+
+    assert_eq!(
+        event_count(&t).await,
+        before,
+        "a rejected create wrote events"
+    );
+    assert_eq!(
+        t.list().await.unwrap().len(),
+        1,
+        "a rejected create wrote a budget"
+    );
+    assert!(
+        t.create_workflow("w2", MAX_TOKENS).await.is_ok(),
+        "limit i64::MAX is valid"
+    );
+}
+
+/// Chains deeper than workflow > phase hold on every level.
+pub async fn deeper_chains_hold_on_every_level(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    t.create_workflow("a", 100).await.unwrap();
+    t.create_phase("a.b", "a", 80).await.unwrap();
+    t.create_phase("a.b.c", "a.b", 60).await.unwrap();
+    let g = grant(&t, "a.b.c", 50).await;
+    for level in ["a", "a.b", "a.b.c"] {
+        assert_eq!(used_reserved(&t, level).await, (0, 50), "{level}");
+    }
+    t.commit(g.reservation.id, 20).await.unwrap();
+    for level in ["a", "a.b", "a.b.c"] {
+        assert_eq!(used_reserved(&t, level).await, (20, 0), "{level}");
+    }
+    // The middle level refuses when the leaf still has room.
+    t.create_phase("a.b.d", "a.b", 1_000).await.unwrap();
+    let refusal = t.reserve("a.b.d", 61, ReserveOptions::new()).await.unwrap();
+    assert_eq!(refusal.refused().map(|r| r.budget_id.as_str()), Some("a.b"));
+}
+
+/// A chain deeper than `MAX_DEPTH` is refused with `HierarchyTooDeep`.
+pub async fn hierarchy_depth_is_bounded(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    t.create_workflow("l1", 10).await.unwrap();
+    for level in 2..=MAX_DEPTH {
+        t.create_phase(format!("l{level}"), format!("l{}", level - 1), 10)
+            .await
+            .unwrap();
+    }
+    let err = t
+        .create_phase(format!("l{}", MAX_DEPTH + 1), format!("l{MAX_DEPTH}"), 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::HierarchyTooDeep { depth, .. } if depth == MAX_DEPTH + 1),
+        "{err}"
+    );
+    let leaf = format!("l{MAX_DEPTH}");
+    grant(&t, &leaf, 10).await;
+    assert_eq!(used_reserved(&t, "l1").await, (0, 10));
+}
+
+/// A phase reservation holds on the phase and the workflow, with one `TOKENS_RESERVED` per
+/// level, and counts as held on both.
+pub async fn reserve_holds_on_budget_and_every_ancestor(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500), ("wf:b", 500)]).await;
+    let g = grant(&t, "wf:a", 300).await;
+    assert_eq!(g.reservation.state, ReservationState::Held);
+    assert_eq!(g.reservation.tokens, 300);
+    assert_eq!(g.reservation.budget_id, id("wf:a"));
+    assert_eq!(
+        g.reservation.expires_at,
+        T0.checked_add(Duration::from_secs(60)).unwrap()
+    );
+    assert!(!g.replayed);
+
+    let wf = t.status("wf").await.unwrap();
+    assert_eq!((wf.reserved, wf.available, wf.held), (300, 700, 1));
+    let a = t.status("wf:a").await.unwrap();
+    assert_eq!((a.reserved, a.available, a.held), (300, 200, 1));
+    assert_eq!(t.status("wf:b").await.unwrap().reserved, 0);
+
+    for budget in ["wf", "wf:a"] {
+        let events = t.events(budget, 0).await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(last.budget_id, id(budget));
+        assert!(
+            matches!(&last.kind, EventKind::TokensReserved { reservation_id, origin, tokens: 300, .. }
+                if *reservation_id == g.reservation.id && origin.as_str() == "wf:a"),
+            "{budget}: {last:?}"
+        );
+    }
+    let stored = t.store().reservation(g.reservation.id).await.unwrap();
+    assert_eq!(stored, Some(g.reservation));
+}
+
+/// Lack of room is a refusal naming the budget nearest the target that lacks it, with the
+/// amounts; nothing is held and nothing is written.
+pub async fn refusal_names_the_budget_that_lacks_room(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 700), ("wf:b", 700)]).await;
+    grant(&t, "wf:a", 600).await;
+    let before = event_count(&t).await;
+
+    let outcome = t.reserve("wf:a", 101, ReserveOptions::new()).await.unwrap();
+    let refusal = outcome.refused().expect("phase a is short");
+    assert_eq!(
+        (
+            refusal.budget_id.as_str(),
+            refusal.requested,
+            refusal.available
+        ),
+        ("wf:a", 101, 100)
+    );
+
+    let outcome = t.reserve("wf:b", 401, ReserveOptions::new()).await.unwrap();
+    let refusal = outcome.refused().expect("the workflow is short");
+    assert_eq!(
+        (
+            refusal.budget_id.as_str(),
+            refusal.requested,
+            refusal.available
+        ),
+        ("wf", 401, 400)
+    );
+
+    assert_eq!(event_count(&t).await, before, "a refusal wrote events");
+    assert_eq!(used_reserved(&t, "wf").await, (0, 600));
+    assert_eq!(used_reserved(&t, "wf:b").await, (0, 0));
+    // Exactly the rest fits.
+    grant(&t, "wf:b", 400).await;
+    assert_eq!(t.status("wf").await.unwrap().available, 0);
+}
+
+/// Zero or oversized amounts, unknown budgets and bad timeouts are typed errors that write
+/// nothing.
+pub async fn reserve_rejects_bad_input_and_writes_nothing(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    t.create_workflow("wf", 100).await.unwrap();
+    let before = event_count(&t).await;
+    for tokens in [0, MAX_TOKENS + 1, u64::MAX] {
+        let err = t
+            .reserve("wf", tokens, ReserveOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidAmount {
+                    field: "tokens",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let err = t
+        .reserve("ghost", 1, ReserveOptions::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::BudgetNotFound { ref id } if id.as_str() == "ghost"),
+        "{err}"
+    );
+    let err = t
+        .reserve("bad id", 1, ReserveOptions::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidBudgetId { .. }), "{err}");
+    for timeout in [
+        Duration::ZERO,
+        Duration::from_secs(400 * 24 * 3600),
+        Duration::MAX,
+    ] {
+        let err = t
+            .reserve("wf", 1, ReserveOptions::new().with_timeout(timeout))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidTimeout { .. }), "{err}");
+    }
+    assert_eq!(
+        event_count(&t).await,
+        before,
+        "rejected reserves wrote events"
+    );
+    assert_eq!(used_reserved(&t, "wf").await, (0, 0));
+    let err = t
+        .commit(ReservationId::from_uuid(uuid::Uuid::nil()), MAX_TOKENS + 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidAmount {
+                field: "actual",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A commit of less than was reserved releases the difference on every level.
+pub async fn commit_releases_the_unused_difference(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500)]).await;
+    let g = grant(&t, "wf:a", 300).await;
+    let c = t.commit(g.reservation.id, 120).await.unwrap();
+    assert_eq!(c.reservation.state, ReservationState::Committed);
+    assert_eq!(c.reservation.actual, Some(120));
+    assert_eq!((c.overrun, c.late, c.replayed), (0, false, false));
+    for budget in ["wf", "wf:a"] {
+        let s = t.status(budget).await.unwrap();
+        assert_eq!((s.used, s.reserved, s.held), (120, 0, 0), "{budget}");
+        let last = t.events(budget, 0).await.unwrap().pop().unwrap();
+        assert!(
+            matches!(
+                last.kind,
+                EventKind::TokensCommitted {
+                    tokens: 120,
+                    released: 300,
+                    overrun: 0,
+                    late: false,
+                    ..
+                }
+            ),
+            "{budget}: {last:?}"
+        );
+    }
+    // Zero usage is a valid commit.
+    let g = grant(&t, "wf:a", 10).await;
+    t.commit(g.reservation.id, 0).await.unwrap();
+    assert_eq!(used_reserved(&t, "wf").await, (120, 0));
+}
+
+/// Usage beyond the reservation is recorded in full and reported as overrun.
+pub async fn commit_records_overrun_in_full(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500)]).await;
+    let g = grant(&t, "wf:a", 100).await;
+    let c = t.commit(g.reservation.id, 650).await.unwrap();
+    assert_eq!(c.overrun, 550);
+    let a = t.status("wf:a").await.unwrap();
+    assert_eq!(
+        (a.used, a.reserved, a.available, a.exhausted),
+        (650, 0, 0, true)
+    );
+    assert_eq!(used_reserved(&t, "wf").await, (650, 0));
+    let events = t.events("wf:a", 0).await.unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e.kind,
+        EventKind::TokensCommitted {
+            tokens: 650,
+            overrun: 550,
+            ..
+        }
+    )));
+    // An overdrawn phase refuses everything.
+    let outcome = t.reserve("wf:a", 1, ReserveOptions::new()).await.unwrap();
+    assert_eq!(outcome.refused().map(|r| r.available), Some(0));
+}
+
+/// Repeating a commit with the same amount replays it; another amount is a conflict;
+/// neither writes anything.
+pub async fn commit_is_idempotent_and_conflicts_on_a_different_amount(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    t.create_workflow("wf", 1_000).await.unwrap();
+    let g = grant(&t, "wf", 100).await;
+    let first = t.commit(g.reservation.id, 80).await.unwrap();
+    let before = event_count(&t).await;
+    let again = t.commit(g.reservation.id, 80).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.reservation, first.reservation);
+    let err = t.commit(g.reservation.id, 81).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ReservationConflict { id, state: ReservationState::Committed, .. } if id == g.reservation.id),
+        "{err}"
+    );
+    assert_eq!(event_count(&t).await, before);
+    assert_eq!(used_reserved(&t, "wf").await, (80, 0));
+}
+
+/// Rollback releases the hold once; repeating it changes nothing; commit after rollback and
+/// rollback after commit are conflicts.
+pub async fn rollback_releases_once_and_conflicts_after_commit(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500)]).await;
+    let g = grant(&t, "wf:a", 200).await;
+    let r = t.rollback(g.reservation.id).await.unwrap();
+    assert_eq!(
+        (r.reservation.state, r.released),
+        (ReservationState::Released, 200)
+    );
+    for budget in ["wf", "wf:a"] {
+        let s = t.status(budget).await.unwrap();
+        assert_eq!((s.used, s.reserved, s.held), (0, 0, 0), "{budget}");
+        let last = t.events(budget, 0).await.unwrap().pop().unwrap();
+        assert!(
+            matches!(
+                last.kind,
+                EventKind::TokensReleased {
+                    tokens: 200,
+                    reason: ReleaseReason::Rollback,
+                    ..
+                }
+            ),
+            "{last:?}"
+        );
+    }
+    let before = event_count(&t).await;
+    let again = t.rollback(g.reservation.id).await.unwrap();
+    assert_eq!(
+        (again.reservation.state, again.released),
+        (ReservationState::Released, 0)
+    );
+    let err = t.commit(g.reservation.id, 10).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ReservationConflict {
+                state: ReservationState::Released,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(event_count(&t).await, before);
+
+    let g = grant(&t, "wf:a", 50).await;
+    t.commit(g.reservation.id, 50).await.unwrap();
+    let err = t.rollback(g.reservation.id).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ReservationConflict {
+                state: ReservationState::Committed,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(used_reserved(&t, "wf").await, (50, 0));
+}
+
+/// Commit and rollback of an unknown reservation are `ReservationNotFound`; a malformed id
+/// does not parse.
+pub async fn unknown_reservation_is_a_typed_error(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    t.create_workflow("wf", 10).await.unwrap();
+    let ghost: ReservationId = "6f1c2a52-3f4b-4c5d-8e9f-0a1b2c3d4e5f".parse().unwrap();
+    let err = t.commit(ghost, 1).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ReservationNotFound { id } if id == ghost),
+        "{err}"
+    );
+    let err = t.rollback(ghost).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ReservationNotFound { id } if id == ghost),
+        "{err}"
+    );
+    assert!(matches!(
+        "6f1c2a52".parse::<ReservationId>(),
+        Err(Error::InvalidReservationId { .. })
+    ));
+    assert_eq!(t.store().reservation(ghost).await.unwrap(), None);
+}
+
+/// `BUDGET_EXHAUSTED` is appended once, on each level whose usage reaches its limit.
+pub async fn exhausted_event_is_appended_once(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 100)]).await;
+    let g = grant(&t, "wf:a", 60).await;
+    t.commit(g.reservation.id, 60).await.unwrap();
+    let g = grant(&t, "wf:a", 40).await;
+    t.commit(g.reservation.id, 40).await.unwrap();
+    let g = t.reserve("wf", 5, ReserveOptions::new()).await.unwrap();
+    t.commit(g.granted().unwrap().reservation.id, 5)
+        .await
+        .unwrap();
+    // A further overrun on the exhausted phase does not repeat the event.
+    let late = grant(&t, "wf", 1).await;
+    t.commit(late.reservation.id, 1).await.unwrap();
+
+    let exhausted = |events: Vec<crate::event::Event>| {
+        events
+            .into_iter()
+            .filter(|e| matches!(e.kind, EventKind::BudgetExhausted { .. }))
+            .collect::<Vec<_>>()
+    };
+    let phase = exhausted(t.events("wf:a", 0).await.unwrap());
+    assert_eq!(phase.len(), 1);
+    assert_eq!(
+        phase[0].kind,
+        EventKind::BudgetExhausted {
+            used: 100,
+            limit: 100
+        }
+    );
+    assert!(exhausted(t.events("wf", 0).await.unwrap()).is_empty());
+    assert!(t.status("wf:a").await.unwrap().exhausted);
+    assert!(!t.status("wf").await.unwrap().exhausted);
+}
+
+/// A repeated idempotency key answers the first reservation and holds nothing more; the
+/// same key with another amount or budget is a conflict; a refusal is not remembered.
+pub async fn idempotency_key_replays_the_first_answer(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500), ("wf:b", 500)]).await;
+    let key = IdempotencyKey::new("req-42").unwrap();
+    let options = ReserveOptions::new().with_idempotency_key(key.clone());
+    let first = grant_with(&t, "wf:a", 100, options.clone()).await;
+    assert_eq!(first.reservation.idempotency_key.as_ref(), Some(&key));
+    let before = event_count(&t).await;
+    let again = grant_with(&t, "wf:a", 100, options.clone()).await;
+    assert!(again.replayed);
+    assert_eq!(again.reservation, first.reservation);
+    assert_eq!(used_reserved(&t, "wf").await, (0, 100));
+    assert_eq!(event_count(&t).await, before);
+
+    let err = t.reserve("wf:a", 101, options.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::IdempotencyConflict { existing, .. } if existing == first.reservation.id),
+        "{err}"
+    );
+    let err = t.reserve("wf:b", 100, options.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::IdempotencyConflict { .. }), "{err}");
+
+    // After a commit, the replay answers the reservation as it is now.
+    t.commit(first.reservation.id, 90).await.unwrap();
+    let replay = grant_with(&t, "wf:a", 100, options).await;
+    assert_eq!(
+        (replay.reservation.state, replay.replayed),
+        (ReservationState::Committed, true)
+    );
+
+    // A refused reserve stores nothing: the same key is decided afresh once there is room.
+    let big = ReserveOptions::new().with_idempotency_key(IdempotencyKey::new("big").unwrap());
+    let outcome = t.reserve("wf:b", 600, big.clone()).await.unwrap();
+    assert!(outcome.refused().is_some());
+    let err = t.reserve("wf:b", 10, big).await;
+    let granted = err
+        .unwrap()
+        .into_result()
+        .expect("fresh decision with the same key");
+    assert!(!granted.replayed);
+}
+
+/// A hold past its expiry is released by the next operation on its budget, in the same
+/// transaction, with `TOKENS_RELEASED` (reason expired) on every level.
+pub async fn expired_hold_is_released_by_the_next_operation(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500)]).await;
+    let short = ReserveOptions::new().with_timeout(Duration::from_secs(10));
+    let g = grant_with(&t, "wf:a", 400, short).await;
+    clock.advance(Duration::from_secs(9));
+    assert!(t
+        .reserve("wf:a", 200, ReserveOptions::new())
+        .await
+        .unwrap()
+        .refused()
+        .is_some());
+    clock.advance(Duration::from_secs(1));
+    // Due now: the next reserve on the phase releases it first and then fits.
+    let next = grant(&t, "wf:a", 450).await;
+    assert_eq!(used_reserved(&t, "wf:a").await, (0, 450));
+    assert_eq!(used_reserved(&t, "wf").await, (0, 450));
+    let stored = t
+        .store()
+        .reservation(g.reservation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, ReservationState::Expired);
+    for budget in ["wf", "wf:a"] {
+        let released: Vec<_> = t
+            .events(budget, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::TokensReleased {
+                        reason: ReleaseReason::Expired,
+                        tokens: 400,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(released.len(), 1, "{budget}");
+    }
+    // An operation on the workflow releases holds made directly on it.
+    let wf_hold = grant_with(
+        &t,
+        "wf",
+        100,
+        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    clock.advance(Duration::from_secs(2));
+    t.rollback(next.reservation.id).await.unwrap();
+    grant(&t, "wf", 1).await;
+    let stored = t
+        .store()
+        .reservation(wf_hold.reservation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, ReservationState::Expired);
+    assert_eq!(used_reserved(&t, "wf").await, (0, 1));
+    assert_replay(&t, LogCheck { strict_limit: true }).await;
+}
+
+/// A sweep releases every expired hold exactly once, however many sweeps run at once.
+pub async fn sweep_releases_each_expired_hold_exactly_once(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 10_000, &[("wf:a", 5_000), ("wf:b", 5_000)]).await;
+    let short = ReserveOptions::new().with_timeout(Duration::from_secs(5));
+    for i in 0..20 {
+        let phase = if i % 2 == 0 { "wf:a" } else { "wf:b" };
+        grant_with(&t, phase, 10, short.clone()).await;
+    }
+    let keep = grant(&t, "wf:a", 7).await;
+    assert_eq!(t.sweep_expired().await.unwrap(), 0, "nothing is due yet");
+    clock.advance(Duration::from_secs(5));
+    let sweeps: Vec<_> = (0..4)
+        .map(|_| {
+            let t = t.clone();
+            tokio::spawn(async move { t.sweep_expired().await })
+        })
+        .collect();
+    let mut total = 0;
+    for sweep in sweeps {
+        total += sweep.await.expect("sweep task").expect("sweep");
+    }
+    assert_eq!(total, 20, "each expired hold released exactly once");
+    assert_eq!(used_reserved(&t, "wf").await, (0, 7));
+    assert_eq!(t.status("wf").await.unwrap().held, 1);
+    let released = t
+        .store()
+        .events(EventQuery::all())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::TokensReleased {
+                    reason: ReleaseReason::Expired,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(released, 40, "one release per level per reservation");
+    let kept = t
+        .store()
+        .reservation(keep.reservation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.state, ReservationState::Held);
+    assert_replay(&t, LogCheck { strict_limit: true }).await;
+}
+
+/// A commit after expiry is recorded as usage, flagged late; the hold was released once.
+pub async fn late_commit_is_recorded_as_usage(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500)]).await;
+    let short = ReserveOptions::new().with_timeout(Duration::from_secs(1));
+    let swept = grant_with(&t, "wf:a", 100, short.clone()).await;
+    let unswept = grant_with(&t, "wf:a", 50, short).await;
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(t.sweep_expired().await.unwrap(), 2);
+    let c = t.commit(swept.reservation.id, 120).await.unwrap();
+    assert!(c.late);
+    assert_eq!(c.overrun, 20);
+    assert_eq!(c.reservation.state, ReservationState::Committed);
+    assert!(c.reservation.is_late());
+    assert_eq!(used_reserved(&t, "wf:a").await, (120, 0));
+    assert_eq!(used_reserved(&t, "wf").await, (120, 0));
+
+    // Expired but not yet released when the commit arrives: released and recorded in one go.
+    let g = grant_with(
+        &t,
+        "wf:a",
+        30,
+        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    clock.advance(Duration::from_secs(3));
+    let c = t.commit(g.reservation.id, 30).await.unwrap();
+    assert!(c.late);
+    assert_eq!(used_reserved(&t, "wf").await, (150, 0));
+    let kinds: Vec<_> = t
+        .events("wf:a", 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind.reservation_id() == Some(g.reservation.id))
+        .map(|e| e.kind.type_name())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["TOKENS_RESERVED", "TOKENS_RELEASED", "TOKENS_COMMITTED"]
+    );
+    // Replaying the late commit changes nothing.
+    assert!(t.commit(g.reservation.id, 30).await.unwrap().replayed);
+    assert_eq!(
+        t.store()
+            .reservation(unswept.reservation.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ReservationState::Expired
+    );
+    assert_replay(&t, LogCheck::default()).await;
+}
+
+/// Rolling back an expired reservation answers its state and releases nothing more.
+pub async fn rollback_after_expiry_changes_nothing(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    t.create_workflow("wf", 100).await.unwrap();
+    let g = grant_with(
+        &t,
+        "wf",
+        60,
+        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    clock.advance(Duration::from_secs(2));
+    let r = t.rollback(g.reservation.id).await.unwrap();
+    assert_eq!(
+        (r.reservation.state, r.released),
+        (ReservationState::Expired, 0)
+    );
+    let before = event_count(&t).await;
+    let r = t.rollback(g.reservation.id).await.unwrap();
+    assert_eq!(
+        (r.reservation.state, r.released),
+        (ReservationState::Expired, 0)
+    );
+    assert_eq!(event_count(&t).await, before);
+    assert_eq!(used_reserved(&t, "wf").await, (0, 0));
+}
+
+/// Events come back in `seq` order, per budget, after a given `seq`.
+pub async fn events_page_by_sequence_number(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500)]).await;
+    for _ in 0..3 {
+        let g = grant(&t, "wf:a", 10).await;
+        t.commit(g.reservation.id, 5).await.unwrap();
+    }
+    let all = t.events("wf:a", 0).await.unwrap();
+    assert_eq!(all.len(), 7);
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq strictly increases"
+    );
+    assert!(all.iter().all(|e| e.budget_id.as_str() == "wf:a"));
+    let after = t.events("wf:a", all[3].seq).await.unwrap();
+    assert_eq!(after, all[4..]);
+    assert!(t.events("wf:a", all[6].seq).await.unwrap().is_empty());
+    let page = t
+        .store()
+        .events(EventQuery {
+            budget_id: None,
+            after_seq: 0,
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    assert!(matches!(
+        t.events("nope", 0).await,
+        Err(Error::BudgetNotFound { .. })
+    ));
+    let json = serde_json::to_value(&all[1]).unwrap();
+    assert_eq!(json["type"], "TOKENS_RESERVED");
+    assert_eq!(json["budget_id"], "wf:a");
+}
+
+/// Replaying the whole event log rebuilds every budget's stored state exactly.
+pub async fn replay_of_the_log_equals_stored_state(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 5_000, &[("wf:a", 2_000), ("wf:b", 2_000)]).await;
+    t.create_phase("wf:b:x", "wf:b", 500).await.unwrap();
+    let a = grant(&t, "wf:a", 300).await;
+    let b = grant(&t, "wf:b:x", 200).await;
+    let c = grant_with(
+        &t,
+        "wf:b",
+        100,
+        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    t.commit(a.reservation.id, 350).await.unwrap();
+    t.rollback(b.reservation.id).await.unwrap();
+    grant(&t, "wf:a", 50).await;
+    clock.advance(Duration::from_secs(2));
+    t.sweep_expired().await.unwrap();
+    t.commit(c.reservation.id, 90).await.unwrap();
+    let budgets = check_replay_matches_store(t.store().as_ref(), LogCheck::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(budgets.len(), 4);
+    let wf = budgets.iter().find(|b| b.id.as_str() == "wf").unwrap();
+    assert_eq!((wf.used, wf.reserved, wf.held), (440, 50, 1));
+}
+
+/// What a store returns equals what was written: full UUIDs, microsecond times, amounts up
+/// to `i64::MAX`.
+pub async fn stored_values_round_trip_exactly(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    clock.advance(Duration::from_micros(123_457));
+    t.create_workflow("big", MAX_TOKENS).await.unwrap();
+    let g = grant_with(
+        &t,
+        "big",
+        MAX_TOKENS,
+        ReserveOptions::new()
+            .with_timeout(Duration::from_micros(1_500_001))
+            .with_idempotency_key(IdempotencyKey::new("k ~!@#$%^&*()").unwrap()),
+    )
+    .await;
+    let stored = t
+        .store()
+        .reservation(g.reservation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, g.reservation);
+    assert_eq!(
+        stored.created_at,
+        T0.checked_add(Duration::from_micros(123_457)).unwrap()
+    );
+    assert_eq!(
+        stored.expires_at.as_micros() - stored.created_at.as_micros(),
+        1_500_001
+    );
+    let c = t.commit(g.reservation.id, MAX_TOKENS).await.unwrap();
+    assert_eq!(
+        t.store()
+            .reservation(g.reservation.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        c.reservation
+    );
+    let status = t.status("big").await.unwrap();
+    assert_eq!(
+        (status.used, status.reserved, status.exhausted),
+        (MAX_TOKENS, 0, true)
+    );
+    let budget = t.store().budget(&id("big")).await.unwrap().unwrap();
+    assert_eq!(budget.created_at, stored.created_at);
+    // Usage past i64::MAX cannot be stored: a typed error that writes nothing.
+    t.create_workflow("other", 10).await.unwrap();
+    let first = grant(&t, "other", 1).await;
+    let second = grant(&t, "other", 1).await;
+    t.commit(first.reservation.id, MAX_TOKENS).await.unwrap();
+    let before = event_count(&t).await;
+    let err = t.commit(second.reservation.id, 1).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Overflow { field: "used", .. }),
+        "{err}"
+    );
+    assert_eq!(event_count(&t).await, before);
+    assert_eq!(used_reserved(&t, "other").await, (MAX_TOKENS, 1));
+}
+
+/// The background sweeper releases expired holds without any caller operation.
+pub async fn background_sweeper_releases_expired_holds(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    t.create_workflow("wf", 100).await.unwrap();
+    let g = grant_with(
+        &t,
+        "wf",
+        40,
+        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    let sweeper = t.spawn_sweeper(Duration::from_millis(5));
+    clock.advance(Duration::from_secs(1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = t
+            .store()
+            .reservation(g.reservation.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state;
+        if state == ReservationState::Expired {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sweeper never released the hold"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sweeper.stop().await;
+    assert_eq!(used_reserved(&t, "wf").await, (0, 0));
+    // Stopped: a newly expired hold stays until someone sweeps.
+    let g = grant_with(
+        &t,
+        "wf",
+        10,
+        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    clock.advance(Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let state = t
+        .store()
+        .reservation(g.reservation.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .state;
+    assert_eq!(state, ReservationState::Held);
+}

@@ -68,7 +68,7 @@ async fn run(t: &Tracker, budgets: &[&str], tasks: usize, rounds: usize) -> Ledg
         .map(|task| {
             let (t, budgets) = (t.clone(), budgets.clone());
             tokio::spawn(async move {
-                let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (task as u64 + 1) * 0x1000_0001);
+                let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ ((task as u64 + 1) * 0x1000_0001));
                 let mut ledger = Ledger::default();
                 for _ in 0..rounds {
                     let budget = budgets[rng.below(budgets.len() as u64) as usize].clone();

@@ -1,1 +1,4 @@
-//! Shared helpers for the criterion benchmarks in `benches/benches/`.
+//! Benchmark support for tokenbudget: the load driver that `cargo xtask bench` runs, and the
+//! raw-SQL baselines the stores are measured against.
+
+pub mod load;

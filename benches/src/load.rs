@@ -141,6 +141,9 @@ pub async fn run<D: PairDriver>(
                         reserves.push(t1 - t0);
                         commits.push(t2 - t1);
                     }
+                    // A service yields between requests; without this, a store that never
+                    // suspends (memory) lets one task hog a worker and starve the others.
+                    tokio::task::yield_now().await;
                 }
                 Ok::<_, BoxError>((reserves, commits))
             })

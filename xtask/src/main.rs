@@ -2,6 +2,7 @@
 //!
 //! One file per task; processes are run with `std::process::Command` through [`run`].
 
+mod bench;
 mod ci;
 mod run;
 
@@ -12,6 +13,8 @@ usage: cargo xtask <task>
 
 tasks:
   ci        what .ci/run runs: fmt check, clippy -D warnings, feature builds, the whole test suite
+  bench     tracker load on every backend beside its raw-SQL baseline, then the counter benches
+            [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S] [--skip-counter]
 ";
 
 fn main() -> ExitCode {
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
     };
     let result = match task {
         "ci" => ci::main(rest),
+        "bench" => bench::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -155,11 +155,15 @@ impl BudgetStore for MemoryStore {
     async fn reserve(&self, cmd: ReserveCommand, now: Timestamp) -> Result<ReserveOutcome> {
         let mut state = self.state.lock();
         let mut snapshot = state.snapshot_for_chain(&cmd.budget_id, now);
-        snapshot.reservation = cmd
-            .idempotency_key
-            .as_ref()
-            .and_then(|key| state.by_key.get(key))
-            .map(|id| state.reservations[id].clone());
+        let by_key = || {
+            let key = cmd.idempotency_key.as_ref()?;
+            state.by_key.get(key).map(|id| &state.reservations[id])
+        };
+        snapshot.reservation = state
+            .reservations
+            .get(&cmd.reservation_id)
+            .or_else(by_key)
+            .cloned();
         let decision = rules::reserve(&snapshot, &cmd, now)?;
         Ok(state.apply(decision))
     }

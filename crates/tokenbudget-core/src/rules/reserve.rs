@@ -15,7 +15,9 @@ use crate::time::Timestamp;
 /// Expired holds in the snapshot are released first, in the same decision. A repeated
 /// idempotency key returns the first reservation (in its current state) and holds nothing
 /// more; the same key with another budget or amount is [`Error::IdempotencyConflict`].
-/// A refusal stores nothing, so a retry with the same key is decided afresh.
+/// A refusal stores nothing, so a retry with the same key is decided afresh. A command whose
+/// reservation id already exists (a store retrying after an unknown commit outcome) is
+/// answered the same way as a repeated key.
 pub fn reserve(
     snapshot: &Snapshot,
     cmd: &ReserveCommand,
@@ -31,6 +33,32 @@ pub fn reserve(
         })?;
 
     let mut work = Work::new(snapshot, now);
+    if let Some(existing) = &snapshot.reservation {
+        // A retry of this very command (same reservation id) whose first attempt's commit
+        // outcome was unknown to the store: answer what was granted, hold nothing more.
+        if existing.id == cmd.reservation_id {
+            if existing.budget_id != cmd.budget_id || existing.tokens != cmd.tokens {
+                return Err(Error::Storage {
+                    backend: "core",
+                    message: format!(
+                        "reservation id {} is already used by another reservation",
+                        cmd.reservation_id
+                    ),
+                    retryable: false,
+                    source: None,
+                });
+            }
+            work.release_expired(&snapshot.expired)?;
+            let reservation = work.current(existing);
+            return Ok(Decision {
+                changes: work.finish(),
+                outcome: ReserveOutcome::Granted(Grant {
+                    reservation,
+                    replayed: true,
+                }),
+            });
+        }
+    }
     if let (Some(key), Some(existing)) = (&cmd.idempotency_key, &snapshot.reservation) {
         if existing.idempotency_key.as_ref() == Some(key) {
             let differs = if existing.budget_id != cmd.budget_id {

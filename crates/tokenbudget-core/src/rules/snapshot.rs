@@ -14,7 +14,7 @@ use crate::model::{Budget, Reservation};
 /// | command | `budgets` | `reservation` | `expired` |
 /// |---|---|---|---|
 /// | create | the new id if it exists, and the parent with all its ancestors | — | — |
-/// | reserve | the target budget and all its ancestors | the reservation holding the idempotency key, if any | held reservations made on any budget in `budgets` with `expires_at <= now` |
+/// | reserve | the target budget and all its ancestors | the reservation with the command's id if it exists (a retry), else the one holding the idempotency key, if any | held reservations made on any budget in `budgets` with `expires_at <= now` |
 /// | commit, rollback | the reservation's budget and all its ancestors | the reservation | as for reserve |
 /// | sweep | every budget in the chains of the reservations in `expired` | — | held reservations with `expires_at <= now` (any number; a store may cap the batch) |
 ///

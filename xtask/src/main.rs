@@ -2,8 +2,10 @@
 //!
 //! One file per task; processes are run with `std::process::Command` through [`run`].
 
+mod accuracy;
 mod bench;
 mod ci;
+mod demo;
 mod run;
 
 use std::process::ExitCode;
@@ -12,9 +14,11 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  demo      the CLI on the embedded SQLite default: a workflow, a phase, reserve, commit, status
   ci        what .ci/run runs: fmt check, clippy -D warnings, feature builds, the whole test suite
   bench     tracker load on every backend beside its raw-SQL baseline, then the counter benches
             [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S] [--skip-counter]
+  accuracy  token counters on the committed corpus: exact-match rates, estimator error per category
 ";
 
 fn main() -> ExitCode {
@@ -28,7 +32,9 @@ fn main() -> ExitCode {
     };
     let result = match task {
         "ci" => ci::main(rest),
+        "demo" => demo::main(rest),
         "bench" => bench::main(rest),
+        "accuracy" => accuracy::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

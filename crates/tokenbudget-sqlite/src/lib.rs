@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+mod batch;
+mod config;
+mod error;
+mod ops;
+mod queue;
+mod retry;
+mod schema;
+mod sql;
+mod store;
+
+pub use config::{Config, Synchronous};
+pub use schema::SCHEMA_VERSION;
+pub use store::SqliteStore;

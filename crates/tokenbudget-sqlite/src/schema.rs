@@ -1,0 +1,175 @@
+//! Versioned migrations, applied once when a store is opened.
+//!
+//! Applied versions are rows of `tokenbudget_schema`. Migrating runs under `BEGIN IMMEDIATE`,
+//! so processes opening the same database at once apply each migration exactly once: the
+//! first migrates, the others wait for its write lock and then find nothing left to do.
+
+use sqlx::{Connection, SqliteConnection};
+
+use crate::error::{Result, SqliteError};
+
+/// One schema version.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    /// Versions increase by one from 1.
+    pub version: i64,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration this build knows, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "budgets, reservations, events",
+    sql: include_str!("../migrations/0001_init.sql"),
+}];
+
+/// The newest schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokenbudget_schema (
+    version     INTEGER PRIMARY KEY NOT NULL,
+    description TEXT    NOT NULL,
+    applied_at  INTEGER NOT NULL
+)";
+
+/// Brings the database to the newest version in `migrations`; returns the versions applied.
+///
+/// A database at a version newer than any in `migrations` is [`SqliteError::SchemaTooNew`],
+/// and nothing is changed.
+pub(crate) async fn migrate(
+    conn: &mut SqliteConnection,
+    migrations: &[Migration],
+) -> Result<Vec<i64>> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(VERSION_TABLE).execute(&mut *tx).await?;
+    let current: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM tokenbudget_schema")
+            .fetch_one(&mut *tx)
+            .await?;
+    let supported = migrations.last().map_or(0, |m| m.version);
+    if current > supported {
+        return Err(SqliteError::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    let mut applied = Vec::new();
+    for migration in migrations {
+        if migration.version <= current {
+            continue;
+        }
+        sqlx::query(migration.sql)
+            .persistent(false)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO tokenbudget_schema (version, description, applied_at)
+             VALUES (?1, ?2, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER))",
+        )
+        .bind(migration.version)
+        .bind(migration.description)
+        .execute(&mut *tx)
+        .await?;
+        applied.push(migration.version);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// The version recorded in the database (0 when never migrated).
+pub(crate) async fn version(conn: &mut SqliteConnection) -> Result<i64> {
+    let exists: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'tokenbudget_schema'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if exists.is_none() {
+        return Ok(0);
+    }
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM tokenbudget_schema")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::ConnectOptions;
+
+    use super::*;
+
+    async fn memory() -> SqliteConnection {
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .in_memory(true)
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    #[test]
+    fn versions_count_up_from_one_and_match_the_constant() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1);
+        }
+        assert_eq!(MIGRATIONS.last().unwrap().version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn an_older_database_gets_only_the_missing_migrations() {
+        let mut conn = memory().await;
+        assert_eq!(migrate(&mut conn, &MIGRATIONS[..1]).await.unwrap(), [1]);
+        sqlx::query("INSERT INTO budgets VALUES ('wf', NULL, 10, 0, 0, 0, 0)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+
+        let v2 = Migration {
+            version: 2,
+            description: "test: a column",
+            sql: "ALTER TABLE budgets ADD COLUMN note TEXT NOT NULL DEFAULT 'v2'",
+        };
+        let newer = [MIGRATIONS[0], v2];
+        assert_eq!(migrate(&mut conn, &newer).await.unwrap(), [2]);
+        assert_eq!(migrate(&mut conn, &newer).await.unwrap(), Vec::<i64>::new());
+        assert_eq!(version(&mut conn).await.unwrap(), 2);
+        let note: String = sqlx::query_scalar("SELECT note FROM budgets WHERE id = 'wf'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(note, "v2");
+
+        // This build's list now looks old to the database: a clear error, nothing changed.
+        let err = migrate(&mut conn, MIGRATIONS).await.unwrap_err();
+        assert!(matches!(
+            err,
+            SqliteError::SchemaTooNew {
+                found: 2,
+                supported: 1
+            }
+        ));
+        assert!(err
+            .to_string()
+            .contains("newer than the newest this build knows"));
+        assert_eq!(version(&mut conn).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failing_migration_leaves_the_database_as_it_was() {
+        let mut conn = memory().await;
+        let broken = Migration {
+            version: 2,
+            description: "test: broken",
+            sql: "CREATE TABLE extra (x INTEGER); SELECT * FROM no_such_table;",
+        };
+        assert!(migrate(&mut conn, &[MIGRATIONS[0], broken]).await.is_err());
+        assert_eq!(version(&mut conn).await.unwrap(), 0);
+        let tables: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(tables, 0);
+    }
+}

@@ -1,0 +1,358 @@
+//! The SQL: loading rows into the core's models and writing [`Changes`] back.
+//!
+//! Nothing here decides anything about budgets; the rules in `tokenbudget_core::rules` do.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+use tokenbudget_core::rules::Changes;
+use tokenbudget_core::{
+    Budget, BudgetId, Event, EventKind, EventQuery, IdempotencyKey, NewEvent, Reservation,
+    ReservationId, ReservationState, Timestamp, MAX_DEPTH,
+};
+
+use crate::error::{Result, SqliteError};
+
+const BUDGET_COLUMNS: &str = "id, parent, limit_tokens, used, reserved, held, created_at";
+const RESERVATION_COLUMNS: &str =
+    "id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual, settled_at";
+
+/// Where a chain starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Leaf<'a> {
+    /// At this budget.
+    Budget(&'a BudgetId),
+    /// At the budget this reservation was made on (no chain if it does not exist).
+    ReservationOf(ReservationId),
+}
+
+impl Leaf<'_> {
+    /// The recursive CTE `chain (id, depth)`: the leaf (bound as `?1`) and its ancestors,
+    /// bounded one level past [`MAX_DEPTH`] (bound as `?2`) so a corrupt cycle cannot loop
+    /// forever; the rules report a chain that deep as a broken snapshot.
+    fn cte(self) -> &'static str {
+        match self {
+            Self::Budget(_) => {
+                "WITH RECURSIVE chain (id, depth) AS (
+                     SELECT ?1, 0
+                     UNION ALL
+                     SELECT b.parent, chain.depth + 1 FROM budgets b JOIN chain ON b.id = chain.id
+                     WHERE b.parent IS NOT NULL AND chain.depth < ?2
+                 )"
+            }
+            Self::ReservationOf(_) => {
+                "WITH RECURSIVE chain (id, depth) AS (
+                     SELECT (SELECT budget_id FROM reservations WHERE id = ?1), 0
+                     UNION ALL
+                     SELECT b.parent, chain.depth + 1 FROM budgets b JOIN chain ON b.id = chain.id
+                     WHERE b.parent IS NOT NULL AND chain.depth < ?2
+                 )"
+            }
+        }
+    }
+
+    fn bind_value(self) -> String {
+        match self {
+            Self::Budget(id) => id.as_str().to_owned(),
+            Self::ReservationOf(id) => id.to_string(),
+        }
+    }
+}
+
+/// The chain's budgets, leaf first (empty when the leaf does not exist).
+pub(crate) async fn chain(conn: &mut SqliteConnection, leaf: Leaf<'_>) -> Result<Vec<Budget>> {
+    let sql = format!(
+        "{} SELECT {BUDGET_COLUMNS} FROM budgets JOIN chain USING (id) ORDER BY chain.depth",
+        leaf.cte()
+    );
+    sqlx::query(&sql)
+        .bind(leaf.bind_value())
+        .bind(MAX_DEPTH as i64)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(budget)
+        .collect()
+}
+
+/// In one statement: the held reservations on the chain's budgets whose expiry is at or
+/// before `now` (earliest first), and the reservation with id `id` if it exists, else the one
+/// holding `key`, if any.
+pub(crate) async fn expired_and_target(
+    conn: &mut SqliteConnection,
+    leaf: Leaf<'_>,
+    id: ReservationId,
+    key: Option<&IdempotencyKey>,
+    now: Timestamp,
+) -> Result<(Vec<Reservation>, Option<Reservation>)> {
+    let sql = format!(
+        "{} SELECT {RESERVATION_COLUMNS}, 1 FROM reservations \
+         WHERE state = 'held' AND expires_at <= ?5 AND budget_id IN (SELECT id FROM chain) \
+         UNION ALL \
+         SELECT {RESERVATION_COLUMNS}, 0 FROM reservations WHERE id = ?3 OR idempotency_key = ?4",
+        leaf.cte()
+    );
+    let rows = sqlx::query(&sql)
+        .bind(leaf.bind_value())
+        .bind(MAX_DEPTH as i64)
+        .bind(id.to_string())
+        .bind(key.map(IdempotencyKey::as_str))
+        .bind(now.as_micros())
+        .fetch_all(conn)
+        .await?;
+    let (mut expired, mut target) = (Vec::new(), None::<Reservation>);
+    for row in &rows {
+        let reservation = reservation(row)?;
+        if row.try_get::<i64, _>(9)? == 1 {
+            expired.push(reservation);
+        } else if target.as_ref().is_none_or(|t| t.id != id) {
+            target = Some(reservation);
+        }
+    }
+    expired.sort_by_key(|r| (r.expires_at, r.id));
+    Ok((expired, target))
+}
+
+/// One budget.
+pub(crate) async fn budget_by_id(
+    conn: &mut SqliteConnection,
+    id: &BudgetId,
+) -> Result<Option<Budget>> {
+    let sql = format!("SELECT {BUDGET_COLUMNS} FROM budgets WHERE id = ?1");
+    sqlx::query(&sql)
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(budget)
+        .transpose()
+}
+
+/// Every budget, ordered by id.
+pub(crate) async fn all_budgets(conn: &mut SqliteConnection) -> Result<Vec<Budget>> {
+    let sql = format!("SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY id");
+    sqlx::query(&sql)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(budget)
+        .collect()
+}
+
+/// One reservation.
+pub(crate) async fn reservation_by_id(
+    conn: &mut SqliteConnection,
+    id: ReservationId,
+) -> Result<Option<Reservation>> {
+    let sql = format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = ?1");
+    sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(reservation)
+        .transpose()
+}
+
+/// Up to `max` held reservations whose expiry is at or before `now`, earliest first.
+pub(crate) async fn due(
+    conn: &mut SqliteConnection,
+    now: Timestamp,
+    max: usize,
+) -> Result<Vec<Reservation>> {
+    let sql = format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations \
+         WHERE state = 'held' AND expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2"
+    );
+    sqlx::query(&sql)
+        .bind(now.as_micros())
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(reservation)
+        .collect()
+}
+
+/// Events in `seq` order, as `query` selects.
+pub(crate) async fn events(conn: &mut SqliteConnection, query: &EventQuery) -> Result<Vec<Event>> {
+    let Ok(after) = i64::try_from(query.after_seq) else {
+        return Ok(Vec::new());
+    };
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let rows = match &query.budget_id {
+        Some(id) => {
+            sqlx::query(
+                "SELECT seq, budget_id, at, payload FROM events \
+                 WHERE budget_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .bind(id.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "SELECT seq, budget_id, at, payload FROM events \
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+    };
+    rows.iter().map(event).collect()
+}
+
+/// Writes a rule's changes: budgets, reservations, then the events in order.
+pub(crate) async fn write(conn: &mut SqliteConnection, changes: &Changes) -> Result<()> {
+    if let Some(b) = &changes.new_budget {
+        sqlx::query(
+            "INSERT INTO budgets (id, parent, limit_tokens, used, reserved, held, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(b.id.as_str())
+        .bind(b.parent.as_ref().map(BudgetId::as_str))
+        .bind(amount("limit", b.limit)?)
+        .bind(amount("used", b.used)?)
+        .bind(amount("reserved", b.reserved)?)
+        .bind(amount("held", b.held)?)
+        .bind(b.created_at.as_micros())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for b in &changes.budgets {
+        sqlx::query(
+            "UPDATE budgets SET limit_tokens = ?2, used = ?3, reserved = ?4, held = ?5 \
+             WHERE id = ?1",
+        )
+        .bind(b.id.as_str())
+        .bind(amount("limit", b.limit)?)
+        .bind(amount("used", b.used)?)
+        .bind(amount("reserved", b.reserved)?)
+        .bind(amount("held", b.held)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(r) = &changes.new_reservation {
+        sqlx::query(
+            "INSERT INTO reservations (id, budget_id, tokens, state, created_at, expires_at, \
+             idempotency_key, actual, settled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(r.id.to_string())
+        .bind(r.budget_id.as_str())
+        .bind(amount("tokens", r.tokens)?)
+        .bind(r.state.as_str())
+        .bind(r.created_at.as_micros())
+        .bind(r.expires_at.as_micros())
+        .bind(r.idempotency_key.as_ref().map(IdempotencyKey::as_str))
+        .bind(r.actual.map(|a| amount("actual", a)).transpose()?)
+        .bind(r.settled_at.map(Timestamp::as_micros))
+        .execute(&mut *conn)
+        .await?;
+    }
+    for r in &changes.reservations {
+        sqlx::query(
+            "UPDATE reservations SET tokens = ?2, state = ?3, expires_at = ?4, actual = ?5, \
+             settled_at = ?6 WHERE id = ?1",
+        )
+        .bind(r.id.to_string())
+        .bind(amount("tokens", r.tokens)?)
+        .bind(r.state.as_str())
+        .bind(r.expires_at.as_micros())
+        .bind(r.actual.map(|a| amount("actual", a)).transpose()?)
+        .bind(r.settled_at.map(Timestamp::as_micros))
+        .execute(&mut *conn)
+        .await?;
+    }
+    for e in &changes.events {
+        insert_event(conn, e).await?;
+    }
+    Ok(())
+}
+
+/// Appends one event; `seq` is the next AUTOINCREMENT value.
+async fn insert_event(conn: &mut SqliteConnection, e: &NewEvent) -> Result<()> {
+    let payload =
+        serde_json::to_string(&e.kind).map_err(|err| SqliteError::corrupt("event", err))?;
+    sqlx::query(
+        "INSERT INTO events (budget_id, at, type, reservation_id, payload) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(e.budget_id.as_str())
+    .bind(e.at.as_micros())
+    .bind(e.kind.type_name())
+    .bind(e.kind.reservation_id().map(|id| id.to_string()))
+    .bind(payload)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Every amount is validated to `0..=i64::MAX` by the rules; a larger one here is a bug.
+fn amount(what: &'static str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| SqliteError::corrupt(what, format!("{value} exceeds i64")))
+}
+
+fn unsigned(what: &'static str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| SqliteError::corrupt(what, format!("negative: {value}")))
+}
+
+fn budget_id(what: &'static str, text: String) -> Result<BudgetId> {
+    BudgetId::new(text).map_err(|e| SqliteError::corrupt(what, e))
+}
+
+fn budget(row: &SqliteRow) -> Result<Budget> {
+    Ok(Budget {
+        id: budget_id("budget id", row.try_get(0)?)?,
+        parent: row
+            .try_get::<Option<String>, _>(1)?
+            .map(|p| budget_id("parent id", p))
+            .transpose()?,
+        limit: unsigned("limit", row.try_get(2)?)?,
+        used: unsigned("used", row.try_get(3)?)?,
+        reserved: unsigned("reserved", row.try_get(4)?)?,
+        held: unsigned("held", row.try_get(5)?)?,
+        created_at: Timestamp::from_micros(row.try_get(6)?),
+    })
+}
+
+fn reservation(row: &SqliteRow) -> Result<Reservation> {
+    let id: String = row.try_get(0)?;
+    let state: String = row.try_get(3)?;
+    Ok(Reservation {
+        id: id
+            .parse()
+            .map_err(|e| SqliteError::corrupt("reservation id", e))?,
+        budget_id: budget_id("reservation budget id", row.try_get(1)?)?,
+        tokens: unsigned("tokens", row.try_get(2)?)?,
+        state: ReservationState::parse(&state)
+            .ok_or_else(|| SqliteError::corrupt("reservation state", &state))?,
+        created_at: Timestamp::from_micros(row.try_get(4)?),
+        expires_at: Timestamp::from_micros(row.try_get(5)?),
+        idempotency_key: row
+            .try_get::<Option<String>, _>(6)?
+            .map(|k| IdempotencyKey::new(k).map_err(|e| SqliteError::corrupt("idempotency key", e)))
+            .transpose()?,
+        actual: row
+            .try_get::<Option<i64>, _>(7)?
+            .map(|a| unsigned("actual", a))
+            .transpose()?,
+        settled_at: row
+            .try_get::<Option<i64>, _>(8)?
+            .map(Timestamp::from_micros),
+    })
+}
+
+fn event(row: &SqliteRow) -> Result<Event> {
+    let payload: String = row.try_get(3)?;
+    let kind: EventKind =
+        serde_json::from_str(&payload).map_err(|e| SqliteError::corrupt("event payload", e))?;
+    Ok(Event {
+        seq: unsigned("event seq", row.try_get(0)?)?,
+        budget_id: budget_id("event budget id", row.try_get(1)?)?,
+        at: Timestamp::from_micros(row.try_get(2)?),
+        kind,
+    })
+}

@@ -1,0 +1,346 @@
+//! The store's operations. Each writing one follows the table in
+//! [`Snapshot`](tokenbudget_core::rules::Snapshot): lock the chain (see [`sql`](crate::sql)),
+//! read the reservations after the lock, call the rule of the same name in [`rules`], and write
+//! the [`Changes`](tokenbudget_core::rules::Changes) it returns. No budget rule lives here.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tokenbudget_core::rules::{self, CommitCommand, ReserveCommand, RollbackCommand, Snapshot};
+use tokenbudget_core::{
+    Budget, BudgetId, CommitOutcome, Event, EventQuery, NewBudget, Reservation, ReservationId,
+    ReserveOutcome, RollbackOutcome, SweepOutcome, Timestamp,
+};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::error::PgError;
+use crate::tx::{Op, Retry, Tx};
+use crate::{rows, sql};
+
+/// The locked budgets, by id.
+fn locked_budgets(rows: &[Row]) -> Result<BTreeMap<BudgetId, Budget>, PgError> {
+    rows.iter()
+        .map(|row| rows::budget(row).map(|b| (b.id.clone(), b)))
+        .collect()
+}
+
+/// The rows of [`sql::READ_RESERVATIONS`], sorted by why each was read.
+#[derive(Default)]
+struct Loaded {
+    /// The reservation with the command's id.
+    target: Option<Reservation>,
+    /// The reservation holding the command's idempotency key.
+    by_key: Option<Reservation>,
+    /// Held reservations due on the locked budgets.
+    due: Vec<Reservation>,
+}
+
+impl Loaded {
+    fn new(rows: &[Row], locked: &BTreeMap<BudgetId, Budget>) -> Result<Self, PgError> {
+        let mut loaded = Self::default();
+        for row in rows {
+            let reservation = rows::reservation(row)?;
+            let (target, by_key, due): (bool, bool, bool) =
+                (row.try_get(9)?, row.try_get(10)?, row.try_get(11)?);
+            // Only reservations on budgets that were locked: a budget created between the lock
+            // and the read is not part of this snapshot.
+            if due && locked.contains_key(&reservation.budget_id) {
+                loaded.due.push(reservation.clone());
+            }
+            if by_key {
+                loaded.by_key = Some(reservation.clone());
+            }
+            if target {
+                if !locked.contains_key(&reservation.budget_id) {
+                    return Err(PgError::Raced(format!(
+                        "reservation {} appeared after its chain was locked",
+                        reservation.id
+                    )));
+                }
+                loaded.target = Some(reservation);
+            }
+        }
+        Ok(loaded)
+    }
+}
+
+/// Begins, locks the chain of `budgets` and of reservation `id`, and reads the reservations
+/// that reserve, commit and rollback need.
+async fn lock_and_load(
+    tx: &mut Tx<'_>,
+    budgets: &[&str],
+    id: ReservationId,
+    key: Option<&str>,
+    now: Timestamp,
+) -> Result<(BTreeMap<BudgetId, Budget>, Loaded), PgError> {
+    let id = *id.as_uuid();
+    let now = now.as_micros();
+    let (locked, read) = tx
+        .begin(
+            (sql::LOCK_CHAIN, &[&budgets, &id]),
+            Some((sql::READ_RESERVATIONS, &[&budgets, &id, &key, &now])),
+        )
+        .await?;
+    let locked = locked_budgets(&locked)?;
+    let loaded = Loaded::new(&read, &locked)?;
+    Ok((locked, loaded))
+}
+
+pub(crate) struct Create {
+    pub(crate) new: NewBudget,
+    pub(crate) now: Timestamp,
+}
+
+#[async_trait]
+impl Op for Create {
+    type Output = Budget;
+
+    fn name(&self) -> &'static str {
+        "create_budget"
+    }
+
+    fn safe_to_repeat(&self) -> bool {
+        false
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, retry: Retry) -> Result<Budget, PgError> {
+        let mut seeds = vec![self.new.id.as_str()];
+        seeds.extend(self.new.parent.as_ref().map(BudgetId::as_str));
+        let (locked, _) = tx
+            .begin((sql::LOCK_CHAIN, &[&seeds, &Uuid::nil()]), None)
+            .await?;
+        let snapshot = Snapshot::with_budgets(locked_budgets(&locked)?.into_values());
+        if retry.after_unknown_outcome {
+            // The earlier attempt may have committed: its row, stamped with this command's
+            // time, is this command's own write and not a duplicate.
+            if let Some(existing) = snapshot.budgets.get(&self.new.id) {
+                if existing.parent == self.new.parent
+                    && existing.limit == self.new.limit
+                    && existing.created_at == self.now
+                {
+                    let existing = existing.clone();
+                    tx.finish().await?;
+                    return Ok(existing);
+                }
+            }
+        }
+        tx.apply(rules::create_budget(&snapshot, &self.new, self.now))
+            .await
+    }
+}
+
+pub(crate) struct Reserve {
+    pub(crate) cmd: ReserveCommand,
+    pub(crate) now: Timestamp,
+}
+
+#[async_trait]
+impl Op for Reserve {
+    type Output = ReserveOutcome;
+
+    fn name(&self) -> &'static str {
+        "reserve"
+    }
+
+    fn safe_to_repeat(&self) -> bool {
+        self.cmd.idempotency_key.is_some()
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ReserveOutcome, PgError> {
+        let cmd = &self.cmd;
+        let key = cmd.idempotency_key.as_ref().map(|k| k.as_str());
+        let (budgets, loaded) = lock_and_load(
+            tx,
+            &[cmd.budget_id.as_str()],
+            cmd.reservation_id,
+            key,
+            self.now,
+        )
+        .await?;
+        // The reservation with this command's id, if it exists (a retry whose earlier attempt
+        // committed although its reply was lost: the rule answers it as a replay), else the
+        // one holding the idempotency key.
+        let snapshot = Snapshot {
+            budgets,
+            reservation: loaded.target.or(loaded.by_key),
+            expired: loaded.due,
+        };
+        tx.apply(rules::reserve(&snapshot, cmd, self.now)).await
+    }
+}
+
+/// Locks the reservation's chain and loads it with the reservation, as commit and rollback need.
+async fn settle_snapshot(
+    tx: &mut Tx<'_>,
+    id: ReservationId,
+    now: Timestamp,
+) -> Result<Snapshot, PgError> {
+    let (budgets, loaded) = lock_and_load(tx, &[], id, None, now).await?;
+    Ok(Snapshot {
+        budgets,
+        reservation: loaded.target,
+        expired: loaded.due,
+    })
+}
+
+pub(crate) struct Commit {
+    pub(crate) cmd: CommitCommand,
+    pub(crate) now: Timestamp,
+}
+
+#[async_trait]
+impl Op for Commit {
+    type Output = CommitOutcome;
+
+    fn name(&self) -> &'static str {
+        "commit"
+    }
+
+    /// The rule answers an identical repeat as a replay.
+    fn safe_to_repeat(&self) -> bool {
+        true
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<CommitOutcome, PgError> {
+        let snapshot = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
+        tx.apply(rules::commit(&snapshot, &self.cmd, self.now))
+            .await
+    }
+}
+
+pub(crate) struct Rollback {
+    pub(crate) cmd: RollbackCommand,
+    pub(crate) now: Timestamp,
+}
+
+#[async_trait]
+impl Op for Rollback {
+    type Output = RollbackOutcome;
+
+    fn name(&self) -> &'static str {
+        "rollback"
+    }
+
+    /// The rule releases a hold once; a repeat releases nothing more.
+    fn safe_to_repeat(&self) -> bool {
+        true
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<RollbackOutcome, PgError> {
+        let snapshot = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
+        tx.apply(rules::rollback(&snapshot, &self.cmd, self.now))
+            .await
+    }
+}
+
+pub(crate) struct Sweep {
+    pub(crate) now: Timestamp,
+    pub(crate) max: usize,
+}
+
+#[async_trait]
+impl Op for Sweep {
+    type Output = SweepOutcome;
+
+    fn name(&self) -> &'static str {
+        "sweep_expired"
+    }
+
+    fn safe_to_repeat(&self) -> bool {
+        true
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<SweepOutcome, PgError> {
+        let now = self.now.as_micros();
+        let max = i64::try_from(self.max).unwrap_or(i64::MAX);
+        let (locked, _) = tx
+            .begin((sql::LOCK_DUE_CHAINS, &[&now, &max]), None)
+            .await?;
+        if locked.is_empty() {
+            tx.finish().await?;
+            return Ok(SweepOutcome::default());
+        }
+        let budgets = locked_budgets(&locked)?;
+        let ids: Vec<&str> = budgets.keys().map(BudgetId::as_str).collect();
+        let expired = tx
+            .query(sql::READ_DUE, &[&ids, &now, &max])
+            .await?
+            .iter()
+            .map(rows::reservation)
+            .collect::<Result<Vec<_>, _>>()?;
+        let snapshot = Snapshot {
+            budgets,
+            reservation: None,
+            expired,
+        };
+        tx.apply(rules::sweep(&snapshot, self.now)).await
+    }
+}
+
+/// The reads: one statement each, outside any transaction.
+pub(crate) enum Read {
+    Budget(BudgetId),
+    Budgets,
+    Reservation(ReservationId),
+    Events(EventQuery),
+}
+
+#[derive(Default)]
+pub(crate) struct ReadResult {
+    pub(crate) budgets: Vec<Budget>,
+    pub(crate) reservation: Option<Reservation>,
+    pub(crate) events: Vec<Event>,
+}
+
+#[async_trait]
+impl Op for Read {
+    type Output = ReadResult;
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Budget(_) => "budget",
+            Self::Budgets => "list_budgets",
+            Self::Reservation(_) => "reservation",
+            Self::Events(_) => "events",
+        }
+    }
+
+    fn safe_to_repeat(&self) -> bool {
+        true
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ReadResult, PgError> {
+        let mut result = ReadResult::default();
+        match self {
+            Self::Budget(id) => {
+                let rows = tx.query(sql::BUDGET, &[&id.as_str()]).await?;
+                result.budgets = rows.iter().map(rows::budget).collect::<Result<_, _>>()?;
+            }
+            Self::Budgets => {
+                let rows = tx.query(sql::LIST_BUDGETS, &[]).await?;
+                result.budgets = rows.iter().map(rows::budget).collect::<Result<_, _>>()?;
+            }
+            Self::Reservation(id) => {
+                let rows = tx.query(sql::RESERVATION, &[id.as_uuid()]).await?;
+                result.reservation = rows.first().map(rows::reservation).transpose()?;
+            }
+            Self::Events(query) => {
+                // `seq` is a BIGINT: nothing lies beyond i64::MAX.
+                let Ok(after) = i64::try_from(query.after_seq) else {
+                    return Ok(result);
+                };
+                let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+                let rows = match &query.budget_id {
+                    None => tx.query(sql::EVENTS, &[&after, &limit]).await?,
+                    Some(id) => {
+                        tx.query(sql::EVENTS_OF_BUDGET, &[&after, &limit, &id.as_str()])
+                            .await?
+                    }
+                };
+                result.events = rows.iter().map(rows::event).collect::<Result<_, _>>()?;
+            }
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,207 @@
+//! Rows to models and models to statement parameters.
+//!
+//! Amounts are stored as BIGINT and timestamps as BIGINT microseconds, so every value read
+//! back equals the value written; a stored value the model cannot hold is a corrupt row.
+
+use tokenbudget_core::rules::Changes;
+use tokenbudget_core::{
+    Budget, BudgetId, Event, EventKind, IdempotencyKey, Reservation, ReservationId,
+    ReservationState, Timestamp,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::error::PgError;
+
+fn amount(what: &'static str, value: i64) -> Result<u64, PgError> {
+    u64::try_from(value).map_err(|_| PgError::corrupt(what, format!("negative amount {value}")))
+}
+
+fn budget_id(what: &'static str, id: String) -> Result<BudgetId, PgError> {
+    BudgetId::new(id).map_err(|e| PgError::corrupt(what, e))
+}
+
+/// A model amount as BIGINT. The core caps amounts at `i64::MAX`, so this only fails on a bug.
+fn bigint(value: u64) -> Result<i64, PgError> {
+    i64::try_from(value).map_err(|_| PgError::corrupt("amount", format!("{value} exceeds BIGINT")))
+}
+
+/// A row of `budget_columns!()`.
+pub(crate) fn budget(row: &Row) -> Result<Budget, PgError> {
+    Ok(Budget {
+        id: budget_id("budget id", row.try_get(0)?)?,
+        parent: row
+            .try_get::<_, Option<String>>(1)?
+            .map(|p| budget_id("budget parent", p))
+            .transpose()?,
+        limit: amount("budget limit", row.try_get(2)?)?,
+        used: amount("budget used", row.try_get(3)?)?,
+        reserved: amount("budget reserved", row.try_get(4)?)?,
+        held: amount("budget held", row.try_get(5)?)?,
+        created_at: Timestamp::from_micros(row.try_get(6)?),
+    })
+}
+
+/// A row starting with `reservation_columns!()`.
+pub(crate) fn reservation(row: &Row) -> Result<Reservation, PgError> {
+    let state: String = row.try_get(3)?;
+    Ok(Reservation {
+        id: ReservationId::from_uuid(row.try_get(0)?),
+        budget_id: budget_id("reservation budget", row.try_get(1)?)?,
+        tokens: amount("reservation tokens", row.try_get(2)?)?,
+        state: ReservationState::parse(&state)
+            .ok_or_else(|| PgError::corrupt("reservation state", state))?,
+        created_at: Timestamp::from_micros(row.try_get(4)?),
+        expires_at: Timestamp::from_micros(row.try_get(5)?),
+        idempotency_key: row
+            .try_get::<_, Option<String>>(6)?
+            .map(IdempotencyKey::new)
+            .transpose()
+            .map_err(|e| PgError::corrupt("idempotency key", e))?,
+        actual: row
+            .try_get::<_, Option<i64>>(7)?
+            .map(|a| amount("reservation actual", a))
+            .transpose()?,
+        settled_at: row
+            .try_get::<_, Option<i64>>(8)?
+            .map(Timestamp::from_micros),
+    })
+}
+
+/// A row of `seq, budget_id, at, kind`.
+pub(crate) fn event(row: &Row) -> Result<Event, PgError> {
+    let seq: i64 = row.try_get(0)?;
+    let kind: serde_json::Value = row.try_get(3)?;
+    Ok(Event {
+        seq: u64::try_from(seq).map_err(|_| PgError::corrupt("event seq", seq))?,
+        budget_id: budget_id("event budget", row.try_get(1)?)?,
+        at: Timestamp::from_micros(row.try_get(2)?),
+        kind: serde_json::from_value::<EventKind>(kind)
+            .map_err(|e| PgError::corrupt("event kind", e))?,
+    })
+}
+
+/// The 30 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
+#[derive(Debug, Default)]
+pub(crate) struct WriteParams {
+    nb_id: Vec<String>,
+    nb_parent: Vec<Option<String>>,
+    nb_limit: Vec<i64>,
+    nb_used: Vec<i64>,
+    nb_reserved: Vec<i64>,
+    nb_held: Vec<i64>,
+    nb_created: Vec<i64>,
+    b_id: Vec<String>,
+    b_limit: Vec<i64>,
+    b_used: Vec<i64>,
+    b_reserved: Vec<i64>,
+    b_held: Vec<i64>,
+    nr_id: Vec<Uuid>,
+    nr_budget: Vec<String>,
+    nr_tokens: Vec<i64>,
+    nr_state: Vec<&'static str>,
+    nr_created: Vec<i64>,
+    nr_expires: Vec<i64>,
+    nr_key: Vec<Option<String>>,
+    nr_actual: Vec<Option<i64>>,
+    nr_settled: Vec<Option<i64>>,
+    r_id: Vec<Uuid>,
+    r_state: Vec<&'static str>,
+    r_actual: Vec<Option<i64>>,
+    r_settled: Vec<Option<i64>>,
+    e_budget: Vec<String>,
+    e_at: Vec<i64>,
+    e_type: Vec<&'static str>,
+    e_reservation: Vec<Option<Uuid>>,
+    e_kind: Vec<serde_json::Value>,
+}
+
+impl WriteParams {
+    /// Flattens `changes` into parallel arrays. Full rows are written for budgets; for
+    /// existing reservations only what a rule can change (state, actual, settled_at).
+    pub(crate) fn new(changes: &Changes) -> Result<Self, PgError> {
+        let mut p = Self::default();
+        if let Some(b) = &changes.new_budget {
+            p.nb_id.push(b.id.to_string());
+            p.nb_parent.push(b.parent.as_ref().map(ToString::to_string));
+            p.nb_limit.push(bigint(b.limit)?);
+            p.nb_used.push(bigint(b.used)?);
+            p.nb_reserved.push(bigint(b.reserved)?);
+            p.nb_held.push(bigint(b.held)?);
+            p.nb_created.push(b.created_at.as_micros());
+        }
+        for b in &changes.budgets {
+            p.b_id.push(b.id.to_string());
+            p.b_limit.push(bigint(b.limit)?);
+            p.b_used.push(bigint(b.used)?);
+            p.b_reserved.push(bigint(b.reserved)?);
+            p.b_held.push(bigint(b.held)?);
+        }
+        if let Some(r) = &changes.new_reservation {
+            p.nr_id.push(*r.id.as_uuid());
+            p.nr_budget.push(r.budget_id.to_string());
+            p.nr_tokens.push(bigint(r.tokens)?);
+            p.nr_state.push(r.state.as_str());
+            p.nr_created.push(r.created_at.as_micros());
+            p.nr_expires.push(r.expires_at.as_micros());
+            p.nr_key
+                .push(r.idempotency_key.as_ref().map(|k| k.as_str().to_owned()));
+            p.nr_actual.push(r.actual.map(bigint).transpose()?);
+            p.nr_settled.push(r.settled_at.map(Timestamp::as_micros));
+        }
+        for r in &changes.reservations {
+            p.r_id.push(*r.id.as_uuid());
+            p.r_state.push(r.state.as_str());
+            p.r_actual.push(r.actual.map(bigint).transpose()?);
+            p.r_settled.push(r.settled_at.map(Timestamp::as_micros));
+        }
+        for e in &changes.events {
+            p.e_budget.push(e.budget_id.to_string());
+            p.e_at.push(e.at.as_micros());
+            p.e_type.push(e.kind.type_name());
+            p.e_reservation
+                .push(e.kind.reservation_id().map(|id| *id.as_uuid()));
+            p.e_kind.push(
+                serde_json::to_value(&e.kind).map_err(|e| PgError::corrupt("event kind", e))?,
+            );
+        }
+        Ok(p)
+    }
+
+    /// The parameters, in statement order.
+    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 30] {
+        [
+            &self.nb_id,
+            &self.nb_parent,
+            &self.nb_limit,
+            &self.nb_used,
+            &self.nb_reserved,
+            &self.nb_held,
+            &self.nb_created,
+            &self.b_id,
+            &self.b_limit,
+            &self.b_used,
+            &self.b_reserved,
+            &self.b_held,
+            &self.nr_id,
+            &self.nr_budget,
+            &self.nr_tokens,
+            &self.nr_state,
+            &self.nr_created,
+            &self.nr_expires,
+            &self.nr_key,
+            &self.nr_actual,
+            &self.nr_settled,
+            &self.r_id,
+            &self.r_state,
+            &self.r_actual,
+            &self.r_settled,
+            &self.e_budget,
+            &self.e_at,
+            &self.e_type,
+            &self.e_reservation,
+            &self.e_kind,
+        ]
+    }
+}

@@ -1,0 +1,205 @@
+//! Every statement the store runs. Tables are unqualified: each connection's `search_path` is
+//! the configured schema.
+//!
+//! Every writing transaction locks its budgets with one statement ending in
+//! `WHERE id = ANY (…) ORDER BY id FOR UPDATE`: the whole chain (the budget and every
+//! ancestor, read from the budgets' `chain` column, which never changes) in one fixed order,
+//! the same in reserve, commit, rollback, create and the sweep, so two transactions never wait
+//! on each other in a cycle. `FOR UPDATE` locks rows in the order the sort emits them.
+
+/// The columns of a budget row, in the order `rows::budget` reads them.
+macro_rules! budget_columns {
+    () => {
+        "id, parent, limit_tokens, used, reserved, held, created_at"
+    };
+}
+
+/// The columns of a reservation row, in the order `rows::reservation` reads them.
+macro_rules! reservation_columns {
+    () => {
+        "id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual, settled_at"
+    };
+}
+
+/// Every budget in `$seeds` and all their ancestors, from the `chain` column (written once at
+/// creation: parent links never change).
+macro_rules! chain_ids {
+    ($seeds:expr) => {
+        concat!(
+            "ARRAY (SELECT unnest(chain) FROM budgets WHERE id = ANY (",
+            $seeds,
+            "))"
+        )
+    };
+}
+
+/// Locks the chain in id order and returns it.
+macro_rules! lock_chain {
+    ($seeds:expr) => {
+        concat!(
+            "SELECT ",
+            budget_columns!(),
+            " FROM budgets\n",
+            "WHERE id = ANY (",
+            chain_ids!($seeds),
+            ")\n",
+            "ORDER BY id\n",
+            "FOR UPDATE"
+        )
+    };
+}
+
+/// The seeds of reserve, commit, rollback and create: the budget ids in `$1` plus the budget
+/// of reservation `$2` (parameters shared by [`LOCK_CHAIN`] and [`READ_RESERVATIONS`]).
+macro_rules! seeds_by_ids {
+    () => {
+        "$1::text[] || ARRAY (SELECT budget_id FROM reservations WHERE id = $2)"
+    };
+}
+
+/// Locks the chains of the budgets `$1::text[]` and of the budget of reservation `$2::uuid`.
+pub(crate) const LOCK_CHAIN: &str = lock_chain!(seeds_by_ids!());
+
+/// After [`LOCK_CHAIN`], in the same transaction and with its `$1`, `$2`: reservation `$2`,
+/// the reservation holding idempotency key `$3`, and the held reservations on the chain due at
+/// `$4` (one index probe per budget of the chain), each row flagged by why it was read.
+///
+/// Pipelined right behind the lock: Postgres starts it (and takes its snapshot) only once the
+/// lock is granted, so it sees every transaction that held the lock before.
+pub(crate) const READ_RESERVATIONS: &str = concat!(
+    "SELECT ",
+    reservation_columns!(),
+    ", true AS target, false AS by_key, false AS due\n",
+    "FROM reservations WHERE id = $2\n",
+    "UNION ALL\n",
+    "SELECT ",
+    reservation_columns!(),
+    ", false, true, false\n",
+    "FROM reservations WHERE idempotency_key = $3\n",
+    "UNION ALL\n",
+    "SELECT r.* FROM unnest(",
+    chain_ids!(seeds_by_ids!()),
+    ") AS c (id)\n",
+    "CROSS JOIN LATERAL (\n",
+    "    SELECT ",
+    reservation_columns!(),
+    ", false, false, true\n",
+    "    FROM reservations\n",
+    "    WHERE state = 'held' AND budget_id = c.id AND expires_at <= $4\n",
+    ") AS r\n",
+    "ORDER BY expires_at, id"
+);
+
+/// The sweep's lock: the chains of the first `$2` held reservations due at `$1`.
+pub(crate) const LOCK_DUE_CHAINS: &str = lock_chain!(
+    "ARRAY (SELECT budget_id FROM reservations WHERE state = 'held' AND expires_at <= $1 \
+     ORDER BY expires_at, id LIMIT $2)"
+);
+
+/// After [`LOCK_DUE_CHAINS`]: the first `$3` held reservations due at `$2` on the locked
+/// budgets `$1` (every ancestor of a locked budget is locked too).
+pub(crate) const READ_DUE: &str = concat!(
+    "SELECT ",
+    reservation_columns!(),
+    " FROM reservations\n",
+    "WHERE state = 'held' AND expires_at <= $2 AND budget_id = ANY ($1::text[])\n",
+    "ORDER BY expires_at, id\n",
+    "LIMIT $3"
+);
+
+/// Writes a decision's [`Changes`](tokenbudget_core::rules::Changes) in one statement (so it
+/// can be pipelined with COMMIT: a statement that fails aborts the transaction, and COMMIT then
+/// rolls back). Each part is a set of parallel arrays, empty when there is nothing to write:
+///
+/// - `$1..$7`: the new budget (its `chain` is its parent's with its own id in front);
+///   `$8..$12`: budget updates;
+/// - `$13..$21`: the new reservation; `$22..$25`: reservation updates;
+/// - `$26..$30`: events, inserted in array order, so `seq` follows the decision's order.
+pub(crate) const WRITE_CHANGES: &str = "\
+WITH new_budget AS (
+    INSERT INTO budgets (id, parent, chain, limit_tokens, used, reserved, held, created_at)
+    SELECT n.id, n.parent,
+           n.id || coalesce((SELECT p.chain FROM budgets AS p WHERE p.id = n.parent), '{}'),
+           n.limit_tokens, n.used, n.reserved, n.held, n.created_at
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::bigint[], $7::bigint[])
+        AS n (id, parent, limit_tokens, used, reserved, held, created_at)
+), budget_updates AS (
+    UPDATE budgets AS b
+    SET limit_tokens = u.limit_tokens, used = u.used, reserved = u.reserved, held = u.held
+    FROM unnest($8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+        AS u (id, limit_tokens, used, reserved, held)
+    WHERE b.id = u.id
+), new_reservation AS (
+    INSERT INTO reservations
+        (id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual, settled_at)
+    SELECT * FROM unnest($13::uuid[], $14::text[], $15::bigint[], $16::text[], $17::bigint[],
+                         $18::bigint[], $19::text[], $20::bigint[], $21::bigint[])
+), reservation_updates AS (
+    UPDATE reservations AS r
+    SET state = u.state, actual = u.actual, settled_at = u.settled_at
+    FROM unnest($22::uuid[], $23::text[], $24::bigint[], $25::bigint[])
+        AS u (id, state, actual, settled_at)
+    WHERE r.id = u.id
+)
+INSERT INTO events (budget_id, at, type, reservation_id, kind)
+SELECT budget_id, at, type, reservation_id, kind
+FROM unnest($26::text[], $27::bigint[], $28::text[], $29::uuid[], $30::jsonb[])
+    WITH ORDINALITY AS e (budget_id, at, type, reservation_id, kind, ord)
+ORDER BY ord";
+
+/// One budget.
+pub(crate) const BUDGET: &str =
+    concat!("SELECT ", budget_columns!(), " FROM budgets WHERE id = $1");
+
+/// Every budget, by id.
+pub(crate) const LIST_BUDGETS: &str =
+    concat!("SELECT ", budget_columns!(), " FROM budgets ORDER BY id");
+
+/// One reservation.
+pub(crate) const RESERVATION: &str = concat!(
+    "SELECT ",
+    reservation_columns!(),
+    " FROM reservations WHERE id = $1"
+);
+
+/// The log after `$1`, at most `$2` events.
+pub(crate) const EVENTS: &str =
+    "SELECT seq, budget_id, at, kind FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+/// Budget `$3`'s events after `$1`, at most `$2`.
+pub(crate) const EVENTS_OF_BUDGET: &str = "SELECT seq, budget_id, at, kind FROM events \
+     WHERE budget_id = $3 AND seq > $1 ORDER BY seq LIMIT $2";
+
+/// The check a pooled connection passes before reuse: it fails (division by zero) inside a
+/// transaction block, where `now()` is the transaction's start and not this statement's, and
+/// fails outright in an aborted one. A connection still inside a transaction is discarded.
+///
+/// Only valid as a simple query (as deadpool's recycle sends it): in the extended protocol the
+/// Execute message moves `statement_timestamp()` past the implicit transaction's start.
+pub(crate) const RECYCLE_CHECK: &str = "SELECT 1 / (now() = statement_timestamp())::int";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_lock_takes_the_whole_chain_in_one_statement_in_id_order() {
+        for lock in [LOCK_CHAIN, LOCK_DUE_CHAINS] {
+            assert!(
+                lock.starts_with("SELECT id, parent, limit_tokens"),
+                "{lock}"
+            );
+            assert!(
+                lock.contains("FROM budgets\nWHERE id = ANY (ARRAY (SELECT unnest(chain) FROM budgets WHERE id = ANY ("),
+                "{lock}"
+            );
+            assert!(lock.ends_with("\nORDER BY id\nFOR UPDATE"), "{lock}");
+            assert_eq!(lock.matches("FOR UPDATE").count(), 1, "{lock}");
+        }
+        // The reads after the lock never lock anything themselves.
+        for read in [READ_RESERVATIONS, READ_DUE] {
+            assert!(!read.contains("FOR "), "{read}");
+        }
+    }
+}

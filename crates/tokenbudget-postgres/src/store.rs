@@ -1,0 +1,164 @@
+//! [`PostgresStore`]: the pool, the migrations at open, and the [`BudgetStore`] methods, each
+//! an operation of [`ops`](crate::ops) run by [`tx`](crate::tx).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokenbudget_core::rules::{CommitCommand, ReserveCommand, RollbackCommand};
+use tokenbudget_core::{
+    Budget, BudgetId, BudgetStore, CommitOutcome, Event, EventQuery, NewBudget, Reservation,
+    ReservationId, ReserveOutcome, Result, RollbackOutcome, SweepOutcome, Timestamp,
+};
+
+use crate::config::{redact, Config};
+use crate::error::PgError;
+use crate::ops::{Commit, Create, Read, Reserve, Rollback, Sweep};
+use crate::pool::{self, PoolStatus};
+use crate::schema;
+use crate::tx::{self, Op, Retry, Shared};
+
+/// Budgets, reservations and events in PostgreSQL, shared by any number of processes.
+///
+/// Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    shared: Arc<Shared>,
+}
+
+impl PostgresStore {
+    /// Opens the store: builds the pool, then creates the schema and applies missing
+    /// migrations under an advisory lock (so instances starting together do not race).
+    ///
+    /// Errors: [`Error::Config`](tokenbudget_core::Error::Config) for an invalid configuration; a
+    /// retryable [`Error::Storage`](tokenbudget_core::Error::Storage) when the database cannot be
+    /// reached.
+    pub async fn open(config: Config) -> Result<Self> {
+        // Re-applying the URL moves a `schema=` parameter of a deserialized URL into `schema`.
+        let url = config.url.clone();
+        let config = config.with_url(url);
+        config.validate()?;
+        let pool = pool::build(&config)?;
+        let shared = Arc::new(Shared { pool, config });
+        let mut retry = Retry::default();
+        loop {
+            match migrate(&shared).await {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && retry.attempt + 1 < shared.config.max_attempts => {
+                    tracing::debug!(error = %e, "opening the store: retrying");
+                    tokio::time::sleep(tx::backoff(&shared.config, retry.attempt)).await;
+                    retry.attempt += 1;
+                }
+                Err(e) => return Err(e.into_core(true)),
+            }
+        }
+        Ok(Self { shared })
+    }
+
+    /// Opens the store at `url` with the defaults (see [`Config::new`]).
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(Config::new(url)?).await
+    }
+
+    /// Opens the store at `TOKENBUDGET_DATABASE_URL` (see [`Config::from_env`]).
+    pub async fn from_env() -> Result<Self> {
+        Self::open(Config::from_env()?).await
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The pool's occupancy now.
+    pub fn pool_status(&self) -> PoolStatus {
+        self.shared.pool.status().into()
+    }
+
+    /// Closes the pool: idle connections are closed now, the others when their operation
+    /// ends; later operations fail.
+    pub fn close(&self) {
+        self.shared.pool.close();
+    }
+
+    /// Runs a writing operation in its own task (see [`tx`](crate::tx) on cancellation).
+    async fn write<O: Op>(&self, op: O) -> Result<O::Output> {
+        let safe = op.safe_to_repeat();
+        tx::spawn(self.shared.clone(), op)
+            .await
+            .map_err(|e| e.into_core(safe))
+    }
+
+    /// Runs a read: no transaction, so it may run in the caller's task.
+    async fn read<O: Op>(&self, op: O) -> Result<O::Output> {
+        tx::run(self.shared.clone(), op)
+            .await
+            .map_err(|e| e.into_core(true))
+    }
+}
+
+async fn migrate(shared: &Shared) -> Result<(), PgError> {
+    let mut object = shared.pool.get().await?;
+    schema::migrate(&mut object, &shared.config.schema).await?;
+    Ok(())
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &redact(&self.shared.config.url))
+            .field("schema", &self.shared.config.schema)
+            .field("pool", &self.pool_status())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl BudgetStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_budget(&self, new: NewBudget, now: Timestamp) -> Result<Budget> {
+        self.write(Create { new, now }).await
+    }
+
+    async fn reserve(&self, cmd: ReserveCommand, now: Timestamp) -> Result<ReserveOutcome> {
+        self.write(Reserve { cmd, now }).await
+    }
+
+    async fn commit(&self, cmd: CommitCommand, now: Timestamp) -> Result<CommitOutcome> {
+        self.write(Commit { cmd, now }).await
+    }
+
+    async fn rollback(&self, cmd: RollbackCommand, now: Timestamp) -> Result<RollbackOutcome> {
+        self.write(Rollback { cmd, now }).await
+    }
+
+    async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<SweepOutcome> {
+        if max == 0 {
+            return Ok(SweepOutcome::default());
+        }
+        self.write(Sweep { now, max }).await
+    }
+
+    async fn budget(&self, id: &BudgetId) -> Result<Option<Budget>> {
+        self.read(Read::Budget(id.clone()))
+            .await
+            .map(|r| r.budgets.into_iter().next())
+    }
+
+    async fn list_budgets(&self) -> Result<Vec<Budget>> {
+        self.read(Read::Budgets).await.map(|r| r.budgets)
+    }
+
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>> {
+        self.read(Read::Reservation(id))
+            .await
+            .map(|r| r.reservation)
+    }
+
+    async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {
+        self.read(Read::Events(query)).await.map(|r| r.events)
+    }
+}

@@ -1,0 +1,87 @@
+//! A TCP proxy in front of Postgres that can lose a COMMIT's answer: once armed, it forwards
+//! the next simple-query `COMMIT` to the server, waits for the server to commit, and closes
+//! both connections without relaying the reply. The client sees its connection die during
+//! COMMIT although the transaction committed: the one case where a retry must not repeat.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The frontend message `Query("COMMIT")`: tag, length 4 + 7, text, NUL.
+const COMMIT: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    armed: Arc<AtomicBool>,
+    fired: Arc<AtomicU32>,
+}
+
+impl Proxy {
+    /// Listens on 127.0.0.1 and forwards every connection to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().unwrap();
+        let armed = Arc::new(AtomicBool::new(false));
+        let fired = Arc::new(AtomicU32::new(0));
+        let (a, f) = (armed.clone(), fired.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                tokio::spawn(serve(client, server, a.clone(), f.clone()));
+            }
+        });
+        Proxy { addr, armed, fired }
+    }
+
+    /// Loses the reply to the next COMMIT that passes through.
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// How many COMMIT replies were lost so far.
+    pub fn fired(&self) -> u32 {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    armed: Arc<AtomicBool>,
+    fired: Arc<AtomicU32>,
+) {
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let mut up = vec![0u8; 64 * 1024];
+    let mut down = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            n = client_read.read(&mut up) => {
+                let Ok(n @ 1..) = n else { return };
+                let chunk = &up[..n];
+                let commit = chunk.windows(COMMIT.len()).any(|w| w == COMMIT);
+                if server_write.write_all(chunk).await.is_err() {
+                    return;
+                }
+                if commit && armed.swap(false, Ordering::SeqCst) {
+                    // The server commits; its reply is never relayed.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    fired.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+            }
+            n = server_read.read(&mut down) => {
+                let Ok(n @ 1..) = n else { return };
+                if client_write.write_all(&down[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

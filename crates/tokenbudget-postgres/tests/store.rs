@@ -1,0 +1,420 @@
+//! Postgres-specific behaviour: opening and migrating, typed errors that write nothing, lock
+//! waits and their retries, and a caller dropped while its transaction waits for a lock.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::workload;
+use tokenbudget_core::rules::{CommitCommand, ReserveCommand};
+use tokenbudget_core::{
+    BudgetId, BudgetStore, DynBudgetStore, Error, IdempotencyKey, NewBudget, ReservationId,
+    ReserveOptions, Timestamp, Tracker, MAX_TOKENS,
+};
+use tokenbudget_postgres::{Config, PostgresStore};
+
+async fn count(admin: &tokio_postgres::Client, schema: &str, table: &str) -> i64 {
+    admin
+        .query_one(&format!("SELECT count(*) FROM \"{schema}\".{table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_instances_opening_at_once_migrate_exactly_once() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let schema = common::unique_schema();
+    let _drop = common::SchemaGuard(url.clone(), schema.clone());
+    let opens: Vec<_> = (0..10)
+        .map(|_| {
+            let config = common::config(&url, &schema).with_pool_size(1);
+            tokio::spawn(PostgresStore::open(config))
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        stores.push(open.await.unwrap().expect("every instance opens"));
+    }
+    let admin = common::admin(&url).await;
+    let versions: Vec<(i32, String)> = admin
+        .query(
+            &format!("SELECT version, name FROM \"{schema}\".tokenbudget_migrations"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(versions, [(1, "initial".to_owned())]);
+    for (n, store) in stores.iter().enumerate() {
+        let id = BudgetId::new(format!("wf-{n}")).unwrap();
+        store
+            .create_budget(NewBudget::workflow(id, 10), Timestamp::EPOCH)
+            .await
+            .expect("each instance works");
+    }
+    assert_eq!(stores[3].list_budgets().await.unwrap().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_from_a_newer_version_is_refused() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let schema = common::unique_schema();
+    let _drop = common::SchemaGuard(url.clone(), schema.clone());
+    drop(
+        PostgresStore::open(common::config(&url, &schema))
+            .await
+            .unwrap(),
+    );
+    let admin = common::admin(&url).await;
+    admin
+        .execute(
+            &format!(
+                "INSERT INTO \"{schema}\".tokenbudget_migrations (version, name) VALUES (99, 'future')"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = PostgresStore::open(common::config(&url, &schema))
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_and_an_unreachable_database_are_typed_errors() {
+    let err = PostgresStore::open(Config::default().with_schema("Bad-Name"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    let err = PostgresStore::connect("postgres://nobody:pw@127.0.0.1:notaport/x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    assert!(
+        !err.to_string().contains(":pw@"),
+        "the password leaked: {err}"
+    );
+
+    // Nothing listens on port 1: fails fast, retryable, after the bounded retries.
+    let started = Instant::now();
+    let config = Config::new("postgres://postgres:secret@127.0.0.1:1/x")
+        .unwrap()
+        .with_max_attempts(3)
+        .with_create_timeout(Duration::from_secs(1));
+    let err = PostgresStore::open(config).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Storage {
+                backend: "postgres",
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("secret"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_typed_error_and_writes_nothing() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let schema = common::unique_schema();
+    let _drop = common::SchemaGuard(url.clone(), schema.clone());
+    let store: DynBudgetStore = Arc::new(
+        PostgresStore::open(common::config(&url, &schema))
+            .await
+            .unwrap(),
+    );
+    let admin = common::admin(&url).await;
+    let t = Tracker::new(store.clone());
+    t.create_workflow("wf", 1_000).await.unwrap();
+    t.create_phase("wf:a", "wf", 500).await.unwrap();
+    let key: IdempotencyKey = "k1".parse().unwrap();
+    let held = t
+        .reserve(
+            "wf:a",
+            10,
+            ReserveOptions::new().with_idempotency_key(key.clone()),
+        )
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let now = t.clock().now();
+
+    let before = (
+        count(&admin, &schema, "budgets").await,
+        count(&admin, &schema, "reservations").await,
+        count(&admin, &schema, "events").await,
+        store.list_budgets().await.unwrap(),
+    );
+    let id = |s: &str| BudgetId::new(s).unwrap();
+    let reserve = |budget: &str, tokens: u64, timeout: Duration| ReserveCommand {
+        reservation_id: ReservationId::from_uuid(uuid::Uuid::now_v7()),
+        budget_id: id(budget),
+        tokens,
+        timeout,
+        idempotency_key: None,
+    };
+    let minute = Duration::from_secs(60);
+    let mut rejections: Vec<(&str, Error)> = Vec::new();
+    for (what, new) in [
+        ("zero limit", NewBudget::workflow(id("x"), 0)),
+        (
+            "limit above i64",
+            NewBudget::workflow(id("x"), MAX_TOKENS + 1),
+        ),
+        ("duplicate", NewBudget::workflow(id("wf"), 5)),
+        ("unknown parent", NewBudget::child(id("x"), id("nope"), 5)),
+    ] {
+        rejections.push((what, store.create_budget(new, now).await.unwrap_err()));
+    }
+    for (what, cmd) in [
+        ("zero tokens", reserve("wf:a", 0, minute)),
+        ("tokens above i64", reserve("wf:a", u64::MAX, minute)),
+        ("unknown budget", reserve("nope", 5, minute)),
+        ("zero timeout", reserve("wf:a", 5, Duration::ZERO)),
+        (
+            "reused reservation id",
+            ReserveCommand {
+                reservation_id: held.reservation.id,
+                ..reserve("wf", 5, minute)
+            },
+        ),
+        (
+            "idempotency key reused elsewhere",
+            ReserveCommand {
+                idempotency_key: Some(key.clone()),
+                ..reserve("wf", 10, minute)
+            },
+        ),
+    ] {
+        rejections.push((what, store.reserve(cmd, now).await.unwrap_err()));
+    }
+    let unknown = ReservationId::from_uuid(uuid::Uuid::now_v7());
+    rejections.push(("commit unknown", t.commit(unknown, 1).await.unwrap_err()));
+    rejections.push((
+        "commit above i64",
+        store
+            .commit(
+                CommitCommand {
+                    reservation_id: held.reservation.id,
+                    actual: MAX_TOKENS + 1,
+                },
+                now,
+            )
+            .await
+            .unwrap_err(),
+    ));
+    rejections.push(("rollback unknown", t.rollback(unknown).await.unwrap_err()));
+
+    let kinds: Vec<(&str, &str)> = rejections
+        .iter()
+        .map(|(what, e)| {
+            assert!(!e.is_retryable(), "{what}: {e:?}");
+            let kind = match e {
+                // The core answers a reused reservation id with other parameters this way.
+                Error::Storage {
+                    backend: "core", ..
+                } => "Storage(core)",
+                Error::InvalidAmount { .. } => "InvalidAmount",
+                Error::BudgetExists { .. } => "BudgetExists",
+                Error::ParentNotFound { .. } => "ParentNotFound",
+                Error::BudgetNotFound { .. } => "BudgetNotFound",
+                Error::InvalidTimeout { .. } => "InvalidTimeout",
+                Error::IdempotencyConflict { .. } => "IdempotencyConflict",
+                Error::ReservationNotFound { .. } => "ReservationNotFound",
+                other => panic!("{what}: unexpected {other:?}"),
+            };
+            (*what, kind)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("zero limit", "InvalidAmount"),
+            ("limit above i64", "InvalidAmount"),
+            ("duplicate", "BudgetExists"),
+            ("unknown parent", "ParentNotFound"),
+            ("zero tokens", "InvalidAmount"),
+            ("tokens above i64", "InvalidAmount"),
+            ("unknown budget", "BudgetNotFound"),
+            ("zero timeout", "InvalidTimeout"),
+            ("reused reservation id", "Storage(core)"),
+            ("idempotency key reused elsewhere", "IdempotencyConflict"),
+            ("commit unknown", "ReservationNotFound"),
+            ("commit above i64", "InvalidAmount"),
+            ("rollback unknown", "ReservationNotFound"),
+        ]
+    );
+    let after = (
+        count(&admin, &schema, "budgets").await,
+        count(&admin, &schema, "reservations").await,
+        count(&admin, &schema, "events").await,
+        store.list_budgets().await.unwrap(),
+    );
+    assert_eq!(after, before, "a rejected command wrote something");
+}
+
+/// Holds `budget`'s row lock from another session until the returned sender is dropped.
+async fn hold_row_lock(url: &str, schema: &str, budget: &str) -> tokio::sync::oneshot::Sender<()> {
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let (url, schema, budget) = (url.to_owned(), schema.to_owned(), budget.to_owned());
+    tokio::spawn(async move {
+        let mut admin = common::admin(&url).await;
+        let tx = admin.transaction().await.unwrap();
+        tx.execute(
+            &format!("SELECT 1 FROM \"{schema}\".budgets WHERE id = $1 FOR UPDATE"),
+            &[&budget],
+        )
+        .await
+        .unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.await;
+        tx.rollback().await.unwrap();
+    });
+    locked_rx.await.unwrap();
+    release_tx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let schema = common::unique_schema();
+    let _drop = common::SchemaGuard(url.clone(), schema.clone());
+    let config = common::config(&url, &schema)
+        .with_lock_timeout(Duration::from_millis(100))
+        .with_max_attempts(3)
+        .with_retry_delays(Duration::from_millis(10), Duration::from_millis(20));
+    let store: DynBudgetStore = Arc::new(PostgresStore::open(config).await.unwrap());
+    let t = Tracker::new(store.clone());
+    t.create_workflow("wf", 1_000).await.unwrap();
+    t.create_phase("wf:a", "wf", 500).await.unwrap();
+
+    // Locking the workflow blocks its phase too: the whole chain is locked.
+    let release = hold_row_lock(&url, &schema, "wf").await;
+    let started = Instant::now();
+    let err = t
+        .reserve("wf:a", 10, ReserveOptions::new())
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            Error::Storage {
+                backend: "postgres",
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("lock"), "{err}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
+        "three attempts of 100 ms each, not {elapsed:?}"
+    );
+    drop(release);
+    let status = t.status("wf:a").await.unwrap();
+    assert_eq!(
+        (status.reserved, status.held),
+        (0, 0),
+        "a failed reserve held tokens"
+    );
+
+    // Released during the retries: the operation succeeds.
+    let release = hold_row_lock(&url, &schema, "wf").await;
+    let reserve = tokio::spawn({
+        let t = t.clone();
+        async move { t.reserve("wf:a", 10, ReserveOptions::new()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(release);
+    let grant = reserve
+        .await
+        .unwrap()
+        .expect("reserve after the lock is released");
+    assert!(grant.granted().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_dropped_while_its_transaction_waits_leaves_it_to_finish_cleanly() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let schema = common::unique_schema();
+    let _drop = common::SchemaGuard(url.clone(), schema.clone());
+    let config = common::config(&url, &schema).with_pool_size(1);
+    let application_name = config.application_name.clone();
+    let postgres = Arc::new(PostgresStore::open(config).await.unwrap());
+    let store: DynBudgetStore = postgres.clone();
+    let t = Tracker::new(store.clone());
+    t.create_workflow("wf", 1_000).await.unwrap();
+    let admin = common::admin(&url).await;
+
+    let release = hold_row_lock(&url, &schema, "wf").await;
+    // The caller gives up while the store's transaction is blocked on the row lock (BEGIN
+    // sent, inside the transaction).
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(200),
+        t.reserve("wf", 40, ReserveOptions::new()),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    let waiting: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND wait_event_type = 'Lock'",
+            &[&application_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        waiting, 1,
+        "the transaction should still be waiting for the lock"
+    );
+    drop(release);
+
+    // The transaction runs to its end in its own task: the grant happened exactly once, the
+    // connection is back in the pool outside any transaction, and the next operation works.
+    for _ in 0..100 {
+        if t.status("wf").await.unwrap().held == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = t.status("wf").await.unwrap();
+    assert_eq!((status.reserved, status.held), (40, 1));
+    assert_eq!(
+        workload::sessions_in_transaction(&admin, &application_name).await,
+        0
+    );
+    assert_eq!(postgres.pool_status().size, 1);
+    let grant = t
+        .reserve("wf", 1, ReserveOptions::new())
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    t.commit(grant.reservation.id, 1).await.unwrap();
+    workload::verify_consistency(&store, &admin, &schema).await;
+}

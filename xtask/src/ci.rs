@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: the one entry point of `.ci/run`.
 //!
-//! Formatting, clippy with `-D warnings`, and the whole test suite with every feature on.
+//! Formatting, clippy with `-D warnings`, the whole test suite with every feature on, and
+//! the `tokenbudget` facade without default features, with them, and with `full`.
 //! Services the tests need (PostgreSQL) are started here when they are installed but down,
 //! so a fresh machine needs nothing by hand.
 
@@ -21,6 +22,12 @@ pub fn main(_args: &[String]) -> Result {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))?;
+    // The facade in the feature sets users pick. Tested, not only built, without default
+    // features and with the defaults: the "feature `…` is not enabled" tests only exist
+    // when a backend is compiled out (sqlite in the first, postgres in the second).
+    run(cargo().args(["test", "-p", "tokenbudget", "--no-default-features"]))?;
+    run(cargo().args(["test", "-p", "tokenbudget"]))?;
+    run(cargo().args(["build", "-p", "tokenbudget", "--features", "full"]))?;
     Ok(())
 }
 

@@ -1,0 +1,51 @@
+#![doc = include_str!("../README.md")]
+
+mod builder;
+mod client;
+mod error;
+mod factories;
+mod parse;
+mod registry;
+mod request;
+
+pub use builder::TokenBudgetBuilder;
+pub use client::TokenBudget;
+pub use error::{Error, Result};
+pub use parse::redact;
+pub use registry::{open, StoreFactory, StoreRegistry};
+pub use request::RequestReservation;
+
+// The core: models, rules, the store trait, the tracker and the in-memory store. Its error
+// type is `CoreError` here, to leave `Error` to the facade's.
+pub use tokenbudget_core::Error as CoreError;
+pub use tokenbudget_core::{event, id, model, outcome, rules, store, time};
+pub use tokenbudget_core::{
+    replay, Budget, BudgetId, BudgetStore, Clock, CommitOutcome, DynBudgetStore, Event, EventKind,
+    EventQuery, Grant, IdGenerator, IdempotencyKey, ManualClock, MemoryStore, NewBudget, Refusal,
+    ReleaseReason, Reservation, ReservationId, ReservationState, ReserveOptions, ReserveOutcome,
+    RollbackOutcome, SequentialIds, Status, SweepOutcome, SweeperHandle, SystemClock, Timestamp,
+    Tracker, TrackerBuilder, UuidV7Ids, DEFAULT_TIMEOUT, MAX_DEPTH, MAX_TOKENS,
+};
+
+/// The token counters (crate `tokenbudget-counter`), whole.
+pub use tokenbudget_counter as counter;
+#[cfg(feature = "tiktoken")]
+pub use tokenbudget_counter::OpenAiCounter;
+pub use tokenbudget_counter::{
+    Blocking, Content, ContentBlock, CounterId, Encoding, Estimator, Exactness, LocalCounter,
+    Message, Role, TokenCount, TokenCounter, WithFallback,
+};
+#[cfg(feature = "claude")]
+pub use tokenbudget_counter::{ClaudeConfig, ClaudeCounter, FailOpenClaudeCounter};
+
+/// The SQLite store (crate `tokenbudget-sqlite`), with feature `sqlite`.
+#[cfg(feature = "sqlite")]
+pub use tokenbudget_sqlite as sqlite;
+#[cfg(feature = "sqlite")]
+pub use tokenbudget_sqlite::SqliteStore;
+
+/// The PostgreSQL store (crate `tokenbudget-postgres`), with feature `postgres`.
+#[cfg(feature = "postgres")]
+pub use tokenbudget_postgres as postgres;
+#[cfg(feature = "postgres")]
+pub use tokenbudget_postgres::PostgresStore;

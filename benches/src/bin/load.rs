@@ -7,11 +7,10 @@
 //!     --out target/bench/tracker.json
 //! ```
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokenbudget_benches::load::{run, BoxError, LoadReport, LoadSpec, TrackerDriver};
-use tokenbudget_core::MemoryStore;
+use tokenbudget_benches::backends::{run_backend, BackendOptions};
+use tokenbudget_benches::load::{LoadReport, LoadSpec};
 
 struct Args {
     backends: Vec<String>,
@@ -20,10 +19,12 @@ struct Args {
     seconds: f64,
     warmup: f64,
     out: Option<std::path::PathBuf>,
+    options: BackendOptions,
 }
 
 const USAGE: &str = "usage: load [--backends memory,sqlite,sqlite-raw,postgres,postgres-raw] \
-[--tasks 1,8,32] [--budgets 1,1000] [--seconds 2] [--warmup 0.5] [--out FILE]";
+[--tasks 1,8,32] [--budgets 1,1000] [--seconds 2] [--warmup 0.5] [--out FILE] \
+[--sqlite-sync full|normal|extra] [--sqlite-dir DIR] [--postgres-pool N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -33,6 +34,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: 2.0,
         warmup: 0.5,
         out: None,
+        options: BackendOptions::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,26 +54,17 @@ fn parse_args() -> Result<Args, String> {
             "--seconds" => args.seconds = value()?.parse().map_err(|_| "bad --seconds")?,
             "--warmup" => args.warmup = value()?.parse().map_err(|_| "bad --warmup")?,
             "--out" => args.out = Some(value()?.into()),
+            "--sqlite-sync" => args.options.sqlite_synchronous = value()?,
+            "--sqlite-dir" => args.options.sqlite_dir = Some(value()?.into()),
+            "--postgres-pool" => {
+                args.options.postgres_pool =
+                    Some(value()?.parse().map_err(|_| "bad --postgres-pool")?)
+            }
             "--bench" => {} // passed by `cargo bench`; ignored
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
     Ok(args)
-}
-
-/// Runs one backend at one load, on a fresh store.
-async fn run_backend(backend: &str, spec: LoadSpec) -> Result<LoadReport, BoxError> {
-    match backend {
-        "memory" => {
-            run(
-                backend,
-                Arc::new(TrackerDriver::new(MemoryStore::shared())),
-                spec,
-            )
-            .await
-        }
-        other => Err(format!("unknown backend {other}").into()),
-    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -110,7 +103,7 @@ fn main() -> std::process::ExitCode {
                     duration: Duration::from_secs_f64(args.seconds),
                     warmup: Duration::from_secs_f64(args.warmup),
                 };
-                match runtime.block_on(run_backend(backend, spec)) {
+                match runtime.block_on(run_backend(backend, spec, &args.options)) {
                     Ok(report) => {
                         print_row(&report);
                         reports.push(report);

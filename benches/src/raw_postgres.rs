@@ -116,7 +116,7 @@ pub async fn run_postgres(
                 config = config.with_pool_size(pool);
             }
             let label = format!("postgres/{}", config.pool_size);
-            let store = Arc::new(tokenbudget_postgres::PostgresStore::open(config).await?);
+            let store = Arc::new(tokenbudget_postgres::PostgresStore::open_with(config).await?);
             let report = run(&label, Arc::new(TrackerDriver::new(store.clone())), spec).await;
             store.close();
             report

@@ -92,7 +92,7 @@ async fn memory_sqlite_and_postgres_write_the_same_log() {
         .unwrap()
         .with_schema(&schema);
     let postgres: DynBudgetStore = Arc::new(
-        tokenbudget_postgres::PostgresStore::open(config)
+        tokenbudget_postgres::PostgresStore::open_with(config)
             .await
             .unwrap(),
     );

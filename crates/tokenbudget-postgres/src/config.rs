@@ -10,7 +10,7 @@ use tokenbudget_core::{Error, Result};
 /// The environment variable [`Config::from_env`] reads the database URL from.
 pub const DATABASE_URL_ENV: &str = "TOKENBUDGET_DATABASE_URL";
 
-/// Options for [`PostgresStore::open`](crate::PostgresStore::open).
+/// Options for [`PostgresStore::open_with`](crate::PostgresStore::open).
 ///
 /// ```
 /// use std::time::Duration;

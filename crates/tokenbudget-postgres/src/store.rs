@@ -33,7 +33,7 @@ impl PostgresStore {
     /// Errors: [`Error::Config`](tokenbudget_core::Error::Config) for an invalid configuration; a
     /// retryable [`Error::Storage`](tokenbudget_core::Error::Storage) when the database cannot be
     /// reached.
-    pub async fn open(config: Config) -> Result<Self> {
+    pub async fn open_with(config: Config) -> Result<Self> {
         // Re-applying the URL moves a `schema=` parameter of a deserialized URL into `schema`.
         let url = config.url.clone();
         let config = config.with_url(url);
@@ -56,13 +56,13 @@ impl PostgresStore {
     }
 
     /// Opens the store at `url` with the defaults (see [`Config::new`]).
-    pub async fn connect(url: &str) -> Result<Self> {
-        Self::open(Config::new(url)?).await
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(Config::new(url)?).await
     }
 
     /// Opens the store at `TOKENBUDGET_DATABASE_URL` (see [`Config::from_env`]).
     pub async fn from_env() -> Result<Self> {
-        Self::open(Config::from_env()?).await
+        Self::open_with(Config::from_env()?).await
     }
 
     /// The configuration the store was opened with.

@@ -27,7 +27,7 @@ async fn terminated_backends_leave_no_partial_state_and_lose_no_acknowledged_ope
     let admin = common::admin(&url).await;
     let config = common::config(&url, &schema).with_max_attempts(10);
     let application_name = config.application_name.clone();
-    let store: DynBudgetStore = Arc::new(PostgresStore::open(config).await.expect("open"));
+    let store: DynBudgetStore = Arc::new(PostgresStore::open_with(config).await.expect("open"));
     workload::create_budgets(&store, 3).await;
 
     // Terminate a backend of the store every 10-40 ms (the timeout argument makes each call
@@ -148,7 +148,7 @@ async fn a_commit_whose_reply_is_lost_is_recognised_on_retry_not_repeated() {
     let _drop = common::SchemaGuard(url.clone(), schema.clone());
     let proxy = Proxy::start(upstream(&url)).await;
     let config = common::config(&through(&url, &proxy), &schema).with_pool_size(1);
-    let store: DynBudgetStore = Arc::new(PostgresStore::open(config).await.expect("open"));
+    let store: DynBudgetStore = Arc::new(PostgresStore::open_with(config).await.expect("open"));
     let t = Tracker::new(store.clone());
 
     // create_budget: the retry finds the row its lost attempt wrote.
@@ -238,7 +238,7 @@ async fn a_pool_of_one_survives_a_thousand_cancelled_operations() {
         .with_pool_size(1)
         .with_wait_timeout(Duration::from_secs(60));
     let application_name = config.application_name.clone();
-    let postgres = Arc::new(PostgresStore::open(config).await.expect("open"));
+    let postgres = Arc::new(PostgresStore::open_with(config).await.expect("open"));
     let store: DynBudgetStore = postgres.clone();
     let t = Tracker::new(store.clone());
     t.create_workflow("wf", 1_000_000).await.unwrap();

@@ -18,7 +18,7 @@ const CHILD_ENV: &str = "TB_PG_CHILD_SCHEMA";
 
 async fn open(url: &str, schema: &str) -> Arc<PostgresStore> {
     Arc::new(
-        PostgresStore::open(common::config(url, schema))
+        PostgresStore::open_with(common::config(url, schema))
             .await
             .expect("open store"),
     )

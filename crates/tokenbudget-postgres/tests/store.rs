@@ -32,7 +32,7 @@ async fn ten_instances_opening_at_once_migrate_exactly_once() {
     let opens: Vec<_> = (0..10)
         .map(|_| {
             let config = common::config(&url, &schema).with_pool_size(1);
-            tokio::spawn(PostgresStore::open(config))
+            tokio::spawn(PostgresStore::open_with(config))
         })
         .collect();
     let mut stores = Vec::new();
@@ -69,7 +69,7 @@ async fn a_schema_from_a_newer_version_is_refused() {
     let schema = common::unique_schema();
     let _drop = common::SchemaGuard(url.clone(), schema.clone());
     drop(
-        PostgresStore::open(common::config(&url, &schema))
+        PostgresStore::open_with(common::config(&url, &schema))
             .await
             .unwrap(),
     );
@@ -83,7 +83,7 @@ async fn a_schema_from_a_newer_version_is_refused() {
         )
         .await
         .unwrap();
-    let err = PostgresStore::open(common::config(&url, &schema))
+    let err = PostgresStore::open_with(common::config(&url, &schema))
         .await
         .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
@@ -92,11 +92,11 @@ async fn a_schema_from_a_newer_version_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configuration_and_an_unreachable_database_are_typed_errors() {
-    let err = PostgresStore::open(Config::default().with_schema("Bad-Name"))
+    let err = PostgresStore::open_with(Config::default().with_schema("Bad-Name"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err}");
-    let err = PostgresStore::connect("postgres://nobody:pw@127.0.0.1:notaport/x")
+    let err = PostgresStore::open("postgres://nobody:pw@127.0.0.1:notaport/x")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err}");
@@ -111,7 +111,7 @@ async fn bad_configuration_and_an_unreachable_database_are_typed_errors() {
         .unwrap()
         .with_max_attempts(3)
         .with_create_timeout(Duration::from_secs(1));
-    let err = PostgresStore::open(config).await.unwrap_err();
+    let err = PostgresStore::open_with(config).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -135,7 +135,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
     let schema = common::unique_schema();
     let _drop = common::SchemaGuard(url.clone(), schema.clone());
     let store: DynBudgetStore = Arc::new(
-        PostgresStore::open(common::config(&url, &schema))
+        PostgresStore::open_with(common::config(&url, &schema))
             .await
             .unwrap(),
     );
@@ -303,7 +303,7 @@ async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
         .with_lock_timeout(Duration::from_millis(100))
         .with_max_attempts(3)
         .with_retry_delays(Duration::from_millis(10), Duration::from_millis(20));
-    let store: DynBudgetStore = Arc::new(PostgresStore::open(config).await.unwrap());
+    let store: DynBudgetStore = Arc::new(PostgresStore::open_with(config).await.unwrap());
     let t = Tracker::new(store.clone());
     t.create_workflow("wf", 1_000).await.unwrap();
     t.create_phase("wf:a", "wf", 500).await.unwrap();
@@ -364,7 +364,7 @@ async fn a_caller_dropped_while_its_transaction_waits_leaves_it_to_finish_cleanl
     let _drop = common::SchemaGuard(url.clone(), schema.clone());
     let config = common::config(&url, &schema).with_pool_size(1);
     let application_name = config.application_name.clone();
-    let postgres = Arc::new(PostgresStore::open(config).await.unwrap());
+    let postgres = Arc::new(PostgresStore::open_with(config).await.unwrap());
     let store: DynBudgetStore = postgres.clone();
     let t = Tracker::new(store.clone());
     t.create_workflow("wf", 1_000).await.unwrap();

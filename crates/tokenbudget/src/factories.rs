@@ -61,7 +61,7 @@ struct Postgres;
 #[async_trait]
 impl StoreFactory for Postgres {
     async fn open(&self, url: &str) -> Result<DynBudgetStore> {
-        let store = tokenbudget_postgres::PostgresStore::connect(url).await?;
+        let store = tokenbudget_postgres::PostgresStore::open(url).await?;
         Ok(Arc::new(store))
     }
 }

@@ -154,7 +154,7 @@ impl StoreHarness for PgHarness {
     async fn fresh_store(&self) -> DynBudgetStore {
         let schema = unique_schema();
         self.schemas.lock().unwrap().push(schema.clone());
-        let store = PostgresStore::open(config(&self.url, &schema))
+        let store = PostgresStore::open_with(config(&self.url, &schema))
             .await
             .unwrap_or_else(|e| panic!("open a Postgres store on schema {schema}: {e}"));
         std::sync::Arc::new(store)

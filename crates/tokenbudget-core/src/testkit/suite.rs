@@ -38,6 +38,12 @@ async fn grant_with(
     }
 }
 
+/// A grant that expires `secs` seconds after the clock's now.
+async fn grant_expiring(tracker: &Tracker, budget: &str, tokens: u64, secs: u64) -> Grant {
+    let options = ReserveOptions::new().with_timeout(Duration::from_secs(secs));
+    grant_with(tracker, budget, tokens, options).await
+}
+
 async fn event_count(tracker: &Tracker) -> usize {
     tracker
         .store()
@@ -632,13 +638,7 @@ pub async fn expired_hold_is_released_by_the_next_operation(h: &dyn StoreHarness
         assert_eq!(released.len(), 1, "{budget}");
     }
     // An operation on the workflow releases holds made directly on it.
-    let wf_hold = grant_with(
-        &t,
-        "wf",
-        100,
-        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
-    )
-    .await;
+    let wf_hold = grant_expiring(&t, "wf", 100, 1).await;
     clock.advance(Duration::from_secs(2));
     t.rollback(next.reservation.id).await.unwrap();
     grant(&t, "wf", 1).await;
@@ -723,13 +723,7 @@ pub async fn late_commit_is_recorded_as_usage(h: &dyn StoreHarness) {
     assert_eq!(used_reserved(&t, "wf").await, (120, 0));
 
     // Expired but not yet released when the commit arrives: released and recorded in one go.
-    let g = grant_with(
-        &t,
-        "wf:a",
-        30,
-        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
-    )
-    .await;
+    let g = grant_expiring(&t, "wf:a", 30, 1).await;
     clock.advance(Duration::from_secs(3));
     let c = t.commit(g.reservation.id, 30).await.unwrap();
     assert!(c.late);
@@ -764,13 +758,7 @@ pub async fn late_commit_is_recorded_as_usage(h: &dyn StoreHarness) {
 pub async fn rollback_after_expiry_changes_nothing(h: &dyn StoreHarness) {
     let (t, clock) = tracker(h.fresh_store().await);
     t.create_workflow("wf", 100).await.unwrap();
-    let g = grant_with(
-        &t,
-        "wf",
-        60,
-        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
-    )
-    .await;
+    let g = grant_expiring(&t, "wf", 60, 1).await;
     clock.advance(Duration::from_secs(2));
     let r = t.rollback(g.reservation.id).await.unwrap();
     assert_eq!(
@@ -831,13 +819,7 @@ pub async fn replay_of_the_log_equals_stored_state(h: &dyn StoreHarness) {
     t.create_phase("wf:b:x", "wf:b", 500).await.unwrap();
     let a = grant(&t, "wf:a", 300).await;
     let b = grant(&t, "wf:b:x", 200).await;
-    let c = grant_with(
-        &t,
-        "wf:b",
-        100,
-        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
-    )
-    .await;
+    let c = grant_expiring(&t, "wf:b", 100, 1).await;
     t.commit(a.reservation.id, 350).await.unwrap();
     t.rollback(b.reservation.id).await.unwrap();
     grant(&t, "wf:a", 50).await;
@@ -917,13 +899,7 @@ pub async fn stored_values_round_trip_exactly(h: &dyn StoreHarness) {
 pub async fn background_sweeper_releases_expired_holds(h: &dyn StoreHarness) {
     let (t, clock) = tracker(h.fresh_store().await);
     t.create_workflow("wf", 100).await.unwrap();
-    let g = grant_with(
-        &t,
-        "wf",
-        40,
-        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
-    )
-    .await;
+    let g = grant_expiring(&t, "wf", 40, 1).await;
     let sweeper = t.spawn_sweeper(Duration::from_millis(5));
     clock.advance(Duration::from_secs(1));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -947,13 +923,7 @@ pub async fn background_sweeper_releases_expired_holds(h: &dyn StoreHarness) {
     sweeper.stop().await;
     assert_eq!(used_reserved(&t, "wf").await, (0, 0));
     // Stopped: a newly expired hold stays until someone sweeps.
-    let g = grant_with(
-        &t,
-        "wf",
-        10,
-        ReserveOptions::new().with_timeout(Duration::from_secs(1)),
-    )
-    .await;
+    let g = grant_expiring(&t, "wf", 10, 1).await;
     clock.advance(Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let state = t

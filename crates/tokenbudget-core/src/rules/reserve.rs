@@ -48,15 +48,7 @@ pub fn reserve(
                     source: None,
                 });
             }
-            work.release_expired(&snapshot.expired)?;
-            let reservation = work.current(existing);
-            return Ok(Decision {
-                changes: work.finish(),
-                outcome: ReserveOutcome::Granted(Grant {
-                    reservation,
-                    replayed: true,
-                }),
-            });
+            return replay(work, snapshot, existing);
         }
     }
     if let (Some(key), Some(existing)) = (&cmd.idempotency_key, &snapshot.reservation) {
@@ -81,15 +73,7 @@ pub fn reserve(
                     reason,
                 });
             }
-            work.release_expired(&snapshot.expired)?;
-            let reservation = work.current(existing);
-            return Ok(Decision {
-                changes: work.finish(),
-                outcome: ReserveOutcome::Granted(Grant {
-                    reservation,
-                    replayed: true,
-                }),
-            });
+            return replay(work, snapshot, existing);
         }
     }
 
@@ -145,6 +129,24 @@ pub fn reserve(
         outcome: ReserveOutcome::Granted(Grant {
             reservation,
             replayed: false,
+        }),
+    })
+}
+
+/// Answers a repeated reserve with the reservation it already made, as it stands after the
+/// snapshot's due expiries; holds nothing more.
+fn replay(
+    mut work: Work,
+    snapshot: &Snapshot,
+    existing: &Reservation,
+) -> Result<Decision<ReserveOutcome>> {
+    work.release_expired(&snapshot.expired)?;
+    let reservation = work.current(existing);
+    Ok(Decision {
+        changes: work.finish(),
+        outcome: ReserveOutcome::Granted(Grant {
+            reservation,
+            replayed: true,
         }),
     })
 }

@@ -31,6 +31,8 @@ pub struct BackendOptions {
     pub sqlite_dir: Option<std::path::PathBuf>,
     /// The Postgres store's pool size. Defaults to the store's own default.
     pub postgres_pool: Option<usize>,
+    /// The Postgres store's `root_concurrency`. Defaults to the store's own default.
+    pub postgres_root_concurrency: Option<usize>,
 }
 
 impl Default for BackendOptions {
@@ -39,6 +41,7 @@ impl Default for BackendOptions {
             sqlite_synchronous: "full".to_owned(),
             sqlite_dir: None,
             postgres_pool: None,
+            postgres_root_concurrency: None,
         }
     }
 }
@@ -86,7 +89,7 @@ pub async fn run_backend(
             }
         }
         "postgres" | "postgres-raw" | "postgres-raw-seq" => {
-            run_postgres(&bench_url(), backend, options.postgres_pool, spec).await
+            run_postgres(&bench_url(), backend, options, spec).await
         }
         other => Err(format!("unknown backend {other}").into()),
     }

@@ -25,6 +25,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 use uuid::Uuid;
 
+use crate::backends::BackendOptions;
 use crate::load::{
     budget_name, run, BoxError, LoadReport, LoadSpec, PairDriver, TrackerDriver, BENCH_LIMIT,
 };
@@ -96,14 +97,14 @@ pub fn bench_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-/// Runs `postgres` (the tracker on the Postgres store, with a pool of `pool` connections, or
-/// the store's default), `postgres-raw` ([`Shape::Pipelined`]) or `postgres-raw-seq`
-/// ([`Shape::Sequential`], one connection per task as pgbench has) at `spec`, on a fresh
-/// schema of the database at `url`, dropped afterwards.
+/// Runs `postgres` (the tracker on the Postgres store, with the pool size and root
+/// concurrency of `options`, or the store's defaults), `postgres-raw` ([`Shape::Pipelined`])
+/// or `postgres-raw-seq` ([`Shape::Sequential`], one connection per task as pgbench has) at
+/// `spec`, on a fresh schema of the database at `url`, dropped afterwards.
 pub async fn run_postgres(
     url: &str,
     backend: &str,
-    pool: Option<usize>,
+    options: &BackendOptions,
     spec: LoadSpec,
 ) -> Result<LoadReport, BoxError> {
     let schema = bench_schema();
@@ -112,10 +113,14 @@ pub async fn run_postgres(
             let mut config = tokenbudget_postgres::Config::new(url)?
                 .with_schema(&schema)
                 .with_application_name("tb_bench");
-            if let Some(pool) = pool {
+            if let Some(pool) = options.postgres_pool {
                 config = config.with_pool_size(pool);
             }
-            let label = format!("postgres/{}", config.pool_size);
+            if let Some(root) = options.postgres_root_concurrency {
+                config = config.with_root_concurrency(root);
+            }
+            // `postgres/<pool size>/<root concurrency>`
+            let label = format!("postgres/{}/{}", config.pool_size, config.root_concurrency);
             let store = Arc::new(tokenbudget_postgres::PostgresStore::open_with(config).await?);
             let report = run(&label, Arc::new(TrackerDriver::new(store.clone())), spec).await;
             store.close();

@@ -24,7 +24,8 @@ struct Args {
 
 const USAGE: &str = "usage: load [--backends memory,sqlite,sqlite-raw,postgres,postgres-raw] \
 [--tasks 1,8,32] [--budgets 1,1000] [--seconds 2] [--warmup 0.5] [--out FILE] \
-[--sqlite-sync full|normal|extra] [--sqlite-dir DIR] [--postgres-pool N]";
+[--sqlite-sync full|normal|extra] [--sqlite-dir DIR] [--postgres-pool N] \
+[--postgres-root-concurrency N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -59,6 +60,13 @@ fn parse_args() -> Result<Args, String> {
             "--postgres-pool" => {
                 args.options.postgres_pool =
                     Some(value()?.parse().map_err(|_| "bad --postgres-pool")?)
+            }
+            "--postgres-root-concurrency" => {
+                args.options.postgres_root_concurrency = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| "bad --postgres-root-concurrency")?,
+                )
             }
             "--bench" => {} // passed by `cargo bench`; ignored
             other => return Err(format!("unknown argument {other}\n{USAGE}")),

@@ -42,14 +42,22 @@ pub struct Config {
     ///
     /// Defaults to `tokenbudget`.
     pub application_name: String,
-    /// The most connections the pool opens. Operations beyond it queue in the pool, which is
-    /// cheaper than queueing on a hot budget's row lock inside the database: on one hot budget
-    /// (every operation of a workflow locks its root) fewer connections do better, spread over
-    /// many budgets more do (more commits share a WAL flush).
+    /// The most connections the pool opens. Operations beyond it queue in the pool. Spread
+    /// over many budgets, more connections do better (more commits share a WAL flush); on one
+    /// hot budget tree [`Config::root_concurrency`] keeps them from all queueing on its row.
     ///
     /// Defaults to 8.
     pub pool_size: usize,
-    /// How long an operation waits for a free connection before failing (retryable).
+    /// The most operations of this store that run at once on one budget tree (a root budget
+    /// and everything under it, whose writes all lock the root's row). The others wait in the
+    /// process, first come first served, instead of each holding a pooled connection in the
+    /// row's lock queue inside the database. 0 turns the limit off. Other processes are not
+    /// counted: each limits its own.
+    ///
+    /// Defaults to 2: one operation holds the row lock while the next waits right behind it.
+    pub root_concurrency: usize,
+    /// How long an operation waits for a free connection, or for its turn on a budget tree
+    /// (see [`Config::root_concurrency`]), before failing (retryable).
     ///
     /// Defaults to 5 s. Serialized as `wait_timeout_ms`.
     #[serde(rename = "wait_timeout_ms", with = "millis")]
@@ -107,6 +115,7 @@ impl Default for Config {
             schema: "tokenbudget".to_owned(),
             application_name: "tokenbudget".to_owned(),
             pool_size: 8,
+            root_concurrency: 2,
             wait_timeout: Duration::from_secs(5),
             create_timeout: Duration::from_secs(5),
             recycle_timeout: Duration::from_secs(2),
@@ -165,6 +174,12 @@ impl Config {
     /// Sets [`Config::pool_size`] (at least 1).
     pub fn with_pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
+        self
+    }
+
+    /// Sets [`Config::root_concurrency`] (0: no limit).
+    pub fn with_root_concurrency(mut self, operations: usize) -> Self {
+        self.root_concurrency = operations;
         self
     }
 
@@ -271,6 +286,7 @@ impl fmt::Debug for Config {
             .field("schema", &self.schema)
             .field("application_name", &self.application_name)
             .field("pool_size", &self.pool_size)
+            .field("root_concurrency", &self.root_concurrency)
             .field("wait_timeout", &self.wait_timeout)
             .field("create_timeout", &self.create_timeout)
             .field("recycle_timeout", &self.recycle_timeout)

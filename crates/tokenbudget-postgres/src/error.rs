@@ -20,6 +20,9 @@ pub(crate) enum PgError {
     /// No connection could be had from the pool.
     #[error("connection pool: {0}")]
     Pool(#[from] PoolError),
+    /// The operation waited this long for its turn on a busy budget tree.
+    #[error("waited {0:?} for a turn on a busy budget tree (root_concurrency)")]
+    Busy(std::time::Duration),
     /// The chain changed between locking and reading (a budget or reservation appeared in
     /// between): the attempt is discarded and retried.
     #[error("the budget chain changed while it was being locked: {0}")]
@@ -89,7 +92,7 @@ impl PgError {
                 PoolError::Backend(e) => is_connection_failure(e),
                 _ => false,
             },
-            Self::Raced(_) => true,
+            Self::Raced(_) | Self::Busy(_) => true,
             Self::Rejected(_)
             | Self::SchemaTooNew { .. }
             | Self::Corrupt { .. }

@@ -2,6 +2,7 @@
 
 mod config;
 mod error;
+mod gate;
 mod ops;
 mod pool;
 mod rows;

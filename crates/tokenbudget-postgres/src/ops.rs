@@ -83,6 +83,7 @@ async fn lock_and_load(
         )
         .await?;
     let locked = locked_budgets(&locked)?;
+    tx.gate().learn(locked.values());
     let loaded = Loaded::new(&read, &locked)?;
     Ok((locked, loaded))
 }

@@ -13,6 +13,7 @@ use tokenbudget_core::{
 
 use crate::config::{redact, Config};
 use crate::error::PgError;
+use crate::gate::{Gate, Target};
 use crate::ops::{Commit, Create, Read, Reserve, Rollback, Sweep};
 use crate::pool::{self, PoolStatus};
 use crate::schema;
@@ -39,7 +40,8 @@ impl PostgresStore {
         let config = config.with_url(url);
         config.validate()?;
         let pool = pool::build(&config)?;
-        let shared = Arc::new(Shared { pool, config });
+        let gate = Arc::new(Gate::new(config.root_concurrency));
+        let shared = Arc::new(Shared { pool, config, gate });
         let mut retry = Retry::default();
         loop {
             match migrate(&shared).await {
@@ -81,12 +83,32 @@ impl PostgresStore {
         self.shared.pool.close();
     }
 
-    /// Runs a writing operation in its own task (see [`tx`](crate::tx) on cancellation).
-    async fn write<O: Op>(&self, op: O) -> Result<O::Output> {
+    /// Runs a writing operation in its own task (see [`tx`](crate::tx) on cancellation), after
+    /// waiting for its turn on `target`'s budget tree (see [`gate`](crate::gate)).
+    async fn write<O: Op>(&self, target: Option<Target<'_>>, op: O) -> Result<O::Output> {
         let safe = op.safe_to_repeat();
-        tx::spawn(self.shared.clone(), op)
+        let pass = match target {
+            Some(target) => {
+                let wait = self.shared.config.wait_timeout;
+                self.shared
+                    .gate
+                    .enter(target, wait)
+                    .await
+                    .map_err(|()| PgError::Busy(wait).into_core(safe))?
+            }
+            None => None,
+        };
+        tx::spawn(self.shared.clone(), op, pass)
             .await
             .map_err(|e| e.into_core(safe))
+    }
+
+    /// The gate forgets a reservation once its commit or rollback is done with it: settled, or
+    /// failed in a way a retry will not fix.
+    fn settled<T>(&self, id: ReservationId, result: &Result<T>) {
+        if result.as_ref().map_or_else(|e| !e.is_retryable(), |_| true) {
+            self.shared.gate.settled(id);
+        }
     }
 
     /// Runs a read: no transaction, so it may run in the caller's task.
@@ -120,26 +142,45 @@ impl BudgetStore for PostgresStore {
     }
 
     async fn create_budget(&self, new: NewBudget, now: Timestamp) -> Result<Budget> {
-        self.write(Create { new, now }).await
+        self.write(None, Create { new, now }).await
     }
 
     async fn reserve(&self, cmd: ReserveCommand, now: Timestamp) -> Result<ReserveOutcome> {
-        self.write(Reserve { cmd, now }).await
+        let (id, budget) = (cmd.reservation_id, cmd.budget_id.clone());
+        let outcome = self
+            .write(Some(Target::Budget(&budget)), Reserve { cmd, now })
+            .await?;
+        if let ReserveOutcome::Granted(grant) = &outcome {
+            if !grant.replayed {
+                self.shared.gate.granted(id, &budget);
+            }
+        }
+        Ok(outcome)
     }
 
     async fn commit(&self, cmd: CommitCommand, now: Timestamp) -> Result<CommitOutcome> {
-        self.write(Commit { cmd, now }).await
+        let id = cmd.reservation_id;
+        let result = self
+            .write(Some(Target::Reservation(id)), Commit { cmd, now })
+            .await;
+        self.settled(id, &result);
+        result
     }
 
     async fn rollback(&self, cmd: RollbackCommand, now: Timestamp) -> Result<RollbackOutcome> {
-        self.write(Rollback { cmd, now }).await
+        let id = cmd.reservation_id;
+        let result = self
+            .write(Some(Target::Reservation(id)), Rollback { cmd, now })
+            .await;
+        self.settled(id, &result);
+        result
     }
 
     async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<SweepOutcome> {
         if max == 0 {
             return Ok(SweepOutcome::default());
         }
-        self.write(Sweep { now, max }).await
+        self.write(None, Sweep { now, max }).await
     }
 
     async fn budget(&self, id: &BudgetId) -> Result<Option<Budget>> {

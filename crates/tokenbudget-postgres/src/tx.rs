@@ -30,6 +30,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{is_connection_failure, PgError};
+use crate::gate::{Gate, Pass};
 use crate::rows::WriteParams;
 use crate::sql;
 
@@ -41,6 +42,7 @@ pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) config: Config,
+    pub(crate) gate: Arc<Gate>,
 }
 
 /// Which attempt this is, and what earlier ones left behind.
@@ -86,14 +88,21 @@ pub(crate) struct Tx<'c> {
     /// The pooled connection; its `prepare_cached` keeps prepared statements per connection.
     object: &'c Object,
     state: State,
+    gate: &'c Gate,
 }
 
 impl<'c> Tx<'c> {
-    fn new(object: &'c Object) -> Self {
+    fn new(object: &'c Object, gate: &'c Gate) -> Self {
         Self {
             object,
             state: State::Idle,
+            gate,
         }
+    }
+
+    /// The store's admission to budget trees, to learn trees from the rows locked.
+    pub(crate) fn gate(&self) -> &'c Gate {
+        self.gate
     }
 
     fn client(&self) -> &'c Client {
@@ -187,9 +196,21 @@ impl<'c> Tx<'c> {
 }
 
 /// Runs `op` in its own task, so that dropping the returned future never interrupts a
-/// transaction (see the module docs).
-pub(crate) async fn spawn<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, PgError> {
-    let task = tokio::spawn(run(shared, op).in_current_span());
+/// transaction (see the module docs). The task keeps `pass`, the operation's turn on its budget
+/// tree, until the transaction has ended.
+pub(crate) async fn spawn<O: Op>(
+    shared: Arc<Shared>,
+    op: O,
+    pass: Option<Pass>,
+) -> Result<O::Output, PgError> {
+    let task = tokio::spawn(
+        async move {
+            let output = run(shared, op).await;
+            drop(pass);
+            output
+        }
+        .in_current_span(),
+    );
     match task.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(PgError::Panicked(panic_message(e.into_panic()))),
@@ -203,7 +224,7 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
     let mut retry = Retry::default();
     loop {
         let result = match shared.pool.get().await {
-            Ok(object) => attempt(&object, &op, retry).await,
+            Ok(object) => attempt(&object, &shared.gate, &op, retry).await,
             Err(e) => Err(PgError::Pool(e)),
         };
         let err = match result {
@@ -224,8 +245,13 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
     }
 }
 
-async fn attempt<O: Op>(object: &Object, op: &O, retry: Retry) -> Result<O::Output, PgError> {
-    let mut tx = Tx::new(object);
+async fn attempt<O: Op>(
+    object: &Object,
+    gate: &Gate,
+    op: &O,
+    retry: Retry,
+) -> Result<O::Output, PgError> {
+    let mut tx = Tx::new(object, gate);
     let result = op.attempt(&mut tx, retry).await;
     if result.is_err() && tx.state == State::Open {
         rollback(object).await;

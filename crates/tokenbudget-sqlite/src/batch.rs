@@ -2,15 +2,19 @@
 //! single `BEGIN IMMEDIATE` transaction, acknowledged together after its one `COMMIT`.
 //!
 //! Each operation still loads its own snapshot and calls its own rule, after the writes of
-//! the operations before it in the batch (same connection, same transaction), exactly as if
-//! it had its own transaction right after theirs; nothing is acknowledged before the commit.
-//! What the batch saves is the commit itself: one fsync (with `synchronous = FULL`) and one
-//! turn at the write lock for up to [`MAX_BATCH`] operations, which is what keeps latency
-//! flat when many tasks write at once.
+//! the operations before it in the batch (same transaction; their writes wait in the batch's
+//! [`Unit`] and are merged into later reads), exactly as if it had its own transaction right
+//! after theirs; nothing is acknowledged before the commit. What the batch saves is the
+//! commit itself: one fsync (with `synchronous = FULL`) and one turn at the write lock for up
+//! to [`MAX_BATCH`] operations, and most statements: an operation on existing rows reads with
+//! one, and the batch writes with a few multi-row ones. That is what keeps latency flat when
+//! many tasks write at once.
 //!
 //! If the database is busy, the whole batch is rolled back and run again from the start. If
 //! one operation hits a storage error, the batch is rolled back and run again without it, so
-//! one failure never half-applies or fails its neighbours.
+//! one failure never half-applies or fails its neighbours. A failure of the batch's one
+//! write, which no single operation can be blamed for, runs the batch again writing after
+//! each operation, where failures have an owner.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +26,7 @@ use tokio::sync::oneshot;
 use crate::error::SqliteError;
 use crate::ops::Operation;
 use crate::retry::Backoff;
-use crate::sql;
+use crate::unit::Unit;
 
 /// The most operations one transaction carries.
 pub(crate) const MAX_BATCH: usize = 32;
@@ -35,11 +39,13 @@ pub(crate) trait Job: Send {
     fn is_cancelled(&self) -> bool;
     /// True once the operation has failed for good (it is left out of later attempts).
     fn has_failed(&self) -> bool;
-    /// Loads, decides and writes inside the open transaction. `Err` is a storage error; a
-    /// rule's rejection is an answer, kept for the reply.
+    /// Loads and decides inside the open transaction, and hands the writes to `unit` (which
+    /// writes them now when eager). `Err` is a storage error; a rule's rejection is an answer,
+    /// kept for the reply.
     fn apply<'a>(
         &'a mut self,
         conn: &'a mut SqliteConnection,
+        unit: &'a mut Unit,
     ) -> BoxFuture<'a, Result<(), SqliteError>>;
     /// Forgets the answer of an attempt that was rolled back (a failure stays).
     fn reset(&mut self);
@@ -80,9 +86,10 @@ impl<O: Operation> Job for Pending<O> {
     fn apply<'a>(
         &'a mut self,
         conn: &'a mut SqliteConnection,
+        unit: &'a mut Unit,
     ) -> BoxFuture<'a, Result<(), SqliteError>> {
         Box::pin(async move {
-            let decision = match self.op.decide(conn).await {
+            let decision = match self.op.decide(conn, unit).await {
                 Ok(decision) => decision,
                 Err(SqliteError::Rejected(e)) => {
                     self.answer = Some(Err(e));
@@ -90,8 +97,9 @@ impl<O: Operation> Job for Pending<O> {
                 }
                 Err(e) => return Err(e),
             };
-            if !decision.changes.is_empty() {
-                sql::write(conn, &decision.changes).await?;
+            unit.record(&decision.changes);
+            if unit.is_eager() {
+                unit.flush(conn).await?;
             }
             self.answer = Some(Ok(decision.outcome));
             Ok(())
@@ -129,6 +137,8 @@ pub(crate) async fn run(
     jobs: &mut [Box<dyn Job>],
     mut backoff: Backoff,
 ) {
+    // Writes wait in the unit until the end, unless an earlier attempt's write failed.
+    let mut eager = false;
     'attempt: loop {
         for job in jobs.iter_mut() {
             job.reset();
@@ -148,8 +158,9 @@ pub(crate) async fn run(
                 Err(e) => return fail_all(jobs, e),
             },
         };
+        let mut unit = Unit::new(eager);
         for job in jobs.iter_mut().filter(|job| !job.has_failed()) {
-            if let Err(e) = job.apply(&mut tx).await {
+            if let Err(e) = job.apply(&mut tx, &mut unit).await {
                 let _ = tx.rollback().await;
                 if e.is_busy() {
                     match backoff.wait(e).await {
@@ -157,10 +168,23 @@ pub(crate) async fn run(
                         Err(e) => return fail_all(jobs, e),
                     }
                 }
-                // This operation fails alone; the others run again without it.
+                // This operation fails alone (its own read, or its own write when eager);
+                // the others run again without it.
                 job.fail(e.into());
                 continue 'attempt;
             }
+        }
+        if let Err(e) = unit.flush(&mut tx).await {
+            let _ = tx.rollback().await;
+            if e.is_busy() {
+                match backoff.wait(e).await {
+                    Ok(()) => continue 'attempt,
+                    Err(e) => return fail_all(jobs, e),
+                }
+            }
+            tracing::debug!(error = %e, "tokenbudget-sqlite: batch write failed; writing per operation");
+            eager = true;
+            continue 'attempt;
         }
         match tx.commit().await {
             Ok(()) => return,

@@ -59,6 +59,17 @@ pub struct Config {
     ///
     /// Defaults to `true`.
     pub writer_queue: bool,
+    /// How often a background task checkpoints the write-ahead log into the database file
+    /// (`PRAGMA wal_checkpoint(PASSIVE)` on a read connection), so that the writer does not.
+    /// Left to itself SQLite checkpoints inside the commit that takes the log past 1,000
+    /// pages, copying them and syncing the database file while every queued operation waits:
+    /// measured with 16 tasks on 1,000 budgets, that took p99 from about 7 ms to 12-14 ms.
+    /// The writer still checkpoints by itself past 10,000 pages, should the background task
+    /// fall behind. Zero leaves checkpoints to SQLite. Ignored for `sqlite::memory:`.
+    ///
+    /// Defaults to 200 ms. Serialized as `checkpoint_interval_ms`.
+    #[serde(rename = "checkpoint_interval_ms", with = "millis")]
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for Config {
@@ -71,6 +82,7 @@ impl Default for Config {
             read_connections: 4,
             create_if_missing: true,
             writer_queue: true,
+            checkpoint_interval: Duration::from_millis(200),
         }
     }
 }
@@ -85,7 +97,8 @@ impl Config {
     /// `TOKENBUDGET_SQLITE_URL`, `TOKENBUDGET_SQLITE_SYNCHRONOUS` (`normal`, `full`, `extra`),
     /// `TOKENBUDGET_SQLITE_BUSY_TIMEOUT_MS`, `TOKENBUDGET_SQLITE_RETRY_DEADLINE_MS`,
     /// `TOKENBUDGET_SQLITE_READ_CONNECTIONS`, `TOKENBUDGET_SQLITE_CREATE_IF_MISSING`,
-    /// `TOKENBUDGET_SQLITE_WRITER_QUEUE` (`true`, `false`).
+    /// `TOKENBUDGET_SQLITE_WRITER_QUEUE` (`true`, `false`),
+    /// `TOKENBUDGET_SQLITE_CHECKPOINT_INTERVAL_MS`.
     ///
     /// A variable that is set but invalid is [`Error::Config`].
     pub fn from_env() -> Result<Self> {
@@ -116,6 +129,10 @@ impl Config {
         if let Some(value) = var("TOKENBUDGET_SQLITE_WRITER_QUEUE") {
             config.writer_queue = parse("WRITER_QUEUE", &value)?;
         }
+        if let Some(value) = var("TOKENBUDGET_SQLITE_CHECKPOINT_INTERVAL_MS") {
+            config.checkpoint_interval =
+                Duration::from_millis(parse("CHECKPOINT_INTERVAL_MS", &value)?);
+        }
         Ok(config)
     }
 
@@ -134,6 +151,12 @@ impl Config {
     /// Sets [`Config::busy_timeout`].
     pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::checkpoint_interval`] (zero: SQLite's own checkpoints).
+    pub fn with_checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = interval;
         self
     }
 
@@ -250,6 +273,7 @@ mod tests {
         assert_eq!(config.read_connections, 4);
         assert!(config.create_if_missing);
         assert!(config.writer_queue);
+        assert_eq!(config.checkpoint_interval, Duration::from_millis(200));
     }
 
     #[test]
@@ -259,6 +283,7 @@ mod tests {
             ("TOKENBUDGET_SQLITE_SYNCHRONOUS", "Normal"),
             ("TOKENBUDGET_SQLITE_BUSY_TIMEOUT_MS", "250"),
             ("TOKENBUDGET_SQLITE_READ_CONNECTIONS", "2"),
+            ("TOKENBUDGET_SQLITE_CHECKPOINT_INTERVAL_MS", "0"),
         ]
         .into();
         let config = Config::from_lookup(|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
@@ -266,6 +291,7 @@ mod tests {
         assert_eq!(config.synchronous, Synchronous::Normal);
         assert_eq!(config.busy_timeout, Duration::from_millis(250));
         assert_eq!(config.read_connections, 2);
+        assert_eq!(config.checkpoint_interval, Duration::ZERO);
         assert_eq!(config.retry_deadline, Duration::from_secs(30));
 
         let bad = Config::from_lookup(|k| {

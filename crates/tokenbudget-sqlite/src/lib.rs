@@ -9,6 +9,7 @@ mod retry;
 mod schema;
 mod sql;
 mod store;
+mod unit;
 
 pub use config::{Config, Synchronous};
 pub use schema::SCHEMA_VERSION;

@@ -1,9 +1,10 @@
 //! The writing operations: load the [`Snapshot`] the rule needs (see its table), call the rule.
 //!
 //! Each runs inside the `BEGIN IMMEDIATE` transaction the store opened, so everything read
-//! here is read under SQLite's write lock.
+//! here is read under SQLite's write lock, merged with the batch's earlier writes still in the
+//! [`Unit`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 
 use sqlx::SqliteConnection;
@@ -11,21 +12,24 @@ use tokenbudget_core::rules::{
     self, CommitCommand, Decision, ReserveCommand, RollbackCommand, Snapshot,
 };
 use tokenbudget_core::{
-    Budget, CommitOutcome, NewBudget, ReserveOutcome, RollbackOutcome, SweepOutcome, Timestamp,
+    Budget, BudgetId, CommitOutcome, IdempotencyKey, NewBudget, ReservationId, ReserveOutcome,
+    RollbackOutcome, SweepOutcome, Timestamp,
 };
 
 use crate::error::Result;
 use crate::sql::{self, Leaf};
+use crate::unit::Unit;
 
 /// A command the store runs as one write transaction.
 pub(crate) trait Operation: Send + Sync + 'static {
     /// What the caller gets back.
     type Outcome: Send + 'static;
 
-    /// Loads the snapshot under the write lock and asks the rule.
+    /// Loads the snapshot under the write lock, as `unit` has left it, and asks the rule.
     fn decide(
         &self,
         conn: &mut SqliteConnection,
+        unit: &mut Unit,
     ) -> impl Future<Output = Result<Decision<Self::Outcome>>> + Send;
 }
 
@@ -38,7 +42,12 @@ pub(crate) struct Create {
 impl Operation for Create {
     type Outcome = Budget;
 
-    async fn decide(&self, conn: &mut SqliteConnection) -> Result<Decision<Budget>> {
+    async fn decide(
+        &self,
+        conn: &mut SqliteConnection,
+        unit: &mut Unit,
+    ) -> Result<Decision<Budget>> {
+        unit.flush(conn).await?;
         let mut snapshot = Snapshot::default();
         if let Some(existing) = sql::budget_by_id(conn, &self.new.id).await? {
             snapshot.budgets.insert(existing.id.clone(), existing);
@@ -59,18 +68,23 @@ pub(crate) struct Reserve {
 impl Operation for Reserve {
     type Outcome = ReserveOutcome;
 
-    async fn decide(&self, conn: &mut SqliteConnection) -> Result<Decision<ReserveOutcome>> {
-        let leaf = Leaf::Budget(&self.cmd.budget_id);
-        let mut snapshot = Snapshot::with_budgets(sql::chain(conn, leaf).await?);
-        (snapshot.expired, snapshot.reservation) = sql::expired_and_target(
+    async fn decide(
+        &self,
+        conn: &mut SqliteConnection,
+        unit: &mut Unit,
+    ) -> Result<Decision<ReserveOutcome>> {
+        let cmd = &self.cmd;
+        unit.flush_if_new(conn, Some(&cmd.budget_id), None).await?;
+        let snapshot = load(
             conn,
-            leaf,
-            self.cmd.reservation_id,
-            self.cmd.idempotency_key.as_ref(),
+            unit,
+            Leaf::Budget(&cmd.budget_id),
+            cmd.reservation_id,
+            cmd.idempotency_key.as_ref(),
             self.now,
         )
         .await?;
-        Ok(rules::reserve(&snapshot, &self.cmd, self.now)?)
+        Ok(rules::reserve(&snapshot, cmd, self.now)?)
     }
 }
 
@@ -83,8 +97,12 @@ pub(crate) struct Commit {
 impl Operation for Commit {
     type Outcome = CommitOutcome;
 
-    async fn decide(&self, conn: &mut SqliteConnection) -> Result<Decision<CommitOutcome>> {
-        let snapshot = settle_snapshot(conn, self.cmd.reservation_id, self.now).await?;
+    async fn decide(
+        &self,
+        conn: &mut SqliteConnection,
+        unit: &mut Unit,
+    ) -> Result<Decision<CommitOutcome>> {
+        let snapshot = settle_snapshot(conn, unit, self.cmd.reservation_id, self.now).await?;
         Ok(rules::commit(&snapshot, &self.cmd, self.now)?)
     }
 }
@@ -98,8 +116,12 @@ pub(crate) struct Rollback {
 impl Operation for Rollback {
     type Outcome = RollbackOutcome;
 
-    async fn decide(&self, conn: &mut SqliteConnection) -> Result<Decision<RollbackOutcome>> {
-        let snapshot = settle_snapshot(conn, self.cmd.reservation_id, self.now).await?;
+    async fn decide(
+        &self,
+        conn: &mut SqliteConnection,
+        unit: &mut Unit,
+    ) -> Result<Decision<RollbackOutcome>> {
+        let snapshot = settle_snapshot(conn, unit, self.cmd.reservation_id, self.now).await?;
         Ok(rules::rollback(&snapshot, &self.cmd, self.now)?)
     }
 }
@@ -113,7 +135,12 @@ pub(crate) struct Sweep {
 impl Operation for Sweep {
     type Outcome = SweepOutcome;
 
-    async fn decide(&self, conn: &mut SqliteConnection) -> Result<Decision<SweepOutcome>> {
+    async fn decide(
+        &self,
+        conn: &mut SqliteConnection,
+        unit: &mut Unit,
+    ) -> Result<Decision<SweepOutcome>> {
+        unit.flush(conn).await?;
         let mut snapshot = Snapshot {
             expired: sql::due(conn, self.now, self.max).await?,
             ..Snapshot::default()
@@ -136,14 +163,33 @@ impl Operation for Sweep {
 /// An unknown reservation leaves the snapshot empty; the rule answers `ReservationNotFound`.
 async fn settle_snapshot(
     conn: &mut SqliteConnection,
-    id: tokenbudget_core::ReservationId,
+    unit: &mut Unit,
+    id: ReservationId,
     now: Timestamp,
 ) -> Result<Snapshot> {
-    let leaf = Leaf::ReservationOf(id);
-    let mut snapshot = Snapshot::with_budgets(sql::chain(conn, leaf).await?);
-    (snapshot.expired, snapshot.reservation) =
-        sql::expired_and_target(conn, leaf, id, None, now).await?;
-    Ok(snapshot)
+    unit.flush_if_new(conn, None, Some(id)).await?;
+    load(conn, unit, Leaf::ReservationOf(id), id, None, now).await
+}
+
+/// Reads the chain from `leaf` with the reservations reserve, commit and rollback need, in
+/// one statement, and merges the batch's earlier writes into it.
+async fn load(
+    conn: &mut SqliteConnection,
+    unit: &Unit,
+    leaf: Leaf<'_>,
+    id: ReservationId,
+    key: Option<&IdempotencyKey>,
+    now: Timestamp,
+) -> Result<Snapshot> {
+    let (budgets, reservations) = sql::load(conn, leaf, id, key, now).await?;
+    let budgets: Vec<Budget> = budgets.into_iter().map(|b| unit.budget(b)).collect();
+    let chain: HashSet<&BudgetId> = budgets.iter().map(|b| &b.id).collect();
+    let (expired, reservation) = unit.reservations(reservations, &chain, id, key, now);
+    Ok(Snapshot {
+        expired,
+        reservation,
+        ..Snapshot::with_budgets(budgets)
+    })
 }
 
 fn add_budgets(snapshot: &mut Snapshot, budgets: Vec<Budget>) {

@@ -4,7 +4,6 @@
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
-use tokenbudget_core::rules::Changes;
 use tokenbudget_core::{
     Budget, BudgetId, Event, EventKind, EventQuery, IdempotencyKey, NewEvent, Reservation,
     ReservationId, ReservationState, Timestamp, MAX_DEPTH,
@@ -74,21 +73,30 @@ pub(crate) async fn chain(conn: &mut SqliteConnection, leaf: Leaf<'_>) -> Result
         .collect()
 }
 
-/// In one statement: the held reservations on the chain's budgets whose expiry is at or
-/// before `now` (earliest first), and the reservation with id `id` if it exists, else the one
-/// holding `key`, if any.
-pub(crate) async fn expired_and_target(
+/// What reserve, commit and rollback read, in one statement: the chain's budgets (leaf first),
+/// and, as the [`Unit`](crate::unit::Unit) needs them, the held reservations on the chain due
+/// at `now` and the reservation with id `id` or holding `key`.
+///
+/// One statement is one round trip to sqlx's worker thread; the two kinds of row share its
+/// columns, each column holding one SQL type in both.
+pub(crate) async fn load(
     conn: &mut SqliteConnection,
     leaf: Leaf<'_>,
     id: ReservationId,
     key: Option<&IdempotencyKey>,
     now: Timestamp,
-) -> Result<(Vec<Reservation>, Option<Reservation>)> {
+) -> Result<(Vec<Budget>, Vec<Reservation>)> {
+    // Columns: kind (0 budget, 1 reservation), then
+    //   budget:      id, parent,    limit_tokens, used,       reserved,   held,   created_at, NULL,  NULL,            depth
+    //   reservation: id, budget_id, tokens,       created_at, expires_at, actual, settled_at, state, idempotency_key, 0
     let sql = format!(
-        "{} SELECT {RESERVATION_COLUMNS}, 1 FROM reservations \
-         WHERE state = 'held' AND expires_at <= ?5 AND budget_id IN (SELECT id FROM chain) \
-         UNION ALL \
-         SELECT {RESERVATION_COLUMNS}, 0 FROM reservations WHERE id = ?3 OR idempotency_key = ?4",
+        "{} SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
+                chain.depth FROM budgets JOIN chain USING (id) \
+         UNION SELECT {LOADED} WHERE state = 'held' AND expires_at <= ?5 \
+                                     AND budget_id IN (SELECT id FROM chain) \
+         UNION SELECT {LOADED} WHERE id = ?3 \
+         UNION SELECT {LOADED} WHERE idempotency_key = ?4 \
+         ORDER BY 1, 11",
         leaf.cte()
     );
     let rows = sqlx::query(&sql)
@@ -99,17 +107,46 @@ pub(crate) async fn expired_and_target(
         .bind(now.as_micros())
         .fetch_all(conn)
         .await?;
-    let (mut expired, mut target) = (Vec::new(), None::<Reservation>);
+    let (mut budgets, mut reservations) = (Vec::new(), Vec::new());
     for row in &rows {
-        let reservation = reservation(row)?;
-        if row.try_get::<i64, _>(9)? == 1 {
-            expired.push(reservation);
-        } else if target.as_ref().is_none_or(|t| t.id != id) {
-            target = Some(reservation);
+        if row.try_get::<i64, _>(0)? == 0 {
+            budgets.push(budget_at(row, 1)?);
+        } else {
+            reservations.push(loaded_reservation(row)?);
         }
     }
-    expired.sort_by_key(|r| (r.expires_at, r.id));
-    Ok((expired, target))
+    Ok((budgets, reservations))
+}
+
+/// The reservation rows of [`load`]. `UNION` (not `UNION ALL`): a reservation both due and
+/// asked for by id comes once.
+const LOADED: &str =
+    "1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, state, \
+                      idempotency_key, 0 FROM reservations";
+
+/// A reservation row of [`load`].
+fn loaded_reservation(row: &SqliteRow) -> Result<Reservation> {
+    let id: String = row.try_get(1)?;
+    let state: String = row.try_get(8)?;
+    Ok(Reservation {
+        id: id
+            .parse()
+            .map_err(|e| SqliteError::corrupt("reservation id", e))?,
+        budget_id: budget_id("reservation budget id", row.try_get(2)?)?,
+        tokens: unsigned("tokens", row.try_get(3)?)?,
+        state: ReservationState::parse(&state)
+            .ok_or_else(|| SqliteError::corrupt("reservation state", &state))?,
+        created_at: Timestamp::from_micros(row.try_get(4)?),
+        expires_at: Timestamp::from_micros(row.try_get(5)?),
+        idempotency_key: idempotency_key(row.try_get(9)?)?,
+        actual: row
+            .try_get::<Option<i64>, _>(6)?
+            .map(|a| unsigned("actual", a))
+            .transpose()?,
+        settled_at: row
+            .try_get::<Option<i64>, _>(7)?
+            .map(Timestamp::from_micros),
+    })
 }
 
 /// One budget.
@@ -205,89 +242,141 @@ pub(crate) async fn events(conn: &mut SqliteConnection, query: &EventQuery) -> R
     rows.iter().map(event).collect()
 }
 
-/// Writes a rule's changes: budgets, reservations, then the events in order.
-pub(crate) async fn write(conn: &mut SqliteConnection, changes: &Changes) -> Result<()> {
-    if let Some(b) = &changes.new_budget {
-        sqlx::query(
+/// What a [`Unit`](crate::unit::Unit) writes, each list in the order it happened.
+pub(crate) struct Flush<'a> {
+    pub new_budgets: &'a [&'a Budget],
+    pub budgets: &'a [&'a Budget],
+    pub new_reservations: &'a [&'a Reservation],
+    pub reservations: &'a [&'a Reservation],
+    pub events: &'a [NewEvent],
+}
+
+/// The most rows one statement of [`flush`] writes. Longer lists are cut into chunks whose
+/// sizes are powers of two, so each kind of write has at most seven statement shapes for
+/// sqlx's statement cache.
+const MAX_ROWS: usize = 64;
+
+/// Writes `flush` in multi-row statements: new budgets (a parent before its child), budget
+/// updates, new reservations, reservation updates, then the events in order (each taking the
+/// next sequence number).
+pub(crate) async fn flush(conn: &mut SqliteConnection, flush: Flush<'_>) -> Result<()> {
+    for rows in chunks(flush.new_budgets) {
+        let sql = format!(
             "INSERT INTO budgets (id, parent, limit_tokens, used, reserved, held, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(b.id.as_str())
-        .bind(b.parent.as_ref().map(BudgetId::as_str))
-        .bind(amount("limit", b.limit)?)
-        .bind(amount("used", b.used)?)
-        .bind(amount("reserved", b.reserved)?)
-        .bind(amount("held", b.held)?)
-        .bind(b.created_at.as_micros())
-        .execute(&mut *conn)
-        .await?;
+             VALUES {}",
+            placeholders(rows.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for b in rows {
+            query = query
+                .bind(b.id.as_str())
+                .bind(b.parent.as_ref().map(BudgetId::as_str))
+                .bind(amount("limit", b.limit)?)
+                .bind(amount("used", b.used)?)
+                .bind(amount("reserved", b.reserved)?)
+                .bind(amount("held", b.held)?)
+                .bind(b.created_at.as_micros());
+        }
+        query.execute(&mut *conn).await?;
     }
-    for b in &changes.budgets {
-        sqlx::query(
-            "UPDATE budgets SET limit_tokens = ?2, used = ?3, reserved = ?4, held = ?5 \
-             WHERE id = ?1",
-        )
-        .bind(b.id.as_str())
-        .bind(amount("limit", b.limit)?)
-        .bind(amount("used", b.used)?)
-        .bind(amount("reserved", b.reserved)?)
-        .bind(amount("held", b.held)?)
-        .execute(&mut *conn)
-        .await?;
+    for rows in chunks(flush.budgets) {
+        let sql = format!(
+            "UPDATE budgets SET limit_tokens = u.column2, used = u.column3, \
+             reserved = u.column4, held = u.column5 \
+             FROM (VALUES {}) AS u WHERE budgets.id = u.column1",
+            placeholders(rows.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for b in rows {
+            query = query
+                .bind(b.id.as_str())
+                .bind(amount("limit", b.limit)?)
+                .bind(amount("used", b.used)?)
+                .bind(amount("reserved", b.reserved)?)
+                .bind(amount("held", b.held)?);
+        }
+        query.execute(&mut *conn).await?;
     }
-    if let Some(r) = &changes.new_reservation {
-        sqlx::query(
+    for rows in chunks(flush.new_reservations) {
+        let sql = format!(
             "INSERT INTO reservations (id, budget_id, tokens, state, created_at, expires_at, \
-             idempotency_key, actual, settled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .bind(r.id.to_string())
-        .bind(r.budget_id.as_str())
-        .bind(amount("tokens", r.tokens)?)
-        .bind(r.state.as_str())
-        .bind(r.created_at.as_micros())
-        .bind(r.expires_at.as_micros())
-        .bind(r.idempotency_key.as_ref().map(IdempotencyKey::as_str))
-        .bind(r.actual.map(|a| amount("actual", a)).transpose()?)
-        .bind(r.settled_at.map(Timestamp::as_micros))
-        .execute(&mut *conn)
-        .await?;
+             idempotency_key, actual, settled_at) VALUES {}",
+            placeholders(rows.len(), 9)
+        );
+        let mut query = sqlx::query(&sql);
+        for r in rows {
+            query = query
+                .bind(r.id.to_string())
+                .bind(r.budget_id.as_str())
+                .bind(amount("tokens", r.tokens)?)
+                .bind(r.state.as_str())
+                .bind(r.created_at.as_micros())
+                .bind(r.expires_at.as_micros())
+                .bind(r.idempotency_key.as_ref().map(IdempotencyKey::as_str))
+                .bind(r.actual.map(|a| amount("actual", a)).transpose()?)
+                .bind(r.settled_at.map(Timestamp::as_micros));
+        }
+        query.execute(&mut *conn).await?;
     }
-    for r in &changes.reservations {
-        sqlx::query(
-            "UPDATE reservations SET tokens = ?2, state = ?3, expires_at = ?4, actual = ?5, \
-             settled_at = ?6 WHERE id = ?1",
-        )
-        .bind(r.id.to_string())
-        .bind(amount("tokens", r.tokens)?)
-        .bind(r.state.as_str())
-        .bind(r.expires_at.as_micros())
-        .bind(r.actual.map(|a| amount("actual", a)).transpose()?)
-        .bind(r.settled_at.map(Timestamp::as_micros))
-        .execute(&mut *conn)
-        .await?;
+    for rows in chunks(flush.reservations) {
+        let sql = format!(
+            "UPDATE reservations SET tokens = u.column2, state = u.column3, \
+             expires_at = u.column4, actual = u.column5, settled_at = u.column6 \
+             FROM (VALUES {}) AS u WHERE reservations.id = u.column1",
+            placeholders(rows.len(), 6)
+        );
+        let mut query = sqlx::query(&sql);
+        for r in rows {
+            query = query
+                .bind(r.id.to_string())
+                .bind(amount("tokens", r.tokens)?)
+                .bind(r.state.as_str())
+                .bind(r.expires_at.as_micros())
+                .bind(r.actual.map(|a| amount("actual", a)).transpose()?)
+                .bind(r.settled_at.map(Timestamp::as_micros));
+        }
+        query.execute(&mut *conn).await?;
     }
-    for e in &changes.events {
-        insert_event(conn, e).await?;
+    for rows in chunks(flush.events) {
+        let sql = format!(
+            "INSERT INTO events (budget_id, at, type, reservation_id, payload) VALUES {}",
+            placeholders(rows.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for e in rows {
+            let payload =
+                serde_json::to_string(&e.kind).map_err(|err| SqliteError::corrupt("event", err))?;
+            query = query
+                .bind(e.budget_id.as_str())
+                .bind(e.at.as_micros())
+                .bind(e.kind.type_name())
+                .bind(e.kind.reservation_id().map(|id| id.to_string()))
+                .bind(payload);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// Appends one event; `seq` is the next AUTOINCREMENT value.
-async fn insert_event(conn: &mut SqliteConnection, e: &NewEvent) -> Result<()> {
-    let payload =
-        serde_json::to_string(&e.kind).map_err(|err| SqliteError::corrupt("event", err))?;
-    sqlx::query(
-        "INSERT INTO events (budget_id, at, type, reservation_id, payload) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .bind(e.budget_id.as_str())
-    .bind(e.at.as_micros())
-    .bind(e.kind.type_name())
-    .bind(e.kind.reservation_id().map(|id| id.to_string()))
-    .bind(payload)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// `rows` cut into chunks of at most [`MAX_ROWS`], each a power of two long, in order.
+fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let len = rows.len().min(MAX_ROWS);
+        // The largest power of two not above `len`.
+        let len = 1 << (usize::BITS - 1 - len.leading_zeros());
+        let (chunk, rest) = rows.split_at(len);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+/// `(?, ?, …), (?, ?, …), …`: `rows` tuples of `columns` placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
 }
 
 /// Every amount is validated to `0..=i64::MAX` by the rules; a larger one here is a bug.
@@ -304,18 +393,28 @@ fn budget_id(what: &'static str, text: String) -> Result<BudgetId> {
 }
 
 fn budget(row: &SqliteRow) -> Result<Budget> {
+    budget_at(row, 0)
+}
+
+/// A budget whose seven columns start at column `at`.
+fn budget_at(row: &SqliteRow, at: usize) -> Result<Budget> {
     Ok(Budget {
-        id: budget_id("budget id", row.try_get(0)?)?,
+        id: budget_id("budget id", row.try_get(at)?)?,
         parent: row
-            .try_get::<Option<String>, _>(1)?
+            .try_get::<Option<String>, _>(at + 1)?
             .map(|p| budget_id("parent id", p))
             .transpose()?,
-        limit: unsigned("limit", row.try_get(2)?)?,
-        used: unsigned("used", row.try_get(3)?)?,
-        reserved: unsigned("reserved", row.try_get(4)?)?,
-        held: unsigned("held", row.try_get(5)?)?,
-        created_at: Timestamp::from_micros(row.try_get(6)?),
+        limit: unsigned("limit", row.try_get(at + 2)?)?,
+        used: unsigned("used", row.try_get(at + 3)?)?,
+        reserved: unsigned("reserved", row.try_get(at + 4)?)?,
+        held: unsigned("held", row.try_get(at + 5)?)?,
+        created_at: Timestamp::from_micros(row.try_get(at + 6)?),
     })
+}
+
+fn idempotency_key(key: Option<String>) -> Result<Option<IdempotencyKey>> {
+    key.map(|k| IdempotencyKey::new(k).map_err(|e| SqliteError::corrupt("idempotency key", e)))
+        .transpose()
 }
 
 fn reservation(row: &SqliteRow) -> Result<Reservation> {
@@ -331,10 +430,7 @@ fn reservation(row: &SqliteRow) -> Result<Reservation> {
             .ok_or_else(|| SqliteError::corrupt("reservation state", &state))?,
         created_at: Timestamp::from_micros(row.try_get(4)?),
         expires_at: Timestamp::from_micros(row.try_get(5)?),
-        idempotency_key: row
-            .try_get::<Option<String>, _>(6)?
-            .map(|k| IdempotencyKey::new(k).map_err(|e| SqliteError::corrupt("idempotency key", e)))
-            .transpose()?,
+        idempotency_key: idempotency_key(row.try_get(6)?)?,
         actual: row
             .try_get::<Option<i64>, _>(7)?
             .map(|a| unsigned("actual", a))

@@ -48,6 +48,44 @@ pub struct SqliteStore {
     /// Turn-taking with other processes; `None` in memory, when disabled or unavailable.
     queue: Option<WriterQueue>,
     config: Config,
+    /// Checkpoints the log off the writer's path ([`Config::checkpoint_interval`]); stopped
+    /// when the store is dropped.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// The writer's own `wal_autocheckpoint` (in pages) when a [`Checkpointer`] runs: reached only
+/// if the checkpointer falls behind.
+const WRITER_CHECKPOINT_PAGES: &str = "10000";
+
+/// The background task that checkpoints the write-ahead log; aborted on drop.
+struct Checkpointer(tokio::task::JoinHandle<()>);
+
+impl Checkpointer {
+    /// Every `interval`, a `PASSIVE` checkpoint on a read connection: it copies what it can
+    /// without waiting for readers or the writer, who go on meanwhile.
+    fn spawn(readers: SqlitePool, interval: std::time::Duration) -> Self {
+        Self(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&readers)
+                    .await
+                {
+                    // Busy or failed: the next tick tries again, and the writer's own
+                    // checkpoint is the backstop.
+                    tracing::debug!(error = %e, "tokenbudget-sqlite: background checkpoint failed");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl fmt::Debug for SqliteStore {
@@ -57,6 +95,7 @@ impl fmt::Debug for SqliteStore {
             .field("synchronous", &self.config.synchronous)
             .field("in_memory", &self.readers.is_none())
             .field("writer_queue", &self.queue.is_some())
+            .field("background_checkpoints", &self._checkpointer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +120,11 @@ impl SqliteStore {
         // Switching a new file to WAL takes an exclusive lock that the busy timeout does not
         // wait for, and migrating takes the write lock: several processes opening one new
         // file at once may see BUSY here, so both steps retry like any write.
-        let writer_options = options.clone().journal_mode(SqliteJournalMode::Wal);
+        let mut writer_options = options.clone().journal_mode(SqliteJournalMode::Wal);
+        if !config.checkpoint_interval.is_zero() {
+            // The background checkpointer keeps the log short; this is the writer's backstop.
+            writer_options = writer_options.pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES);
+        }
         let mut backoff = Backoff::new(deadline);
         let mut writer = loop {
             match writer_options.connect().await {
@@ -134,12 +177,20 @@ impl SqliteStore {
                 .map_err(SqliteError::from)?;
             Some(pool)
         };
+        let checkpointer = match &readers {
+            Some(pool) if !config.checkpoint_interval.is_zero() => Some(Checkpointer::spawn(
+                pool.clone(),
+                config.checkpoint_interval,
+            )),
+            _ => None,
+        };
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             pending: PendingQueue::default(),
             readers,
             queue,
             config,
+            _checkpointer: checkpointer,
         })
     }
 

@@ -33,7 +33,7 @@ pub fn main(_args: &[String]) -> Result {
 
 /// Starts the local PostgreSQL cluster when it is installed and not accepting connections.
 /// The tests themselves decide what a missing database means (under `CI=true`, a failure).
-fn ensure_postgres() {
+pub fn ensure_postgres() {
     if succeeds(Command::new("pg_isready").args(["-h", "127.0.0.1", "-p", "5432"])) {
         return;
     }

@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod demo;
 mod run;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,8 @@ tasks:
   ci        what .ci/run runs: fmt check, clippy -D warnings, feature builds, the whole test suite
   bench     tracker load on every backend beside its raw-SQL baseline, then the counter benches
             [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S] [--skip-counter]
+  soak      the test suite with its hammers, kill loops and proptest cases lengthened
+            [--factor N (default 10)] [-- <cargo test arguments>]
   accuracy  token counters on the committed corpus: exact-match rates, estimator error per category
 ";
 
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         "demo" => demo::main(rest),
         "bench" => bench::main(rest),
         "accuracy" => accuracy::main(rest),
+        "soak" => soak::main(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

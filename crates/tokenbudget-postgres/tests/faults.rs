@@ -32,7 +32,7 @@ async fn terminated_backends_leave_no_partial_state_and_lose_no_acknowledged_ope
 
     // Terminate a backend of the store every 10-40 ms (the timeout argument makes each call
     // wait up to 1 s for the backend to be gone) until 30 are gone, while the workload runs.
-    const KILLS: i64 = 30;
+    let kills = 30 * tokenbudget_core::testkit::soak_factor() as i64;
     let done = Arc::new(AtomicBool::new(false));
     let killer = {
         let (done, url, name) = (done.clone(), url.clone(), application_name.clone());
@@ -40,7 +40,7 @@ async fn terminated_backends_leave_no_partial_state_and_lose_no_acknowledged_ope
             let admin = common::admin(&url).await;
             let mut rng = XorShift(0x5eed);
             let (mut rounds, mut killed) = (0u32, 0i64);
-            while killed < KILLS {
+            while killed < kills {
                 tokio::time::sleep(Duration::from_millis(10 + rng.below(30))).await;
                 let row = admin
                     .query_one(

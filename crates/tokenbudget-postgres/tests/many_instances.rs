@@ -13,7 +13,10 @@ use tokenbudget_core::DynBudgetStore;
 use tokenbudget_postgres::PostgresStore;
 
 const TASKS: usize = 6;
-const ROUNDS: usize = 40;
+/// Rounds per task, times `TOKENBUDGET_SOAK` (the child processes read it too).
+fn rounds() -> usize {
+    40 * tokenbudget_core::testkit::soak_factor()
+}
 const CHILD_ENV: &str = "TB_PG_CHILD_SCHEMA";
 
 async fn open(url: &str, schema: &str) -> Arc<PostgresStore> {
@@ -63,7 +66,7 @@ async fn many_instances_never_overdraw_lose_nothing_and_never_deadlock() {
             tokio::spawn(workload::run_instance(
                 store,
                 TASKS,
-                ROUNDS,
+                rounds(),
                 n as u64 + 1,
                 false,
             ))
@@ -101,7 +104,7 @@ async fn many_instances_never_overdraw_lose_nothing_and_never_deadlock() {
         "no budget ever filled up: the test proved nothing"
     );
     assert!(
-        ledger.acks.len() >= 5 * TASKS * ROUNDS / 3,
+        ledger.acks.len() >= 5 * TASKS * rounds() / 3,
         "too few grants ({}) to mean anything",
         ledger.acks.len()
     );
@@ -130,6 +133,6 @@ async fn child_instance() {
     let url = common::database_url();
     let seed: u64 = std::env::var("TB_PG_CHILD_SEED").unwrap().parse().unwrap();
     let store: DynBudgetStore = open(&url, &schema).await;
-    let ledger = workload::run_instance(store, TASKS, ROUNDS, seed, false).await;
+    let ledger = workload::run_instance(store, TASKS, rounds(), seed, false).await;
     print!("{}", ledger.to_lines());
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use common::{create_budgets, spawn_worker, verify, Acks, WorkerSpec, XorShift};
 use tokenbudget_sqlite::Synchronous;
 
+/// Kills, times `TOKENBUDGET_SOAK` (see `tokenbudget_core::testkit::soak_factor`).
 const ROUNDS: usize = 30;
 
 /// The worker process (run by the test below, not on its own).
@@ -26,7 +27,8 @@ async fn acknowledged_operations_survive_kill_9() {
     let started = Instant::now();
 
     create_budgets(&db, 20_000).await;
-    for round in 0..ROUNDS {
+    let rounds = ROUNDS * tokenbudget_core::testkit::soak_factor();
+    for round in 0..rounds {
         let spec = WorkerSpec {
             index: round,
             budgets: vec!["hot", "wf:a", "wf:b", "wf"],
@@ -89,7 +91,7 @@ async fn acknowledged_operations_survive_kill_9() {
     }
     let ops: usize = history.iter().map(Acks::ops).sum();
     println!(
-        "{ROUNDS} kills, {ops} acknowledged operations checked, {:.1}s",
+        "{rounds} kills, {ops} acknowledged operations checked, {:.1}s",
         started.elapsed().as_secs_f64()
     );
     assert!(

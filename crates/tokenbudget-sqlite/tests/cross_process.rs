@@ -28,7 +28,7 @@ async fn hammer(budgets: Vec<&'static str>, hot_limit: u64) -> Vec<Acks> {
                 index,
                 budgets: budgets.clone(),
                 tasks: 4,
-                rounds: 60,
+                rounds: 60 * tokenbudget_core::testkit::soak_factor(),
                 timeout: Duration::from_secs(60),
                 synchronous: Synchronous::Full,
             };

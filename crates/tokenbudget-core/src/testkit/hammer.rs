@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use crate::id::{BudgetId, ReservationId};
 use crate::model::ReservationState;
-use crate::testkit::{check_replay_matches_store, tracker, LogCheck, StoreHarness};
+use crate::testkit::{check_replay_matches_store, soak_factor, tracker, LogCheck, StoreHarness};
 use crate::tracker::{ReserveOptions, Tracker};
 
 const TASKS: usize = 16;
+/// Rounds per task, times [`soak_factor`].
 const ROUNDS: usize = 40;
 
 /// Many tasks on one hot budget: no overdraft in any prefix of the log, and the stored
@@ -16,7 +17,7 @@ const ROUNDS: usize = 40;
 pub async fn hammer_hot_budget(h: &dyn StoreHarness) {
     let (t, _) = tracker(h.fresh_store().await);
     t.create_workflow("hot", 2_000).await.expect("create hot");
-    let ledger = run(&t, &["hot"], TASKS, ROUNDS).await;
+    let ledger = run(&t, &["hot"], TASKS, ROUNDS * soak_factor()).await;
     verify(&t, &ledger).await;
     assert!(
         ledger.refusals > 0,
@@ -34,7 +35,13 @@ pub async fn hammer_workflow_with_phases(h: &dyn StoreHarness) {
             .await
             .expect("create phase");
     }
-    let ledger = run(&t, &["wf:a", "wf:b", "wf:c", "wf"], TASKS, ROUNDS).await;
+    let ledger = run(
+        &t,
+        &["wf:a", "wf:b", "wf:c", "wf"],
+        TASKS,
+        ROUNDS * soak_factor(),
+    )
+    .await;
     verify(&t, &ledger).await;
     assert!(
         ledger.refusals > 0,

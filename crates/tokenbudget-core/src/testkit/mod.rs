@@ -76,6 +76,28 @@ pub fn tracker(store: DynBudgetStore) -> (Tracker, Arc<ManualClock>) {
     (tracker, clock)
 }
 
+/// The environment variable that lengthens the long-running tests: `TOKENBUDGET_SOAK=10`
+/// runs ten times the hammer rounds, kills and processes' rounds. `cargo xtask soak` sets it
+/// (and `PROPTEST_CASES`).
+pub const SOAK_ENV: &str = "TOKENBUDGET_SOAK";
+
+/// The soak factor: [`SOAK_ENV`] as a whole number of at least 1; 1 when unset, so CI runs
+/// each loop at the length it was sized for.
+///
+/// # Panics
+///
+/// When the variable is set to anything but a positive whole number: a soak run that
+/// silently ran at length 1 would report what it did not do.
+pub fn soak_factor() -> usize {
+    match std::env::var(SOAK_ENV) {
+        Err(_) => 1,
+        Ok(value) => match value.trim().parse::<usize>() {
+            Ok(factor) if factor >= 1 => factor,
+            _ => panic!("{SOAK_ENV}={value:?}: expected a whole number of at least 1"),
+        },
+    }
+}
+
 pub(crate) fn cases(harness: &dyn StoreHarness) -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()

@@ -1,25 +1,26 @@
-//! Every backend the load benchmark knows, by name, each on a fresh store per run.
+//! Every backend the benchmarks know, by name, each opened on a fresh store.
 //!
 //! | name | what runs |
 //! |---|---|
 //! | `memory` | the tracker on [`MemoryStore`] |
 //! | `sqlite` | the tracker on a new SQLite file |
-//! | `sqlite-raw` | the same transactions in bare sqlx (the store's statements) |
+//! | `sqlite-raw` | the store's statements in bare sqlx ([`RawShape::Store`]) |
 //! | `sqlite-raw-min` | the fewest statements a correct reserve and commit need, bare sqlx |
-//! | `postgres` | the tracker on a fresh Postgres schema |
-//! | `postgres-raw` | the same SQL through bare tokio-postgres |
-//! | `postgres-raw-seq` | the raw baseline with the statements sent one after another |
-//! | `postgres` | the tracker on the Postgres store, fresh schema ([`bench_url`](crate::raw_postgres::bench_url)) |
+//! | `postgres` | the tracker on the Postgres store, fresh schema ([`bench_url`]) |
 //! | `postgres-raw` | the store's transactions and round trips in bare tokio-postgres |
 //! | `postgres-raw-seq` | the same statements one round trip each, as pgbench runs them |
+//!
+//! [`open`] gives the backend's [`Driver`]; the load run ([`run_backend`]) and the criterion
+//! bench (`benches/tracker.rs`) both drive it.
 
 use std::sync::Arc;
 
 use tokenbudget_core::MemoryStore;
+use tokenbudget_postgres::PostgresStore;
 use tokenbudget_sqlite::{Config, SqliteStore, Synchronous};
 
 use crate::load::{run, BoxError, LoadReport, LoadSpec, TrackerDriver};
-use crate::raw_postgres::{bench_url, run_postgres};
+use crate::raw_postgres::{bench_schema, bench_url, RawPostgres, Shape};
 use crate::raw_sqlite::{RawShape, RawSqlite};
 
 /// Settings that apply to some backends.
@@ -46,21 +47,73 @@ impl Default for BackendOptions {
     }
 }
 
-/// Runs `backend` at `spec` on a fresh store.
-pub async fn run_backend(
-    backend: &str,
-    spec: LoadSpec,
-    options: &BackendOptions,
-) -> Result<LoadReport, BoxError> {
-    match backend {
-        "memory" => {
-            run(
-                backend,
-                Arc::new(TrackerDriver::new(MemoryStore::shared())),
-                spec,
-            )
-            .await
+/// An opened backend's driver.
+pub enum Driver {
+    /// The tracker on a store.
+    Tracker(Arc<TrackerDriver>),
+    /// The raw SQLite baseline.
+    RawSqlite(Arc<RawSqlite>),
+    /// The raw Postgres baseline.
+    RawPostgres(Arc<RawPostgres>),
+}
+
+/// Evaluates `$body` with `$d` bound to the `&Arc<impl PairDriver>` that `$driver` (a
+/// `&Driver`) holds: one generic body for every kind of driver.
+#[macro_export]
+macro_rules! with_driver {
+    ($driver:expr, |$d:ident| $body:expr) => {
+        match $driver {
+            $crate::backends::Driver::Tracker($d) => $body,
+            $crate::backends::Driver::RawSqlite($d) => $body,
+            $crate::backends::Driver::RawPostgres($d) => $body,
         }
+    };
+}
+
+/// A backend opened by [`open`]: its label, its driver, and what [`Opened::close`] removes.
+pub struct Opened {
+    /// The backend's name, with its settings where they vary (`postgres/8/2`).
+    pub label: String,
+    /// What the benchmark drives.
+    pub driver: Driver,
+    /// The temporary SQLite directory, deleted on drop.
+    _dir: Option<tempfile::TempDir>,
+    /// The Postgres store to close and the schema to drop.
+    postgres: Option<(Option<Arc<PostgresStore>>, String)>,
+}
+
+impl Opened {
+    /// Closes the store and removes what [`open`] created (the SQLite files, the Postgres
+    /// schema).
+    pub async fn close(self) -> Result<(), BoxError> {
+        if let Some((store, schema)) = self.postgres {
+            if let Some(store) = store {
+                store.close();
+            }
+            RawPostgres::drop_schema(&bench_url(), &schema).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens `backend` on a fresh store; `connections` is how many connections the raw Postgres
+/// baselines open (one per task, as pgbench has).
+pub async fn open(
+    backend: &str,
+    connections: usize,
+    options: &BackendOptions,
+) -> Result<Opened, BoxError> {
+    let opened = |label: &str, driver| Opened {
+        label: label.to_owned(),
+        driver,
+        _dir: None,
+        postgres: None,
+    };
+    match backend {
+        "memory" => Ok(opened(
+            backend,
+            Driver::Tracker(Arc::new(TrackerDriver::new(MemoryStore::shared()))),
+        )),
         "sqlite" | "sqlite-raw" | "sqlite-raw-min" => {
             let dir = match &options.sqlite_dir {
                 Some(parent) => tempfile::tempdir_in(parent)?,
@@ -68,29 +121,73 @@ pub async fn run_backend(
             };
             let path = dir.path().join("bench.db");
             let sync = options.sqlite_synchronous.as_str();
-            if backend == "sqlite" {
+            let driver = if backend == "sqlite" {
                 let synchronous: Synchronous = sync.parse()?;
                 let config = Config::new(path.to_str().ok_or("non-UTF-8 temp path")?)
                     .with_synchronous(synchronous);
                 let store = Arc::new(SqliteStore::open_with(config).await?);
-                run(backend, Arc::new(TrackerDriver::new(store)), spec).await
+                Driver::Tracker(Arc::new(TrackerDriver::new(store)))
             } else {
                 let shape = if backend == "sqlite-raw" {
                     RawShape::Store
                 } else {
                     RawShape::Minimal
                 };
-                run(
-                    backend,
-                    Arc::new(RawSqlite::create(&path, sync, shape).await?),
-                    spec,
-                )
-                .await
-            }
+                Driver::RawSqlite(Arc::new(RawSqlite::create(&path, sync, shape).await?))
+            };
+            Ok(Opened {
+                _dir: Some(dir),
+                ..opened(backend, driver)
+            })
         }
-        "postgres" | "postgres-raw" | "postgres-raw-seq" => {
-            run_postgres(&bench_url(), backend, options, spec).await
+        "postgres" => {
+            let schema = bench_schema();
+            let mut config = tokenbudget_postgres::Config::new(bench_url())?
+                .with_schema(&schema)
+                .with_application_name("tb_bench");
+            if let Some(pool) = options.postgres_pool {
+                config = config.with_pool_size(pool);
+            }
+            if let Some(root) = options.postgres_root_concurrency {
+                config = config.with_root_concurrency(root);
+            }
+            // `postgres/<pool size>/<root concurrency>`
+            let label = format!("postgres/{}/{}", config.pool_size, config.root_concurrency);
+            let store = Arc::new(PostgresStore::open_with(config).await?);
+            Ok(Opened {
+                postgres: Some((Some(store.clone()), schema)),
+                ..opened(&label, Driver::Tracker(Arc::new(TrackerDriver::new(store))))
+            })
+        }
+        "postgres-raw" | "postgres-raw-seq" => {
+            let schema = bench_schema();
+            let shape = if backend == "postgres-raw" {
+                Shape::Pipelined
+            } else {
+                Shape::Sequential
+            };
+            let raw = RawPostgres::connect(&bench_url(), &schema, connections, shape).await?;
+            Ok(Opened {
+                postgres: Some((None, schema)),
+                ..opened(backend, Driver::RawPostgres(Arc::new(raw)))
+            })
         }
         other => Err(format!("unknown backend {other}").into()),
     }
+}
+
+/// Runs `backend` at `spec` on a fresh store, then removes the store.
+pub async fn run_backend(
+    backend: &str,
+    spec: LoadSpec,
+    options: &BackendOptions,
+) -> Result<LoadReport, BoxError> {
+    let opened = open(backend, spec.tasks, options).await?;
+    let report = run_driver(&opened.label, &opened.driver, spec).await;
+    opened.close().await?;
+    report
+}
+
+async fn run_driver(label: &str, driver: &Driver, spec: LoadSpec) -> Result<LoadReport, BoxError> {
+    with_driver!(driver, |d| run(label, d.clone(), spec).await)
 }

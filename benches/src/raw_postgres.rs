@@ -15,7 +15,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -25,10 +24,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 use uuid::Uuid;
 
-use crate::backends::BackendOptions;
-use crate::load::{
-    budget_name, run, BoxError, LoadReport, LoadSpec, PairDriver, TrackerDriver, BENCH_LIMIT,
-};
+use crate::load::{budget_name, BoxError, PairDriver, BENCH_LIMIT};
 
 /// The store's schema, applied as is.
 const SCHEMA_SQL: &str =
@@ -95,50 +91,6 @@ pub fn bench_url() -> String {
     std::env::var("TOKENBUDGET_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("TOKENBUDGET_DATABASE_URL"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// Runs `postgres` (the tracker on the Postgres store, with the pool size and root
-/// concurrency of `options`, or the store's defaults), `postgres-raw` ([`Shape::Pipelined`])
-/// or `postgres-raw-seq` ([`Shape::Sequential`], one connection per task as pgbench has) at
-/// `spec`, on a fresh schema of the database at `url`, dropped afterwards.
-pub async fn run_postgres(
-    url: &str,
-    backend: &str,
-    options: &BackendOptions,
-    spec: LoadSpec,
-) -> Result<LoadReport, BoxError> {
-    let schema = bench_schema();
-    let result = match backend {
-        "postgres" => {
-            let mut config = tokenbudget_postgres::Config::new(url)?
-                .with_schema(&schema)
-                .with_application_name("tb_bench");
-            if let Some(pool) = options.postgres_pool {
-                config = config.with_pool_size(pool);
-            }
-            if let Some(root) = options.postgres_root_concurrency {
-                config = config.with_root_concurrency(root);
-            }
-            // `postgres/<pool size>/<root concurrency>`
-            let label = format!("postgres/{}/{}", config.pool_size, config.root_concurrency);
-            let store = Arc::new(tokenbudget_postgres::PostgresStore::open_with(config).await?);
-            let report = run(&label, Arc::new(TrackerDriver::new(store.clone())), spec).await;
-            store.close();
-            report
-        }
-        "postgres-raw" | "postgres-raw-seq" => {
-            let shape = if backend == "postgres-raw" {
-                Shape::Pipelined
-            } else {
-                Shape::Sequential
-            };
-            let raw = RawPostgres::connect(url, &schema, spec.tasks, shape).await?;
-            run(backend, Arc::new(raw), spec).await
-        }
-        other => Err(format!("unknown backend {other}").into()),
-    };
-    RawPostgres::drop_schema(url, &schema).await?;
-    result
 }
 
 /// How the statements are sent.

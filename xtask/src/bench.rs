@@ -1,13 +1,14 @@
 //! `cargo xtask bench`: the tracker load benchmark on every backend beside its raw-SQL
-//! baseline, then the counter benchmarks.
+//! baseline, the criterion bench of one reserve+commit pair on the same backends, then the
+//! counter benchmarks.
 //!
 //! ```text
 //! cargo xtask bench [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S]
 //!                   [--skip-counter]
 //! ```
 //!
-//! Results: one table on stdout, and JSON in `target/bench/tracker.json` (criterion keeps the
-//! counter benchmarks' results under `target/criterion/`), so runs can be compared.
+//! Results: one table on stdout, and JSON in `target/bench/tracker.json` (criterion keeps its
+//! results under `target/criterion/`), so runs can be compared.
 
 use std::process::Command;
 
@@ -58,6 +59,9 @@ pub fn main(args: &[String]) -> Result {
         ])
         .args(["--seconds", &seconds, "--out"])
         .arg(&out))?;
+    run(cargo()
+        .args(["bench", "-p", "tokenbudget-benches", "--bench", "tracker"])
+        .env("TB_BENCH_BACKENDS", &backends))?;
     if counter {
         run(cargo().args(["bench", "-p", "tokenbudget-benches", "--bench", "counter"]))?;
     }

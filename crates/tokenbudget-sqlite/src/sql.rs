@@ -112,7 +112,7 @@ pub(crate) async fn load(
         if row.try_get::<i64, _>(0)? == 0 {
             budgets.push(budget_at(row, 1)?);
         } else {
-            reservations.push(loaded_reservation(row)?);
+            reservations.push(reservation_in(row, LOADED_COLUMNS)?);
         }
     }
     Ok((budgets, reservations))
@@ -123,31 +123,6 @@ pub(crate) async fn load(
 const LOADED: &str =
     "1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, state, \
                       idempotency_key, 0 FROM reservations";
-
-/// A reservation row of [`load`].
-fn loaded_reservation(row: &SqliteRow) -> Result<Reservation> {
-    let id: String = row.try_get(1)?;
-    let state: String = row.try_get(8)?;
-    Ok(Reservation {
-        id: id
-            .parse()
-            .map_err(|e| SqliteError::corrupt("reservation id", e))?,
-        budget_id: budget_id("reservation budget id", row.try_get(2)?)?,
-        tokens: unsigned("tokens", row.try_get(3)?)?,
-        state: ReservationState::parse(&state)
-            .ok_or_else(|| SqliteError::corrupt("reservation state", &state))?,
-        created_at: Timestamp::from_micros(row.try_get(4)?),
-        expires_at: Timestamp::from_micros(row.try_get(5)?),
-        idempotency_key: idempotency_key(row.try_get(9)?)?,
-        actual: row
-            .try_get::<Option<i64>, _>(6)?
-            .map(|a| unsigned("actual", a))
-            .transpose()?,
-        settled_at: row
-            .try_get::<Option<i64>, _>(7)?
-            .map(Timestamp::from_micros),
-    })
-}
 
 /// One budget.
 pub(crate) async fn budget_by_id(
@@ -418,25 +393,33 @@ fn idempotency_key(key: Option<String>) -> Result<Option<IdempotencyKey>> {
 }
 
 fn reservation(row: &SqliteRow) -> Result<Reservation> {
-    let id: String = row.try_get(0)?;
-    let state: String = row.try_get(3)?;
+    reservation_in(row, [0, 1, 2, 3, 4, 5, 6, 7, 8])
+}
+
+/// Where [`load`]'s reservation rows hold the columns of [`RESERVATION_COLUMNS`].
+const LOADED_COLUMNS: [usize; 9] = [1, 2, 3, 8, 4, 5, 9, 6, 7];
+
+/// A reservation whose [`RESERVATION_COLUMNS`] are the row's columns `at`, in that order.
+fn reservation_in(row: &SqliteRow, at: [usize; 9]) -> Result<Reservation> {
+    let id: String = row.try_get(at[0])?;
+    let state: String = row.try_get(at[3])?;
     Ok(Reservation {
         id: id
             .parse()
             .map_err(|e| SqliteError::corrupt("reservation id", e))?,
-        budget_id: budget_id("reservation budget id", row.try_get(1)?)?,
-        tokens: unsigned("tokens", row.try_get(2)?)?,
+        budget_id: budget_id("reservation budget id", row.try_get(at[1])?)?,
+        tokens: unsigned("tokens", row.try_get(at[2])?)?,
         state: ReservationState::parse(&state)
             .ok_or_else(|| SqliteError::corrupt("reservation state", &state))?,
-        created_at: Timestamp::from_micros(row.try_get(4)?),
-        expires_at: Timestamp::from_micros(row.try_get(5)?),
-        idempotency_key: idempotency_key(row.try_get(6)?)?,
+        created_at: Timestamp::from_micros(row.try_get(at[4])?),
+        expires_at: Timestamp::from_micros(row.try_get(at[5])?),
+        idempotency_key: idempotency_key(row.try_get(at[6])?)?,
         actual: row
-            .try_get::<Option<i64>, _>(7)?
+            .try_get::<Option<i64>, _>(at[7])?
             .map(|a| unsigned("actual", a))
             .transpose()?,
         settled_at: row
-            .try_get::<Option<i64>, _>(8)?
+            .try_get::<Option<i64>, _>(at[8])?
             .map(Timestamp::from_micros),
     })
 }

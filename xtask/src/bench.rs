@@ -59,11 +59,16 @@ pub fn main(args: &[String]) -> Result {
         ])
         .args(["--seconds", &seconds, "--out"])
         .arg(&out))?;
+    // Cargo runs benches in the package's folder; criterion would write to `benches/target`.
+    let criterion_home = project_root().join("target/criterion");
     run(cargo()
         .args(["bench", "-p", "tokenbudget-benches", "--bench", "tracker"])
-        .env("TB_BENCH_BACKENDS", &backends))?;
+        .env("TB_BENCH_BACKENDS", &backends)
+        .env("CRITERION_HOME", &criterion_home))?;
     if counter {
-        run(cargo().args(["bench", "-p", "tokenbudget-benches", "--bench", "counter"]))?;
+        run(cargo()
+            .args(["bench", "-p", "tokenbudget-benches", "--bench", "counter"])
+            .env("CRITERION_HOME", &criterion_home))?;
     }
     Ok(())
 }

@@ -5,14 +5,17 @@
 //! ```
 //!
 //! - `count/<encoding>/<category>`: MB/s on 256 KiB of the counter crate's corpus per category
-//!   for `tokenbudget` (`OpenAiCounter::count_tokens`), `bpe-openai` (its own `count`),
-//!   `tiktoken-rs` (`encode_ordinary().len()`) and the `estimator`.
-//! - `pathological/<encoding>`: 256 KiB and 1 MiB of whitespace, of one letter, of a base64
+//!   for `tokenbudget` (`OpenAiCounter::count_tokens`: the hand-written split and merges over
+//!   `bpe-openai`'s vocabulary), `bpe-openai` (its own `count`, regex split and backtracking
+//!   encoder), `tiktoken-rs` (`encode_ordinary().len()`) and the `estimator`.
+//! - `pathological/<encoding>`: 256 KiB and 1 MiB of whitespace, of one letter (lower and
+//!   upper case: o200k's split scans a capital run twice), of space-newline pairs, of a base64
 //!   block and of a million spaces then a letter: equal MB/s at both sizes means linear time.
 //!   tiktoken-rs is left out: its regex overflows its stack on the last input.
 //! - Before criterion runs: encoder first-use cost (each measured in a fresh process, since
-//!   the encoders are process-wide statics) and Python tiktoken's MB/s on the same inputs,
-//!   when `python3` with `tiktoken` is available (skipped with a message otherwise).
+//!   the encoders are process-wide statics; `tokenbudget`'s includes `bpe-openai`'s, whose
+//!   vocabulary it indexes) and Python tiktoken's MB/s on the same inputs, when `python3`
+//!   with `tiktoken` is available (skipped with a message otherwise).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -103,6 +106,8 @@ fn pathological(c: &mut Criterion) {
                 ("spaces", " ".repeat(size)),
                 ("spaces-then-letter", " ".repeat(size - 1) + "a"),
                 ("one-letter", "a".repeat(size)),
+                ("one-capital", "A".repeat(size)),
+                ("line-breaks-and-spaces", " \n".repeat(size / 2)),
                 ("base64-block", base64.repeat(size / base64.len())),
             ];
             for (kind, text) in inputs {
@@ -120,6 +125,12 @@ fn pathological(c: &mut Criterion) {
 fn first_use_child(which: &str) -> ! {
     let started = Instant::now();
     let tokens = match which {
+        "tokenbudget/cl100k_base" => {
+            OpenAiCounter::new(Encoding::Cl100kBase).count_tokens("hello") as usize
+        }
+        "tokenbudget/o200k_base" => {
+            OpenAiCounter::new(Encoding::O200kBase).count_tokens("hello") as usize
+        }
         "bpe-openai/cl100k_base" => bpe_openai::cl100k_base().count("hello"),
         "bpe-openai/o200k_base" => bpe_openai::o200k_base().count("hello"),
         "tiktoken-rs/cl100k_base" => tiktoken_rs::cl100k_base_singleton()
@@ -138,7 +149,7 @@ fn first_use_child(which: &str) -> ! {
 fn first_use_report() {
     let exe = std::env::current_exe().expect("current exe");
     println!("encoder first-use cost (median of 5 fresh processes):");
-    for engine in ["bpe-openai", "tiktoken-rs"] {
+    for engine in ["tokenbudget", "bpe-openai", "tiktoken-rs"] {
         for encoding in Encoding::ALL {
             let which = format!("{engine}/{encoding}");
             let mut micros: Vec<u64> = (0..5)

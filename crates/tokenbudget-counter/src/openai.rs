@@ -1,18 +1,39 @@
-//! Exact OpenAI counts with the `bpe-openai` engine.
+//! Exact OpenAI counts: tiktoken's split written out by hand, then tiktoken's merges.
+
+mod cache;
+mod classes;
+mod engine;
+mod ranks;
+mod split;
+
+use engine::Engine;
 
 use crate::count::{cookbook_messages, token_counter_from_local};
 use crate::{Content, CounterId, Encoding, LocalCounter, Message, TokenCount};
 
 /// Exact token counts for OpenAI models (`cl100k_base`, `o200k_base`).
 ///
-/// The counts equal Python tiktoken's `encode_ordinary` on the whole test corpus: text that
-/// looks like a special token (`<|endoftext|>`) is counted as ordinary text. The engine is
-/// [`bpe-openai`](https://crates.io/crates/bpe-openai), which stays linear on inputs that
-/// make tiktoken's regex overflow its stack (a million spaces followed by a letter).
+/// The counts equal tiktoken's `encode_ordinary` (Python's on the whole test corpus, and
+/// tiktoken-rs's on random text in the property tests): text that looks like a special token
+/// (`<|endoftext|>`) is counted as ordinary text.
+///
+/// # Engine
+///
+/// tiktoken splits text with a regex, then merges each piece's bytes by rank. Here the split
+/// is written out by hand for the two patterns (`src/openai/split.rs`, over Unicode classes
+/// taken from the `regex` crate's own tables) and tested piece by piece against tiktoken's
+/// regex. A piece that is a whole token costs one hash lookup; other pieces of up to 16
+/// bytes run tiktoken's merge loop without allocating, longer ones are counted by the
+/// backtracking encoder of [`bpe-openai`](https://crates.io/crates/bpe-openai) (whose
+/// vocabulary is used throughout), and in texts over 4 KB a per-call memo remembers the
+/// counts of multi-token pieces, since words recur. Every step is linear in the input, so
+/// no input can crash or stall a count: a million spaces followed by a letter makes
+/// tiktoken's regex overflow its stack, and is counted here at full speed.
 ///
 /// The encoders are process-wide statics, built on first use (tens of milliseconds in a
-/// release build) and shared by every `OpenAiCounter`; constructing a counter is free. Call
-/// [`OpenAiCounter::warm_up`] at startup to pay the cost before the first request.
+/// release build, see the counter bench) and shared by every `OpenAiCounter`; constructing
+/// a counter is free. Call [`OpenAiCounter::warm_up`] at startup to pay the cost before the
+/// first request.
 ///
 /// ```
 /// use tokenbudget_counter::{Encoding, LocalCounter, Message, OpenAiCounter};
@@ -47,13 +68,13 @@ impl OpenAiCounter {
 
     /// Builds the shared encoder now if it has not been built yet.
     pub fn warm_up(&self) {
-        tokenizer(self.encoding);
+        Engine::get(self.encoding).warm_up();
     }
 
-    /// The number of tokens in `text`. No token vector is built for the text: the engine
-    /// counts each pre-tokenized piece and only keeps a working stack for the current piece.
+    /// The number of tokens in `text`. No token vector is built: each pre-tokenized piece is
+    /// counted on its own, in place.
     pub fn count_tokens(&self, text: &str) -> u64 {
-        tokenizer(self.encoding).count(text) as u64
+        Engine::get(self.encoding).count(text) as u64
     }
 }
 
@@ -82,11 +103,3 @@ impl LocalCounter for OpenAiCounter {
 }
 
 token_counter_from_local!(OpenAiCounter);
-
-fn tokenizer(encoding: Encoding) -> &'static bpe_openai::Tokenizer {
-    // bpe-openai keeps each encoder in a process-wide `LazyLock`.
-    match encoding {
-        Encoding::Cl100kBase => bpe_openai::cl100k_base(),
-        Encoding::O200kBase => bpe_openai::o200k_base(),
-    }
-}

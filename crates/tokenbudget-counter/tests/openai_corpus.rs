@@ -101,7 +101,7 @@ fn tiktoken_rs_agrees_wherever_it_does_not_crash() {
         for file in &refs.files {
             let text = file.text();
             // tiktoken-rs's regex can overflow its backtracking stack and panic; such inputs
-            // are skipped here (bpe-openai is compared with the reference above regardless).
+            // are skipped here (the counter is compared with the reference above regardless).
             let Ok(reference) = std::panic::catch_unwind(|| {
                 tiktoken_rs(encoding).encode_ordinary(&text).len() as u64
             }) else {

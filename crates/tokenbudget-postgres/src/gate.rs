@@ -127,12 +127,20 @@ impl Gate {
         if self.per_root == 0 {
             return;
         }
+        let mut state = self.state();
+        // After an operation or two every budget of a tree is known: nothing to build.
+        if locked
+            .clone()
+            .into_iter()
+            .all(|b| state.roots.contains_key(&b.id))
+        {
+            return;
+        }
         let parents: HashMap<&BudgetId, Option<&BudgetId>> = locked
             .clone()
             .into_iter()
             .map(|b| (&b.id, b.parent.as_ref()))
             .collect();
-        let mut state = self.state();
         for budget in locked {
             if state.roots.contains_key(&budget.id) {
                 continue;

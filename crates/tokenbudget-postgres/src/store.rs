@@ -103,12 +103,14 @@ impl PostgresStore {
             .map_err(|e| e.into_core(safe))
     }
 
-    /// The gate forgets a reservation once its commit or rollback is done with it: settled, or
-    /// failed in a way a retry will not fix.
-    fn settled<T>(&self, id: ReservationId, result: &Result<T>) {
+    /// Runs a commit or rollback of reservation `id` in its turn on the reservation's tree. The
+    /// gate then forgets the reservation, unless the operation failed in a way a retry may fix.
+    async fn settle<O: Op>(&self, id: ReservationId, op: O) -> Result<O::Output> {
+        let result = self.write(Some(Target::Reservation(id)), op).await;
         if result.as_ref().map_or_else(|e| !e.is_retryable(), |_| true) {
             self.shared.gate.settled(id);
         }
+        result
     }
 
     /// Runs a read: no transaction, so it may run in the caller's task.
@@ -159,21 +161,11 @@ impl BudgetStore for PostgresStore {
     }
 
     async fn commit(&self, cmd: CommitCommand, now: Timestamp) -> Result<CommitOutcome> {
-        let id = cmd.reservation_id;
-        let result = self
-            .write(Some(Target::Reservation(id)), Commit { cmd, now })
-            .await;
-        self.settled(id, &result);
-        result
+        self.settle(cmd.reservation_id, Commit { cmd, now }).await
     }
 
     async fn rollback(&self, cmd: RollbackCommand, now: Timestamp) -> Result<RollbackOutcome> {
-        let id = cmd.reservation_id;
-        let result = self
-            .write(Some(Target::Reservation(id)), Rollback { cmd, now })
-            .await;
-        self.settled(id, &result);
-        result
+        self.settle(cmd.reservation_id, Rollback { cmd, now }).await
     }
 
     async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<SweepOutcome> {

@@ -166,6 +166,7 @@ impl Op for Reserve {
             budgets,
             reservation: loaded.target.or(loaded.by_key),
             expired: loaded.due,
+            charge: None,
         };
         tx.apply(rules::reserve(&snapshot, cmd, self.now)).await
     }
@@ -182,6 +183,7 @@ async fn settle_snapshot(
         budgets,
         reservation: loaded.target,
         expired: loaded.due,
+        charge: None,
     })
 }
 
@@ -274,6 +276,7 @@ impl Op for Sweep {
             budgets,
             reservation: None,
             expired,
+            charge: None,
         };
         tx.apply(rules::sweep(&snapshot, self.now)).await
     }

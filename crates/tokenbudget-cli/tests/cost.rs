@@ -40,7 +40,10 @@ fn prints_the_cost_and_a_breakdown_per_kind() {
     assert!(lines[4].starts_with("  cache_write_1h          100 tokens x $6.00/MTok"));
     assert!(lines[5].starts_with("  cache_read            20000 tokens x $0.30/MTok"));
     assert!(lines[6].contains("snapshot of 2026-12-01"), "{text}");
-    assert!(!s.path().join("tokenbudget.db").exists(), "no database is created");
+    assert!(
+        !s.path().join("tokenbudget.db").exists(),
+        "no database is created"
+    );
 }
 
 #[test]

@@ -72,7 +72,9 @@ pub(crate) fn parse_scaled(text: &str, scale: u32) -> Result<u64, DecimalError> 
         let start = i;
         while let Some(d) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
             // Saturate: an exponent this large is out of range either way.
-            exponent = exponent.saturating_mul(10).saturating_add(i64::from(d - b'0'));
+            exponent = exponent
+                .saturating_mul(10)
+                .saturating_add(i64::from(d - b'0'));
             i += 1;
         }
         if i == start {

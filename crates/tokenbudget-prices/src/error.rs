@@ -12,7 +12,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// No entry of the table answers to this model name, under any alias.
-    #[error("unknown model {model:?}: no price for it{}", did_you_mean(suggestions))]
+    #[error(
+        "unknown model {model:?}: no price for it{}",
+        did_you_mean(suggestions)
+    )]
     UnknownModel {
         /// The name as given.
         model: String,

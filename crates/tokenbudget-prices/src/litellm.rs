@@ -32,7 +32,10 @@ const MODES: [&str; 2] = ["chat", "responses"];
 
 const FIELDS: [(&str, TokenKind); 5] = [
     // Longest first: `cache_creation_input_token_cost` is a prefix of the 1 hour field.
-    ("cache_creation_input_token_cost_above_1hr", TokenKind::CacheWrite1h),
+    (
+        "cache_creation_input_token_cost_above_1hr",
+        TokenKind::CacheWrite1h,
+    ),
     ("cache_creation_input_token_cost", TokenKind::CacheWrite5m),
     ("cache_read_input_token_cost", TokenKind::CacheRead),
     ("input_cost_per_token", TokenKind::Input),
@@ -167,7 +170,10 @@ mod tests {
                 "output_cost_per_token_above_272k_tokens",
                 Some((TokenKind::Output, Some(272_000))),
             ),
-            ("cache_read_input_token_cost", Some((TokenKind::CacheRead, None))),
+            (
+                "cache_read_input_token_cost",
+                Some((TokenKind::CacheRead, None)),
+            ),
             ("input_cost_per_token_batches", None),
             ("output_cost_per_token_above_272k_tokens_priority", None),
             ("cache_creation_input_token_cost_above_12hr", None),

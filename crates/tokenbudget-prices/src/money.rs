@@ -98,7 +98,9 @@ impl FromStr for MicroUsd {
             ));
         }
         if frac.len() > 6 {
-            return Err(invalid("more than 6 decimals (the unit is one micro-dollar)"));
+            return Err(invalid(
+                "more than 6 decimals (the unit is one micro-dollar)",
+            ));
         }
         // Leading zeros are harmless in an amount; JSON's grammar forbids them, so drop them.
         let int = int.trim_start_matches('0');

@@ -150,7 +150,11 @@ pub(crate) fn suggestions<'a>(model: &str, names: impl Iterator<Item = &'a str>)
         .collect();
     scored.sort();
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(3).map(|(_, n)| n.to_owned()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, n)| n.to_owned())
+        .collect()
 }
 
 /// The number of single-character edits between `a` and `b`.
@@ -222,7 +226,10 @@ mod tests {
             dated_version_of("gpt-4o-2024-08-06", "gpt-4o"),
             Some("20240806".to_owned())
         );
-        assert_eq!(dated_version_of("claude-opus-4-1-20250805", "claude-opus-4"), None);
+        assert_eq!(
+            dated_version_of("claude-opus-4-1-20250805", "claude-opus-4"),
+            None
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ fn every_token_kind_at_its_own_price() {
         cache_read: 1000,
     };
     let cost = t.price("sonnet-like", &all).unwrap();
-    assert_eq!(cost.total, MicroUsd::new(3_000 + 15_000 + 3_750 + 6_000 + 300));
+    assert_eq!(
+        cost.total,
+        MicroUsd::new(3_000 + 15_000 + 3_750 + 6_000 + 300)
+    );
     assert_eq!(cost.model, "sonnet-like");
     assert_eq!(cost.tier_above_input_tokens, None);
     let kinds: Vec<_> = cost.lines.iter().map(|l| (l.kind, l.picos)).collect();
@@ -82,14 +85,26 @@ fn every_token_kind_at_its_own_price() {
 fn the_total_is_rounded_up_once() {
     let t = table();
     // 1 token at 1e-08 $ = 0.01 µ$: rounds up to 1 µ$, never to zero.
-    assert_eq!(t.cost("cheap", &Usage::new(1, 0)).unwrap(), MicroUsd::new(1));
+    assert_eq!(
+        t.cost("cheap", &Usage::new(1, 0)).unwrap(),
+        MicroUsd::new(1)
+    );
     // 100 tokens = exactly 1 µ$: no rounding.
-    assert_eq!(t.cost("cheap", &Usage::new(100, 0)).unwrap(), MicroUsd::new(1));
+    assert_eq!(
+        t.cost("cheap", &Usage::new(100, 0)).unwrap(),
+        MicroUsd::new(1)
+    );
     // 101 tokens = 1.01 µ$ → 2.
-    assert_eq!(t.cost("cheap", &Usage::new(101, 0)).unwrap(), MicroUsd::new(2));
+    assert_eq!(
+        t.cost("cheap", &Usage::new(101, 0)).unwrap(),
+        MicroUsd::new(2)
+    );
     // Rounded once on the total, not per kind: 50 input (0.5 µ$) + 2 output (0.5 µ$) = 1 µ$
     // (per-kind rounding would give 2).
-    assert_eq!(t.cost("cheap", &Usage::new(50, 2)).unwrap(), MicroUsd::new(1));
+    assert_eq!(
+        t.cost("cheap", &Usage::new(50, 2)).unwrap(),
+        MicroUsd::new(1)
+    );
     // Nothing used costs nothing.
     assert_eq!(t.cost("cheap", &Usage::default()).unwrap(), MicroUsd::ZERO);
 }
@@ -108,7 +123,10 @@ fn above_200k_input_every_token_is_at_the_long_context_rate() {
     let cost = t.price("sonnet-like", &at).unwrap();
     assert_eq!(cost.tier_above_input_tokens, None);
     // 100k × 3 + 50k × 3.75 + 50k × 0.3 + 1k × 15 (µ$ per 1000 tokens × 1000)
-    assert_eq!(cost.total, MicroUsd::new(300_000 + 187_500 + 15_000 + 15_000));
+    assert_eq!(
+        cost.total,
+        MicroUsd::new(300_000 + 187_500 + 15_000 + 15_000)
+    );
 
     // One more input token (200 001) prices all of it, output too, at the tier.
     let over = Usage {
@@ -140,7 +158,9 @@ fn above_200k_input_every_token_is_at_the_long_context_rate() {
         ..Usage::default()
     };
     assert_eq!(
-        t.price("sonnet-like", &output_heavy).unwrap().tier_above_input_tokens,
+        t.price("sonnet-like", &output_heavy)
+            .unwrap()
+            .tier_above_input_tokens,
         None
     );
 
@@ -198,8 +218,8 @@ fn tokens_without_a_price_are_an_error_not_free() {
 
 #[test]
 fn costs_too_large_for_micro_dollars_are_an_error() {
-    let t = PriceTable::from_litellm_json(r#"{"dear": {"input_cost_per_token": 10000000}}"#)
-        .unwrap();
+    let t =
+        PriceTable::from_litellm_json(r#"{"dear": {"input_cost_per_token": 10000000}}"#).unwrap();
     // 10^7 $/token × 1.8 × 10^19 tokens does not fit in u64 micro-dollars.
     let err = t.cost("dear", &Usage::new(u64::MAX, 0)).unwrap_err();
     assert!(matches!(err, Error::Overflow { .. }), "{err}");

@@ -12,7 +12,10 @@ fn the_embedded_snapshot_parses_dated_and_covers_current_models() {
         let r = t.resolve(name);
         assert!(r.is_ok(), "{name}: {r:?}");
         let price = r.unwrap().price;
-        assert!(price.base.get(TokenKind::Input).is_some(), "{name} has an input price");
+        assert!(
+            price.base.get(TokenKind::Input).is_some(),
+            "{name} has an input price"
+        );
         assert!(
             matches!(price.provider.as_deref(), Some("anthropic" | "openai")),
             "{name}: {:?}",
@@ -69,22 +72,58 @@ fn embedded_prices_match_the_providers_published_rates() {
     let cases: &[(&str, [Option<u64>; 5])] = &[
         (
             "claude-sonnet-4-5-20250929",
-            [Some(3_000_000), Some(15_000_000), Some(3_750_000), Some(6_000_000), Some(300_000)],
+            [
+                Some(3_000_000),
+                Some(15_000_000),
+                Some(3_750_000),
+                Some(6_000_000),
+                Some(300_000),
+            ],
         ),
         (
             "claude-opus-4-1-20250805",
-            [Some(15_000_000), Some(75_000_000), Some(18_750_000), Some(30_000_000), Some(1_500_000)],
+            [
+                Some(15_000_000),
+                Some(75_000_000),
+                Some(18_750_000),
+                Some(30_000_000),
+                Some(1_500_000),
+            ],
         ),
         (
             "claude-haiku-4-5",
-            [Some(1_000_000), Some(5_000_000), Some(1_250_000), Some(2_000_000), Some(100_000)],
+            [
+                Some(1_000_000),
+                Some(5_000_000),
+                Some(1_250_000),
+                Some(2_000_000),
+                Some(100_000),
+            ],
         ),
         (
             "claude-opus-4-5",
-            [Some(5_000_000), Some(25_000_000), Some(6_250_000), Some(10_000_000), Some(500_000)],
+            [
+                Some(5_000_000),
+                Some(25_000_000),
+                Some(6_250_000),
+                Some(10_000_000),
+                Some(500_000),
+            ],
         ),
-        ("gpt-4o", [Some(2_500_000), Some(10_000_000), None, None, Some(1_250_000)]),
-        ("gpt-5", [Some(1_250_000), Some(10_000_000), None, None, Some(125_000)]),
+        (
+            "gpt-4o",
+            [
+                Some(2_500_000),
+                Some(10_000_000),
+                None,
+                None,
+                Some(1_250_000),
+            ],
+        ),
+        (
+            "gpt-5",
+            [Some(1_250_000), Some(10_000_000), None, None, Some(125_000)],
+        ),
     ];
     for (model, want) in cases {
         let price = t.resolve(model).unwrap().price;
@@ -122,8 +161,15 @@ fn unknown_fields_and_non_chat_entries_are_ignored() {
     assert_eq!(names, ["gpt-x", "gpt-x-pro"]);
     let price = t.resolve("gpt-x").unwrap().price;
     assert_eq!(price.provider.as_deref(), Some("openai"));
-    assert_eq!(price.base.get(TokenKind::Input), Some(PicoUsd::new(1_000_000)));
-    assert_eq!(price.base.get(TokenKind::CacheRead), None, "null is no price");
+    assert_eq!(
+        price.base.get(TokenKind::Input),
+        Some(PicoUsd::new(1_000_000))
+    );
+    assert_eq!(
+        price.base.get(TokenKind::CacheRead),
+        None,
+        "null is no price"
+    );
     assert!(price.tiers.is_empty());
     assert!(matches!(
         t.resolve("text-embedding-3-small"),
@@ -143,8 +189,14 @@ fn prices_are_read_from_the_number_text_and_inexact_ones_rejected_per_entry() {
     )
     .unwrap();
     let exact = t.resolve("exact").unwrap().price;
-    assert_eq!(exact.base.get(TokenKind::Input), Some(PicoUsd::new(18_750_000)));
-    assert_eq!(exact.base.get(TokenKind::Output), Some(PicoUsd::new(75_000_000)));
+    assert_eq!(
+        exact.base.get(TokenKind::Input),
+        Some(PicoUsd::new(18_750_000))
+    );
+    assert_eq!(
+        exact.base.get(TokenKind::Output),
+        Some(PicoUsd::new(75_000_000))
+    );
 
     let err = t.cost("float-noise", &Usage::new(1, 0)).unwrap_err();
     assert_eq!(
@@ -204,11 +256,17 @@ fn from_path_reads_a_file_and_names_it_in_errors() {
     let path = dir.path().join("prices.json");
     std::fs::write(&path, r#"{"m": {"input_cost_per_token": 1e-06}}"#).unwrap();
     let t = PriceTable::from_path(&path).unwrap();
-    assert_eq!(t.cost("m", &Usage::new(1_000, 0)).unwrap(), MicroUsd::new(1_000));
+    assert_eq!(
+        t.cost("m", &Usage::new(1_000, 0)).unwrap(),
+        MicroUsd::new(1_000)
+    );
 
     let missing = dir.path().join("missing.json");
     let err = PriceTable::from_path(&missing).unwrap_err();
-    assert!(matches!(&err, Error::Io { path, .. } if *path == missing), "{err:?}");
+    assert!(
+        matches!(&err, Error::Io { path, .. } if *path == missing),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("missing.json"), "{err}");
 
     std::fs::write(&path, "[1]").unwrap();

@@ -16,10 +16,17 @@ fn displays_dollars_with_two_to_six_decimals() {
     ];
     for (micros, text) in cases {
         assert_eq!(MicroUsd::new(micros).to_string(), text);
-        assert_eq!(text.parse::<MicroUsd>().unwrap(), MicroUsd::new(micros), "{text}");
+        assert_eq!(
+            text.parse::<MicroUsd>().unwrap(),
+            MicroUsd::new(micros),
+            "{text}"
+        );
     }
     assert_eq!(PicoUsd::new(3_000_000).to_string(), "$0.000003");
-    assert_eq!(PicoUsd::new(3_000_000).per_million_tokens().to_string(), "$3.00");
+    assert_eq!(
+        PicoUsd::new(3_000_000).per_million_tokens().to_string(),
+        "$3.00"
+    );
     assert_eq!(format_picos(2_500_000_000), "$0.0025");
     assert_eq!(format_picos(1), "$0.000000000001");
 }
@@ -36,7 +43,11 @@ fn parses_dollars_up_to_six_decimals() {
         ("18446744073709.551615", u64::MAX),
     ];
     for (text, micros) in ok {
-        assert_eq!(text.parse::<MicroUsd>(), Ok(MicroUsd::new(micros)), "{text}");
+        assert_eq!(
+            text.parse::<MicroUsd>(),
+            Ok(MicroUsd::new(micros)),
+            "{text}"
+        );
     }
     let bad = [
         "0.0000001",
@@ -69,7 +80,10 @@ fn parses_dollars_up_to_six_decimals() {
 fn serde_uses_integer_micro_dollars() {
     let amount = MicroUsd::new(20_000_000);
     assert_eq!(serde_json::to_string(&amount).unwrap(), "20000000");
-    assert_eq!(serde_json::from_str::<MicroUsd>("1").unwrap(), MicroUsd::new(1));
+    assert_eq!(
+        serde_json::from_str::<MicroUsd>("1").unwrap(),
+        MicroUsd::new(1)
+    );
     assert!(serde_json::from_str::<MicroUsd>("-1").is_err());
     assert!(serde_json::from_str::<MicroUsd>("\"$1\"").is_err());
 }

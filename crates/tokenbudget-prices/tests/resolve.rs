@@ -66,11 +66,16 @@ fn an_unknown_model_is_an_error_naming_it_with_suggestions() {
         panic!("{err:?}");
     };
     assert_eq!(model, "claude-sonet-4-5");
-    assert_eq!(suggestions.first().map(String::as_str), Some("claude-sonnet-4-5"));
+    assert_eq!(
+        suggestions.first().map(String::as_str),
+        Some("claude-sonnet-4-5")
+    );
     assert!(suggestions.len() <= 3, "{suggestions:?}");
     let text = err.to_string();
     assert!(
-        text.starts_with("unknown model \"claude-sonet-4-5\": no price for it (did you mean claude-sonnet-4-5"),
+        text.starts_with(
+            "unknown model \"claude-sonet-4-5\": no price for it (did you mean claude-sonnet-4-5"
+        ),
         "{text}"
     );
 
@@ -115,7 +120,11 @@ fn overrides_take_precedence_per_model_under_every_alias() {
     ] {
         let r = t.resolve(name).unwrap();
         assert_eq!(r.name, "claude-sonnet-4-5", "{name}");
-        assert_eq!(t.cost(name, &usage).unwrap(), MicroUsd::new(3_000_000), "{name}");
+        assert_eq!(
+            t.cost(name, &usage).unwrap(),
+            MicroUsd::new(3_000_000),
+            "{name}"
+        );
     }
     // A whole-entry replacement: the override lists no cache prices, so none are inherited.
     let cached = Usage {
@@ -156,7 +165,9 @@ fn overrides_take_precedence_per_model_under_every_alias() {
 fn the_topmost_of_several_overrides_wins() {
     let one = PriceTable::from_litellm_json(r#"{"m": {"input_cost_per_token": 1e-06}}"#).unwrap();
     let two = PriceTable::from_litellm_json(r#"{"m": {"input_cost_per_token": 2e-06}}"#).unwrap();
-    let t = PriceTable::embedded().with_overrides(one).with_overrides(two);
+    let t = PriceTable::embedded()
+        .with_overrides(one)
+        .with_overrides(two);
     assert_eq!(
         t.cost("m", &Usage::new(1_000_000, 0)).unwrap(),
         MicroUsd::new(2_000_000)

@@ -20,6 +20,7 @@ const PICOS_PER_MICRO: u128 = 1_000_000;
 /// - Past a long-context threshold every kind is priced at the tier's rate where the tier
 ///   lists one (see [`ModelPrice::tier_for`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Cost {
     /// The table entry that priced the request.
     pub model: String,
@@ -33,6 +34,7 @@ pub struct Cost {
 
 /// The cost of one token kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CostLine {
     /// The kind.
     pub kind: TokenKind,

@@ -1,6 +1,7 @@
 //! The price table: layers of LiteLLM entries, searched with the aliases users type.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -14,11 +15,20 @@ use crate::snapshot;
 use crate::usage::Usage;
 
 /// One loaded price file.
-#[derive(Debug)]
 struct Layer {
     /// Lowercased name → (name as written, entry).
     models: BTreeMap<String, (String, Entry)>,
     snapshot_date: Option<&'static str>,
+}
+
+/// A summary: a table's entries would fill a screen in a gateway's state.
+impl fmt::Debug for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layer")
+            .field("models", &self.models.len())
+            .field("snapshot_date", &self.snapshot_date)
+            .finish()
+    }
 }
 
 impl Layer {

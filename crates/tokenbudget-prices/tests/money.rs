@@ -1,6 +1,7 @@
 //! `MicroUsd`: display, parsing and serde.
 
-use tokenbudget_prices::{format_picos, Error, MicroUsd, PicoUsd};
+use proptest::prelude::*;
+use tokenbudget_prices::{format_picos, Error, MicroUsd, PicoUsd, PriceTable, Usage};
 
 #[test]
 fn displays_dollars_with_two_to_six_decimals() {
@@ -98,4 +99,32 @@ fn arithmetic_is_checked() {
         MicroUsd::new(5).checked_sub(MicroUsd::new(2)),
         Some(MicroUsd::new(3))
     );
+}
+
+proptest! {
+    /// Every displayed amount parses back to itself, and so does its plain number of dollars
+    /// with six decimals.
+    #[test]
+    fn display_and_parse_round_trip(micros in any::<u64>()) {
+        let amount = MicroUsd::new(micros);
+        prop_assert_eq!(amount.to_string().parse::<MicroUsd>(), Ok(amount));
+        let plain = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+        prop_assert_eq!(plain.parse::<MicroUsd>(), Ok(amount));
+    }
+
+    /// A price written as `<m>e-<k>` dollars per token is read exactly, and a cost is the
+    /// exact product rounded up: checked against u128 arithmetic done here.
+    #[test]
+    fn prices_in_exponent_form_cost_the_exact_product_rounded_up(
+        mantissa in 1u64..1_000_000,
+        exponent in 6u32..=12,
+        tokens in 0u64..10_000_000_000,
+    ) {
+        let text = format!(r#"{{"m": {{"input_cost_per_token": {mantissa}e-{exponent}}}}}"#);
+        let table = PriceTable::from_litellm_json(&text).unwrap();
+        let picos = u128::from(mantissa) * 10u128.pow(12 - exponent);
+        let want = (u128::from(tokens) * picos).div_ceil(1_000_000);
+        let got = table.cost("m", &Usage::new(tokens, 0)).unwrap();
+        prop_assert_eq!(u128::from(got.micros()), want);
+    }
 }

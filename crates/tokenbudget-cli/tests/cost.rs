@@ -44,6 +44,18 @@ fn prints_the_cost_and_a_breakdown_per_kind() {
         !s.path().join("tokenbudget.db").exists(),
         "no database is created"
     );
+
+    let help = s.run(&["--help"]);
+    assert!(help.ok().contains("cost"), "listed in --help");
+    let sub = s.run(&["cost", "--help"]);
+    for flag in [
+        "--cache-write-5m",
+        "--cache-write-1h",
+        "--cache-read",
+        "--prices",
+    ] {
+        assert!(sub.ok().contains(flag), "{flag}");
+    }
 }
 
 #[test]

@@ -16,7 +16,7 @@ const PREFIXES: [&str; 6] = [
 /// Bedrock's cross-region inference prefixes (`us.anthropic.claude-…`).
 const REGIONS: [&str; 7] = ["us.", "eu.", "apac.", "global.", "jp.", "au.", "us-gov."];
 
-/// The names to try for `model`, most specific first. Every candidate is lowercase.
+/// The names to try for `model` exactly, most specific first. Every candidate is lowercase.
 ///
 /// # Behavior
 ///
@@ -27,7 +27,10 @@ const REGIONS: [&str; 7] = ["us.", "eu.", "apac.", "global.", "jp.", "au.", "us-
 ///   `claude-sonnet-4-5-20250929`); Vertex ids with `@DATE` as `-DATE` and `@default`
 ///   dropped; dots in Claude names as dashes (`claude-sonnet-4.5` → `claude-sonnet-4-5`).
 /// - Then, for a dated id (`-20250929`, `-2024-08-06`), the undated alias; for a `-latest`
-///   id, the id without it; for an undated id, its `-latest` alias.
+///   id, the id without it.
+///
+/// When none of these is in the table, an undated id is tried as its newest dated entry, and
+/// then as its [`latest_alias`].
 pub(crate) fn candidates(model: &str) -> Vec<String> {
     let given = model.trim().to_ascii_lowercase();
     let plain = plain_id(&given);
@@ -37,10 +40,15 @@ pub(crate) fn candidates(model: &str) -> Vec<String> {
         push_unique(&mut out, undated.to_owned());
     } else if let Some(base) = plain.strip_suffix("-latest") {
         push_unique(&mut out, base.to_owned());
-    } else {
-        push_unique(&mut out, format!("{plain}-latest"));
     }
     out
+}
+
+/// `<id>-latest` for an undated id that is not already a `-latest` one: the last resort of a
+/// lookup.
+pub(crate) fn latest_alias(model: &str) -> Option<String> {
+    let plain = plain_id(&model.trim().to_ascii_lowercase());
+    (strip_date(&plain).is_none() && !plain.ends_with("-latest")).then(|| format!("{plain}-latest"))
 }
 
 /// The plain model id of a lowercased name (see [`candidates`]).
@@ -242,14 +250,17 @@ mod tests {
                 "claude-sonnet-4-5"
             ]
         );
-        assert_eq!(
-            candidates("claude-3-7-sonnet"),
-            ["claude-3-7-sonnet", "claude-3-7-sonnet-latest"]
-        );
+        assert_eq!(candidates("claude-3-7-sonnet"), ["claude-3-7-sonnet"]);
         assert_eq!(
             candidates("claude-3-7-sonnet-latest"),
             ["claude-3-7-sonnet-latest", "claude-3-7-sonnet"]
         );
+        assert_eq!(
+            latest_alias("anthropic/claude-3-7-sonnet").as_deref(),
+            Some("claude-3-7-sonnet-latest")
+        );
+        assert_eq!(latest_alias("claude-3-7-sonnet-latest"), None);
+        assert_eq!(latest_alias("claude-3-7-sonnet-20250219"), None);
     }
 
     #[test]

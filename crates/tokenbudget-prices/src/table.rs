@@ -46,19 +46,22 @@ impl Layer {
     /// The entry answering to `model` in this layer, under any alias.
     fn find(&self, model: &str) -> Option<&(String, Entry)> {
         let names = resolve::candidates(model);
-        if let Some(hit) = names.iter().find_map(|n| self.models.get(n)) {
-            return Some(hit);
-        }
-        // An undated name with neither an entry nor a `-latest` alias: its newest dated entry.
-        names.iter().find_map(|base| {
-            let prefix = format!("{base}-");
-            self.models
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-                .filter_map(|(k, v)| resolve::dated_version_of(k, base).map(|d| (d, v)))
-                .max_by(|a, b| a.0.cmp(&b.0))
-                .map(|(_, v)| v)
-        })
+        names
+            .iter()
+            .find_map(|n| self.models.get(n))
+            .or_else(|| names.iter().find_map(|base| self.newest_dated(base)))
+            .or_else(|| resolve::latest_alias(model).and_then(|n| self.models.get(&n)))
+    }
+
+    /// The entry of `base` plus the latest date suffix, if any.
+    fn newest_dated(&self, base: &str) -> Option<&(String, Entry)> {
+        let prefix = format!("{base}-");
+        self.models
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter_map(|(k, v)| resolve::dated_version_of(k, base).map(|date| (date, v)))
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, v)| v)
     }
 }
 
@@ -78,7 +81,7 @@ impl Layer {
 ///   `vertex_ai/` prefixes, Bedrock ids (`us.anthropic.…-v1:0`) and Vertex ids (`…@20250929`)
 ///   are read as the plain model id; Claude names may use dots (`claude-sonnet-4.5`); a dated
 ///   id falls back to its undated alias, a `-latest` id to the id without it, and an undated
-///   id to its `-latest` alias, then to its newest dated entry.
+///   id to its newest dated entry, then to its `-latest` alias.
 /// - A name no layer answers is [`Error::UnknownModel`] with up to three close names, never a
 ///   zero price. An entry rejected at load (a price that is not exact) is its
 ///   [`Error::InvalidPrice`].

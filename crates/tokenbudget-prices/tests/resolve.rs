@@ -15,10 +15,11 @@ fn aliases_resolve_to_the_snapshot_entries() {
         ("claude-opus-4-1", "claude-opus-4-1"),
         ("claude-opus-4-1-20250805", "claude-opus-4-1-20250805"),
         ("claude-haiku-4-5-20251001", "claude-haiku-4-5-20251001"),
-        // Undated with a -latest alias in the table.
-        ("claude-3-7-sonnet", "claude-3-7-sonnet-latest"),
-        ("claude-3-5-haiku", "claude-3-5-haiku-latest"),
-        // Undated with only dated entries: the newest date.
+        // Undated with only dated (and -latest) entries: the newest date.
+        ("claude-3-7-sonnet", "claude-3-7-sonnet-20250219"),
+        ("claude-3-5-sonnet", "claude-3-5-sonnet-20241022"),
+        ("claude-3-5-haiku", "claude-3-5-haiku-20241022"),
+        ("claude-3-7-sonnet-latest", "claude-3-7-sonnet-latest"),
         ("claude-sonnet-4", "claude-sonnet-4-20250514"),
         ("claude-opus-4", "claude-opus-4-20250514"),
         ("claude-3-haiku", "claude-3-haiku-20240307"),
@@ -56,6 +57,23 @@ fn aliases_resolve_to_the_snapshot_entries() {
             Err(e) => panic!("{typed}: {e}"),
         }
     }
+}
+
+#[test]
+fn an_undated_name_with_only_a_latest_entry_resolves_to_it() {
+    let t = PriceTable::from_litellm_json(
+        r#"{"foo-latest": {"input_cost_per_token": 1e-06}, "bar-20250101": {"input_cost_per_token": 1e-06},
+            "bar-20250601": {"input_cost_per_token": 2e-06}, "bar-latest": {"input_cost_per_token": 3e-06}}"#,
+    )
+    .unwrap();
+    assert_eq!(t.resolve("foo").unwrap().name, "foo-latest");
+    // A dated entry is preferred to -latest, and the newest date to older ones.
+    assert_eq!(t.resolve("bar").unwrap().name, "bar-20250601");
+    assert_eq!(t.resolve("bar-latest").unwrap().name, "bar-latest");
+    assert!(
+        t.resolve("foo-20250101").is_err(),
+        "a dated id does not reach -latest"
+    );
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub use tokenbudget_counter::{
 #[cfg(feature = "claude")]
 pub use tokenbudget_counter::{ClaudeConfig, ClaudeCounter, FailOpenClaudeCounter};
 
+/// Prices per token and exact costs in micro-dollars (crate `tokenbudget-prices`), whole.
+pub use tokenbudget_prices as prices;
+
 /// The SQLite store (crate `tokenbudget-sqlite`), with feature `sqlite`.
 #[cfg(feature = "sqlite")]
 pub use tokenbudget_sqlite as sqlite;

@@ -162,6 +162,9 @@ mod tests {
         assert_eq!(version(&mut conn).await.unwrap(), 3);
     }
 
+    /// id, budget_id, tokens, state, created_at, expires_at, idempotency_key.
+    type ReservationRow = (String, String, i64, String, i64, i64, Option<String>);
+
     #[tokio::test]
     async fn version_2_gives_every_reservation_its_root_and_keeps_every_row() {
         let mut conn = memory().await;
@@ -180,7 +183,7 @@ mod tests {
         .execute(&mut conn)
         .await
         .unwrap();
-        let before: Vec<(String, String, i64, String, i64, i64, Option<String>)> = sqlx::query_as(
+        let before: Vec<ReservationRow> = sqlx::query_as(
             "SELECT id, budget_id, tokens, state, created_at, expires_at, idempotency_key \
                  FROM reservations ORDER BY id",
         )
@@ -189,7 +192,7 @@ mod tests {
         .unwrap();
 
         assert_eq!(migrate(&mut conn, MIGRATIONS).await.unwrap(), [2]);
-        let after: Vec<(String, String, i64, String, i64, i64, Option<String>)> = sqlx::query_as(
+        let after: Vec<ReservationRow> = sqlx::query_as(
             "SELECT id, budget_id, tokens, state, created_at, expires_at, idempotency_key \
                  FROM reservations ORDER BY id",
         )

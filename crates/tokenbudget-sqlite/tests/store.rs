@@ -227,7 +227,7 @@ async fn a_lock_held_past_the_retry_deadline_is_a_retryable_error_and_writes_not
 
     // Held until the reserve has given up, however long that takes.
     let (release, on_release) = tokio::sync::oneshot::channel();
-    let (holder, released) = hold_write_lock(&path, on_release).await;
+    let (holder, _) = hold_write_lock(&path, on_release).await;
     let err = store
         .reserve(reserve_cmd(1, "wf", 10), T0)
         .await

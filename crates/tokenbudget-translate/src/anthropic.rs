@@ -4,6 +4,7 @@
 //! unknown content block types fail to parse with serde's "unknown variant" message, which
 //! [`parse_request`](crate::parse_request) turns into a 400.
 
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -97,7 +98,7 @@ pub struct InputMessage {
 }
 
 /// A message's content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// `"content": "…"`.
@@ -176,7 +177,7 @@ pub enum ImageSource {
 }
 
 /// A tool result's content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ToolResultContent {
     /// Plain text.
@@ -323,4 +324,52 @@ pub struct AnthropicUsage {
     /// Prompt tokens read from a cache.
     #[serde(default)]
     pub cache_read_input_tokens: u64,
+}
+
+/// A string or a list of blocks, parsed without buffering (serde's `untagged` would hide the
+/// inner error, such as an unknown block type, behind "did not match any variant").
+fn string_or_blocks<'de, D, T>(
+    de: D,
+    text: fn(String) -> T,
+    blocks: fn(Vec<ContentBlock>) -> T,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct V<T> {
+        text: fn(String) -> T,
+        blocks: fn(Vec<ContentBlock>) -> T,
+    }
+    impl<'de, T> Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or a list of content blocks")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            Ok((self.text)(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<T, E> {
+            Ok((self.text)(v))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+            while let Some(block) = seq.next_element()? {
+                out.push(block);
+            }
+            Ok((self.blocks)(out))
+        }
+    }
+    de.deserialize_any(V { text, blocks })
+}
+
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        string_or_blocks(de, MessageContent::Text, MessageContent::Blocks)
+    }
+}
+
+impl<'de> Deserialize<'de> for ToolResultContent {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        string_or_blocks(de, ToolResultContent::Text, ToolResultContent::Blocks)
+    }
 }

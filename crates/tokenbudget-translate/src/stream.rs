@@ -448,8 +448,14 @@ impl StreamTranslator {
                     c.upstream_index == Some(index) && c.upstream_id.is_none() && !starts_anew(c)
                 })
             }) {
+                let cleaned = clean_id(id);
+                let unique = !self.calls.iter().any(|c| c.id == cleaned);
                 if let Some(call) = self.calls.get_mut(slot) {
                     call.upstream_id = Some(id.to_owned());
+                    // Not announced yet: the block can still carry the upstream's id.
+                    if call.block.is_none() && unique && !cleaned.is_empty() {
+                        call.id = cleaned;
+                    }
                 }
                 return slot;
             }

@@ -92,6 +92,8 @@ pub(crate) enum BlockStart<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct EmptyObject {}
 
+// The variant names are the wire's `type` values.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum BlockDelta<'a> {

@@ -10,6 +10,23 @@ use tokenbudget_core::{Error, Result};
 /// The environment variable [`Config::from_env`] reads the database URL from.
 pub const DATABASE_URL_ENV: &str = "TOKENBUDGET_DATABASE_URL";
 
+/// Whose clock an operation decides with: when holds expire, and the times stamped on
+/// reservations and events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClockSource {
+    /// The database's clock (`clock_timestamp()`), read inside each transaction once its row
+    /// locks are granted. Every process on the database then decides with one clock, however
+    /// far the hosts' own clocks drift apart: a host whose clock runs fast cannot expire other
+    /// hosts' holds early. The `now` an operation is given is ignored.
+    #[default]
+    Database,
+    /// The `now` each operation is given (the tracker's clock): for one host, or for tests that
+    /// inject a clock.
+    Caller,
+}
+
 /// Options for [`PostgresStore::open_with`](crate::PostgresStore::open).
 ///
 /// ```
@@ -106,6 +123,10 @@ pub struct Config {
     /// Defaults to 500 ms. Serialized as `retry_max_delay_ms`.
     #[serde(rename = "retry_max_delay_ms", with = "millis")]
     pub retry_max_delay: Duration,
+    /// Whose clock decides expiry and stamps times (see [`ClockSource`]).
+    ///
+    /// Defaults to [`ClockSource::Database`].
+    pub clock: ClockSource,
 }
 
 impl Default for Config {
@@ -125,6 +146,7 @@ impl Default for Config {
             max_attempts: 6,
             retry_base_delay: Duration::from_millis(5),
             retry_max_delay: Duration::from_millis(500),
+            clock: ClockSource::Database,
         }
     }
 }
@@ -232,6 +254,12 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::clock`].
+    pub fn with_clock(mut self, clock: ClockSource) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Checks the URL and the schema name.
     pub(crate) fn validate(&self) -> Result<()> {
         self.pg_config()?;
@@ -299,6 +327,7 @@ impl fmt::Debug for Config {
             .field("max_attempts", &self.max_attempts)
             .field("retry_base_delay", &self.retry_base_delay)
             .field("retry_max_delay", &self.retry_max_delay)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -477,8 +506,12 @@ mod tests {
             serde_json::from_str(r#"{"url": "postgres://db/x", "wait_timeout_ms": 1500}"#).unwrap();
         assert_eq!(config.wait_timeout, Duration::from_millis(1500));
         assert_eq!(config.pool_size, Config::default().pool_size);
+        assert_eq!(config.clock, ClockSource::Database);
         let json = serde_json::to_value(&config).unwrap();
         assert_eq!(json["wait_timeout_ms"], 1500);
+        assert_eq!(json["clock"], "database");
+        let config: Config = serde_json::from_str(r#"{"clock": "caller"}"#).unwrap();
+        assert_eq!(config.clock, ClockSource::Caller);
     }
 
     #[test]

@@ -36,6 +36,15 @@ pub(crate) enum PgError {
     /// A stored value does not fit the model (a negative amount, an unknown state, bad JSON).
     #[error("corrupt {what} in the database: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// Every attempt failed; `last` is the last failure. When `outcome_unknown`, an earlier
+    /// attempt lost its connection after sending COMMIT, so it may have committed.
+    #[error("{}", gave_up(*.attempts, *.outcome_unknown, .last))]
+    GaveUp {
+        attempts: u32,
+        outcome_unknown: bool,
+        #[source]
+        last: Box<PgError>,
+    },
     /// The task running the transaction panicked.
     #[error("the task running the transaction panicked: {0}")]
     Panicked(String),
@@ -51,6 +60,15 @@ fn describe(source: &tokio_postgres::Error, while_committing: bool) -> String {
     } else {
         detail
     }
+}
+
+fn gave_up(attempts: u32, outcome_unknown: bool, last: &PgError) -> String {
+    let unknown = if outcome_unknown {
+        "; an earlier attempt's COMMIT outcome is unknown (it may have committed)"
+    } else {
+        ""
+    };
+    format!("gave up after {attempts} attempts{unknown}: {last}")
 }
 
 impl PgError {
@@ -93,6 +111,7 @@ impl PgError {
                 _ => false,
             },
             Self::Raced(_) | Self::Busy(_) => true,
+            Self::GaveUp { last, .. } => last.is_transient(),
             Self::Rejected(_)
             | Self::SchemaTooNew { .. }
             | Self::Corrupt { .. }
@@ -103,12 +122,24 @@ impl PgError {
     /// True when the transaction may have committed although the attempt failed: the
     /// connection broke after COMMIT was sent.
     pub(crate) fn outcome_unknown(&self) -> bool {
-        matches!(self, Self::Postgres { source, while_committing: true } if is_connection_failure(source))
+        match self {
+            Self::Postgres {
+                source,
+                while_committing: true,
+            } => is_connection_failure(source),
+            Self::GaveUp {
+                outcome_unknown,
+                last,
+                ..
+            } => *outcome_unknown || last.outcome_unknown(),
+            _ => false,
+        }
     }
 
     /// The public error. `safe_to_repeat` says whether the operation may be run again by the
     /// caller even when its outcome is unknown (commit, rollback, sweep, and reserve with an
-    /// idempotency key are; reserve without a key and create are not).
+    /// idempotency key are; reserve without a key and create are not). The outcome is unknown
+    /// when any attempt, not only the last, lost its connection after sending COMMIT.
     pub(crate) fn into_core(self, safe_to_repeat: bool) -> tokenbudget_core::Error {
         match self {
             Self::Rejected(e) => e,

@@ -11,6 +11,6 @@ mod sql;
 mod store;
 mod tx;
 
-pub use config::{Config, DATABASE_URL_ENV};
+pub use config::{ClockSource, Config, DATABASE_URL_ENV};
 pub use pool::PoolStatus;
 pub use store::PostgresStore;

@@ -3,7 +3,8 @@
 //! read the reservations after the lock, call the rule of the same name in [`rules`], and write
 //! the [`Changes`](tokenbudget_core::rules::Changes) it returns. No budget rule lives here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use tokenbudget_core::rules::{self, CommitCommand, ReserveCommand, RollbackCommand, Snapshot};
@@ -37,15 +38,27 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn new(rows: &[Row], locked: &BTreeMap<BudgetId, Budget>) -> Result<Self, PgError> {
+    /// The reservations, and the decision's time from the last column (every row has it; a
+    /// row with no reservation only carries it).
+    fn new(
+        rows: &[Row],
+        locked: &BTreeMap<BudgetId, Budget>,
+    ) -> Result<(Self, Timestamp), PgError> {
         let mut loaded = Self::default();
+        let first = rows
+            .first()
+            .ok_or_else(|| PgError::corrupt("read", "no row with the decision's time"))?;
+        let now = Timestamp::from_micros(first.try_get(12)?);
         for row in rows {
+            if row.try_get::<_, Option<Uuid>>(0)?.is_none() {
+                continue;
+            }
             let reservation = rows::reservation(row)?;
             let (target, by_key, due): (bool, bool, bool) =
                 (row.try_get(9)?, row.try_get(10)?, row.try_get(11)?);
-            // Only reservations on budgets that were locked: a budget created between the lock
-            // and the read is not part of this snapshot.
-            if due && locked.contains_key(&reservation.budget_id) {
+            // Due anywhere in the tree: the ones outside the locked chain get their chains
+            // locked next (see `lock_and_load`).
+            if due {
                 loaded.due.push(reservation.clone());
             }
             if by_key {
@@ -61,36 +74,72 @@ impl Loaded {
                 loaded.target = Some(reservation);
             }
         }
-        Ok(loaded)
+        Ok((loaded, now))
     }
 }
 
-/// Begins, locks the chain of `budgets` and of reservation `id`, and reads the reservations
-/// that reserve, commit and rollback need.
+/// Begins, locks the chain of `budgets` and of reservation `id` (root first), reads the
+/// reservations that reserve, commit and rollback need with the decision's time, and then
+/// locks the chains of the tree's due holds that lie outside the chain (the root is held, so
+/// this never waits: see [`sql`](crate::sql) on the lock order).
+///
+/// Returns the locked budgets, the reservations, and the time to decide at.
 async fn lock_and_load(
     tx: &mut Tx<'_>,
     budgets: &[&str],
     id: ReservationId,
     key: Option<&str>,
     now: Timestamp,
-) -> Result<(BTreeMap<BudgetId, Budget>, Loaded), PgError> {
+) -> Result<(BTreeMap<BudgetId, Budget>, Loaded, Timestamp), PgError> {
     let id = *id.as_uuid();
-    let now = now.as_micros();
+    let caller_now = tx.caller_now(now);
     let (locked, read) = tx
         .begin(
             (sql::LOCK_CHAIN, &[&budgets, &id]),
-            Some((sql::READ_RESERVATIONS, &[&budgets, &id, &key, &now])),
+            Some((sql::READ_RESERVATIONS, &[&budgets, &id, &key, &caller_now])),
         )
         .await?;
-    let locked = locked_budgets(&locked)?;
+    let mut locked = locked_budgets(&locked)?;
+    let (loaded, now) = Loaded::new(&read, &locked)?;
+    let more: BTreeSet<&str> = loaded
+        .due
+        .iter()
+        .filter(|r| !locked.contains_key(&r.budget_id))
+        .map(|r| r.budget_id.as_str())
+        .collect();
+    if !more.is_empty() {
+        let more: Vec<&str> = more.into_iter().collect();
+        let rows = tx.query(sql::LOCK_MORE, &[&more]).await?;
+        locked.extend(locked_budgets(&rows)?);
+    }
     tx.gate().learn(locked.values());
-    let loaded = Loaded::new(&read, &locked)?;
-    Ok((locked, loaded))
+    Ok((locked, loaded, now))
+}
+
+/// The decision's time from the first row of [`sql::CLOCK`].
+fn clock(rows: &[Row]) -> Result<Timestamp, PgError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| PgError::corrupt("clock", "no row"))?;
+    Ok(Timestamp::from_micros(row.try_get(0)?))
 }
 
 pub(crate) struct Create {
-    pub(crate) new: NewBudget,
-    pub(crate) now: Timestamp,
+    new: NewBudget,
+    now: Timestamp,
+    /// The time of the first attempt that read one, kept for the retries: a retry after an
+    /// unknown outcome recognises the row it may have written by it.
+    decided_at: OnceLock<i64>,
+}
+
+impl Create {
+    pub(crate) fn new(new: NewBudget, now: Timestamp) -> Self {
+        Self {
+            new,
+            now,
+            decided_at: OnceLock::new(),
+        }
+    }
 }
 
 #[async_trait]
@@ -108,9 +157,19 @@ impl Op for Create {
     async fn attempt(&self, tx: &mut Tx<'_>, retry: Retry) -> Result<Budget, PgError> {
         let mut seeds = vec![self.new.id.as_str()];
         seeds.extend(self.new.parent.as_ref().map(BudgetId::as_str));
-        let (locked, _) = tx
-            .begin((sql::LOCK_CHAIN, &[&seeds, &Uuid::nil()]), None)
+        let caller_now = self
+            .decided_at
+            .get()
+            .copied()
+            .or_else(|| tx.caller_now(self.now));
+        let (locked, time) = tx
+            .begin(
+                (sql::LOCK_CHAIN, &[&seeds, &Uuid::nil()]),
+                Some((sql::CLOCK, &[&caller_now])),
+            )
             .await?;
+        let now = clock(&time)?;
+        let now = Timestamp::from_micros(*self.decided_at.get_or_init(|| now.as_micros()));
         let snapshot = Snapshot::with_budgets(locked_budgets(&locked)?.into_values());
         if retry.after_unknown_outcome {
             // The earlier attempt may have committed: its row, stamped with this command's
@@ -118,7 +177,7 @@ impl Op for Create {
             if let Some(existing) = snapshot.budgets.get(&self.new.id) {
                 if existing.parent == self.new.parent
                     && existing.limit == self.new.limit
-                    && existing.created_at == self.now
+                    && existing.created_at == now
                 {
                     let existing = existing.clone();
                     tx.finish().await?;
@@ -126,7 +185,7 @@ impl Op for Create {
                 }
             }
         }
-        tx.apply(rules::create_budget(&snapshot, &self.new, self.now))
+        tx.apply(rules::create_budget(&snapshot, &self.new, now))
             .await
     }
 }
@@ -151,7 +210,7 @@ impl Op for Reserve {
     async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ReserveOutcome, PgError> {
         let cmd = &self.cmd;
         let key = cmd.idempotency_key.as_ref().map(|k| k.as_str());
-        let (budgets, loaded) = lock_and_load(
+        let (budgets, loaded, now) = lock_and_load(
             tx,
             &[cmd.budget_id.as_str()],
             cmd.reservation_id,
@@ -167,22 +226,24 @@ impl Op for Reserve {
             reservation: loaded.target.or(loaded.by_key),
             expired: loaded.due,
         };
-        tx.apply(rules::reserve(&snapshot, cmd, self.now)).await
+        tx.apply(rules::reserve(&snapshot, cmd, now)).await
     }
 }
 
-/// Locks the reservation's chain and loads it with the reservation, as commit and rollback need.
+/// Locks the reservation's chain and loads it with the reservation, as commit and rollback
+/// need; returns the snapshot and the time to decide at.
 async fn settle_snapshot(
     tx: &mut Tx<'_>,
     id: ReservationId,
     now: Timestamp,
-) -> Result<Snapshot, PgError> {
-    let (budgets, loaded) = lock_and_load(tx, &[], id, None, now).await?;
-    Ok(Snapshot {
+) -> Result<(Snapshot, Timestamp), PgError> {
+    let (budgets, loaded, now) = lock_and_load(tx, &[], id, None, now).await?;
+    let snapshot = Snapshot {
         budgets,
         reservation: loaded.target,
         expired: loaded.due,
-    })
+    };
+    Ok((snapshot, now))
 }
 
 pub(crate) struct Commit {
@@ -204,9 +265,8 @@ impl Op for Commit {
     }
 
     async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<CommitOutcome, PgError> {
-        let snapshot = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
-        tx.apply(rules::commit(&snapshot, &self.cmd, self.now))
-            .await
+        let (snapshot, now) = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
+        tx.apply(rules::commit(&snapshot, &self.cmd, now)).await
     }
 }
 
@@ -229,9 +289,8 @@ impl Op for Rollback {
     }
 
     async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<RollbackOutcome, PgError> {
-        let snapshot = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
-        tx.apply(rules::rollback(&snapshot, &self.cmd, self.now))
-            .await
+        let (snapshot, now) = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
+        tx.apply(rules::rollback(&snapshot, &self.cmd, now)).await
     }
 }
 
@@ -253,11 +312,16 @@ impl Op for Sweep {
     }
 
     async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<SweepOutcome, PgError> {
-        let now = self.now.as_micros();
+        let caller_now = tx.caller_now(self.now);
         let max = i64::try_from(self.max).unwrap_or(i64::MAX);
-        let (locked, _) = tx
-            .begin((sql::LOCK_DUE_CHAINS, &[&now, &max]), None)
+        let (locked, time) = tx
+            .begin(
+                (sql::LOCK_DUE_CHAINS, &[&caller_now, &max]),
+                Some((sql::CLOCK, &[&caller_now])),
+            )
             .await?;
+        // Read after the lock: at least the time the candidates were chosen by.
+        let now = clock(&time)?;
         if locked.is_empty() {
             tx.finish().await?;
             return Ok(SweepOutcome::default());
@@ -265,7 +329,7 @@ impl Op for Sweep {
         let budgets = locked_budgets(&locked)?;
         let ids: Vec<&str> = budgets.keys().map(BudgetId::as_str).collect();
         let expired = tx
-            .query(sql::READ_DUE, &[&ids, &now, &max])
+            .query(sql::READ_DUE, &[&ids, &now.as_micros(), &max])
             .await?
             .iter()
             .map(rows::reservation)
@@ -275,7 +339,7 @@ impl Op for Sweep {
             reservation: None,
             expired,
         };
-        tx.apply(rules::sweep(&snapshot, self.now)).await
+        tx.apply(rules::sweep(&snapshot, now)).await
     }
 }
 

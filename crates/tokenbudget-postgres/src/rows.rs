@@ -82,7 +82,7 @@ pub(crate) fn event(row: &Row) -> Result<Event, PgError> {
     })
 }
 
-/// The 30 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
+/// The 31 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
 #[derive(Debug, Default)]
 pub(crate) struct WriteParams {
     nb_id: Vec<String>,
@@ -110,6 +110,7 @@ pub(crate) struct WriteParams {
     r_state: Vec<&'static str>,
     r_actual: Vec<Option<i64>>,
     r_settled: Vec<Option<i64>>,
+    r_expires: Vec<i64>,
     e_budget: Vec<String>,
     e_at: Vec<i64>,
     e_type: Vec<&'static str>,
@@ -119,7 +120,8 @@ pub(crate) struct WriteParams {
 
 impl WriteParams {
     /// Flattens `changes` into parallel arrays. Full rows are written for budgets; for
-    /// existing reservations only what a rule can change (state, actual, settled_at).
+    /// existing reservations only what a rule can change (state, actual, settled_at,
+    /// expires_at).
     pub(crate) fn new(changes: &Changes) -> Result<Self, PgError> {
         let mut p = Self::default();
         if let Some(b) = &changes.new_budget {
@@ -155,6 +157,7 @@ impl WriteParams {
             p.r_state.push(r.state.as_str());
             p.r_actual.push(r.actual.map(bigint).transpose()?);
             p.r_settled.push(r.settled_at.map(Timestamp::as_micros));
+            p.r_expires.push(r.expires_at.as_micros());
         }
         for e in &changes.events {
             p.e_budget.push(e.budget_id.to_string());
@@ -170,7 +173,7 @@ impl WriteParams {
     }
 
     /// The parameters, in statement order.
-    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 30] {
+    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 31] {
         [
             &self.nb_id,
             &self.nb_parent,
@@ -202,6 +205,7 @@ impl WriteParams {
             &self.e_type,
             &self.e_reservation,
             &self.e_kind,
+            &self.r_expires,
         ]
     }
 }

@@ -1,11 +1,31 @@
 //! Every statement the store runs. Tables are unqualified: each connection's `search_path` is
 //! the configured schema.
 //!
-//! Every writing transaction locks its budgets with one statement ending in
-//! `WHERE id = ANY (…) ORDER BY id FOR UPDATE`: the whole chain (the budget and every
-//! ancestor, read from the budgets' `chain` column, which never changes) in one fixed order,
-//! the same in reserve, commit, rollback, create and the sweep, so two transactions never wait
-//! on each other in a cycle. `FOR UPDATE` locks rows in the order the sort emits them.
+//! # Lock order
+//!
+//! Every writing transaction locks budget rows only with statements ending in
+//! `ORDER BY parent IS NULL DESC, id FOR UPDATE` (`FOR UPDATE` locks rows in the order the sort
+//! emits them): the roots of the trees it touches first, in id order, then the other budgets
+//! in id order. Reserve, commit and rollback lock the chain (the budget and every ancestor,
+//! read from the `chain` column, which never changes); then, having read the tree's due holds,
+//! the chains of those due holds that lie outside it. Create locks the parent's chain; the
+//! sweep locks the chains of the due holds it releases, all its roots first.
+//!
+//! Why that cannot deadlock:
+//!
+//! - Every writer of a tree locks the tree's root before any other row of it, and keeps its
+//!   locks until it ends. So a transaction holding a non-root row of a tree also holds that
+//!   tree's root, and no two transactions hold rows of one tree at once.
+//! - A transaction waiting for a non-root row holds that row's root already (its lock
+//!   statement took it first), so the row's holder, which must hold the root too, cannot
+//!   exist: nobody ever waits for a non-root row. The extra budgets locked after reading the
+//!   due holds are such rows, which is why learning them late is safe.
+//! - So every wait is for a root, and a transaction waiting for root `r` holds only roots
+//!   with smaller ids (a sweep takes its roots in id order; every other writer has one tree).
+//!   Every wait goes to a larger root id: no cycle.
+//!
+//! Foreign keys take `FOR KEY SHARE` on the referenced budget, always a row the transaction
+//! has already locked (the reservation's or event's budget, the new budget's parent).
 
 /// The columns of a budget row, in the order `rows::budget` reads them.
 macro_rules! budget_columns {
@@ -14,7 +34,8 @@ macro_rules! budget_columns {
     };
 }
 
-/// The columns of a reservation row, in the order `rows::reservation` reads them.
+/// The columns of a reservation row, in the order `rows::reservation` reads them (its tree's
+/// `root` is not part of the model).
 macro_rules! reservation_columns {
     () => {
         "id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual, settled_at"
@@ -33,7 +54,18 @@ macro_rules! chain_ids {
     };
 }
 
-/// Locks the chain in id order and returns it.
+/// The roots of the trees of every budget in `$seeds`: the last element of each chain.
+macro_rules! root_ids {
+    ($seeds:expr) => {
+        concat!(
+            "ARRAY (SELECT chain[cardinality(chain)] FROM budgets WHERE id = ANY (",
+            $seeds,
+            "))"
+        )
+    };
+}
+
+/// Locks the chains of `$seeds`, roots first (see the module docs), and returns them.
 macro_rules! lock_chain {
     ($seeds:expr) => {
         concat!(
@@ -43,8 +75,20 @@ macro_rules! lock_chain {
             "WHERE id = ANY (",
             chain_ids!($seeds),
             ")\n",
-            "ORDER BY id\n",
+            "ORDER BY parent IS NULL DESC, id\n",
             "FOR UPDATE"
+        )
+    };
+}
+
+/// The decision's time, in microseconds: the caller's `$n` when given (`ClockSource::Caller`),
+/// else the database's clock at the moment the expression runs.
+macro_rules! clock {
+    ($param:expr) => {
+        concat!(
+            "coalesce(",
+            $param,
+            "::bigint, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)"
         )
     };
 }
@@ -61,40 +105,53 @@ macro_rules! seeds_by_ids {
 pub(crate) const LOCK_CHAIN: &str = lock_chain!(seeds_by_ids!());
 
 /// After [`LOCK_CHAIN`], in the same transaction and with its `$1`, `$2`: reservation `$2`,
-/// the reservation holding idempotency key `$3`, and the held reservations on the chain due at
-/// `$4` (one index probe per budget of the chain), each row flagged by why it was read.
+/// the reservation holding idempotency key `$3`, and every held reservation due in the
+/// chain's tree (one probe of `reservations_held_by_root`), each row flagged by why it was
+/// read, and the decision's time (`$4`, or the database's clock when `$4` is NULL) in the
+/// last column. One row with NULL reservation columns when none matched, for the time.
 ///
-/// Pipelined right behind the lock: Postgres starts it (and takes its snapshot) only once the
-/// lock is granted, so it sees every transaction that held the lock before.
+/// Pipelined right behind the lock: Postgres starts it (takes its snapshot, reads the clock)
+/// only once the lock is granted, so it sees every transaction that held the lock before.
 pub(crate) const READ_RESERVATIONS: &str = concat!(
-    "SELECT ",
+    "WITH clock AS MATERIALIZED (SELECT ",
+    clock!("$4"),
+    " AS now)\n",
+    "SELECT r.*, clock.now FROM clock LEFT JOIN LATERAL (\n",
+    "    SELECT ",
     reservation_columns!(),
     ", true AS target, false AS by_key, false AS due\n",
-    "FROM reservations WHERE id = $2\n",
-    "UNION ALL\n",
-    "SELECT ",
+    "    FROM reservations WHERE id = $2\n",
+    "    UNION ALL\n",
+    "    SELECT ",
     reservation_columns!(),
     ", false, true, false\n",
-    "FROM reservations WHERE idempotency_key = $3\n",
-    "UNION ALL\n",
-    "SELECT r.* FROM unnest(",
-    chain_ids!(seeds_by_ids!()),
-    ") AS c (id)\n",
-    "CROSS JOIN LATERAL (\n",
+    "    FROM reservations WHERE idempotency_key = $3\n",
+    "    UNION ALL\n",
     "    SELECT ",
     reservation_columns!(),
     ", false, false, true\n",
     "    FROM reservations\n",
-    "    WHERE state = 'held' AND budget_id = c.id AND expires_at <= $4\n",
-    ") AS r\n",
-    "ORDER BY expires_at, id"
+    "    WHERE state = 'held' AND root = ANY (",
+    root_ids!(seeds_by_ids!()),
+    ") AND expires_at <= clock.now\n",
+    ") AS r ON true\n",
+    "ORDER BY r.expires_at, r.id"
 );
 
-/// The sweep's lock: the chains of the first `$2` held reservations due at `$1`.
-pub(crate) const LOCK_DUE_CHAINS: &str = lock_chain!(
-    "ARRAY (SELECT budget_id FROM reservations WHERE state = 'held' AND expires_at <= $1 \
-     ORDER BY expires_at, id LIMIT $2)"
-);
+/// Locks the chains of the budgets `$1::text[]` (those of due holds outside the chain locked
+/// first: their root is already held, so this never waits).
+pub(crate) const LOCK_MORE: &str = lock_chain!("$1::text[]");
+
+/// The decision's time after a lock: `$1`, or the database's clock when `$1` is NULL.
+pub(crate) const CLOCK: &str = concat!("SELECT ", clock!("$1"));
+
+/// The sweep's lock: the chains of the first `$2` held reservations due at `$1` (or, when `$1`
+/// is NULL, by the database's clock as the statement starts).
+pub(crate) const LOCK_DUE_CHAINS: &str = lock_chain!(concat!(
+    "ARRAY (SELECT budget_id FROM reservations WHERE state = 'held' AND expires_at <= ",
+    clock!("$1"),
+    " ORDER BY expires_at, id LIMIT $2)"
+));
 
 /// After [`LOCK_DUE_CHAINS`]: the first `$3` held reservations due at `$2` on the locked
 /// budgets `$1` (every ancestor of a locked budget is locked too).
@@ -113,8 +170,10 @@ pub(crate) const READ_DUE: &str = concat!(
 ///
 /// - `$1..$7`: the new budget (its `chain` is its parent's with its own id in front);
 ///   `$8..$12`: budget updates;
-/// - `$13..$21`: the new reservation; `$22..$25`: reservation updates;
-/// - `$26..$30`: events, inserted in array order, so `seq` follows the decision's order.
+/// - `$13..$21`: the new reservation (its `root` from its budget's chain); `$22..$25` and
+///   `$31`: reservation updates;
+/// - `$26..$30`: events, inserted in array order, so `seq` follows the decision's order (each
+///   stamped with this transaction's id by the column's default).
 pub(crate) const WRITE_CHANGES: &str = "\
 WITH new_budget AS (
     INSERT INTO budgets (id, parent, chain, limit_tokens, used, reserved, held, created_at)
@@ -131,15 +190,21 @@ WITH new_budget AS (
         AS u (id, limit_tokens, used, reserved, held)
     WHERE b.id = u.id
 ), new_reservation AS (
-    INSERT INTO reservations
-        (id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual, settled_at)
-    SELECT * FROM unnest($13::uuid[], $14::text[], $15::bigint[], $16::text[], $17::bigint[],
-                         $18::bigint[], $19::text[], $20::bigint[], $21::bigint[])
+    INSERT INTO reservations (id, budget_id, root, tokens, state, created_at, expires_at,
+                              idempotency_key, actual, settled_at)
+    SELECT n.id, n.budget_id,
+           (SELECT b.chain[cardinality(b.chain)] FROM budgets AS b WHERE b.id = n.budget_id),
+           n.tokens, n.state, n.created_at, n.expires_at, n.idempotency_key, n.actual,
+           n.settled_at
+    FROM unnest($13::uuid[], $14::text[], $15::bigint[], $16::text[], $17::bigint[],
+                $18::bigint[], $19::text[], $20::bigint[], $21::bigint[])
+        AS n (id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual,
+              settled_at)
 ), reservation_updates AS (
     UPDATE reservations AS r
-    SET state = u.state, actual = u.actual, settled_at = u.settled_at
-    FROM unnest($22::uuid[], $23::text[], $24::bigint[], $25::bigint[])
-        AS u (id, state, actual, settled_at)
+    SET state = u.state, actual = u.actual, settled_at = u.settled_at, expires_at = u.expires_at
+    FROM unnest($22::uuid[], $23::text[], $24::bigint[], $25::bigint[], $31::bigint[])
+        AS u (id, state, actual, settled_at, expires_at)
     WHERE r.id = u.id
 )
 INSERT INTO events (budget_id, at, type, reservation_id, kind)
@@ -184,8 +249,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_lock_takes_the_whole_chain_in_one_statement_in_id_order() {
-        for lock in [LOCK_CHAIN, LOCK_DUE_CHAINS] {
+    fn every_lock_takes_whole_chains_in_one_statement_roots_first() {
+        for lock in [LOCK_CHAIN, LOCK_DUE_CHAINS, LOCK_MORE] {
             assert!(
                 lock.starts_with("SELECT id, parent, limit_tokens"),
                 "{lock}"
@@ -194,11 +259,14 @@ mod tests {
                 lock.contains("FROM budgets\nWHERE id = ANY (ARRAY (SELECT unnest(chain) FROM budgets WHERE id = ANY ("),
                 "{lock}"
             );
-            assert!(lock.ends_with("\nORDER BY id\nFOR UPDATE"), "{lock}");
+            assert!(
+                lock.ends_with("\nORDER BY parent IS NULL DESC, id\nFOR UPDATE"),
+                "{lock}"
+            );
             assert_eq!(lock.matches("FOR UPDATE").count(), 1, "{lock}");
         }
         // The reads after the lock never lock anything themselves.
-        for read in [READ_RESERVATIONS, READ_DUE] {
+        for read in [READ_RESERVATIONS, READ_DUE, CLOCK] {
             assert!(!read.contains("FOR "), "{read}");
         }
     }

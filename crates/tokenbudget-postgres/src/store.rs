@@ -144,7 +144,7 @@ impl BudgetStore for PostgresStore {
     }
 
     async fn create_budget(&self, new: NewBudget, now: Timestamp) -> Result<Budget> {
-        self.write(None, Create { new, now }).await
+        self.write(None, Create::new(new, now)).await
     }
 
     async fn reserve(&self, cmd: ReserveCommand, now: Timestamp) -> Result<ReserveOutcome> {

@@ -24,11 +24,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 use tokenbudget_core::rules::{Changes, Decision};
+use tokenbudget_core::Timestamp;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{ClockSource, Config};
 use crate::error::{is_connection_failure, PgError};
 use crate::gate::{Gate, Pass};
 use crate::rows::WriteParams;
@@ -89,14 +90,26 @@ pub(crate) struct Tx<'c> {
     object: &'c Object,
     state: State,
     gate: &'c Gate,
+    clock: ClockSource,
 }
 
 impl<'c> Tx<'c> {
-    fn new(object: &'c Object, gate: &'c Gate) -> Self {
+    fn new(object: &'c Object, gate: &'c Gate, clock: ClockSource) -> Self {
         Self {
             object,
             state: State::Idle,
             gate,
+            clock,
+        }
+    }
+
+    /// The time to pass to the statements that read the decision's clock: the caller's `now`
+    /// with [`ClockSource::Caller`], NULL (the database's clock) with
+    /// [`ClockSource::Database`].
+    pub(crate) fn caller_now(&self, now: Timestamp) -> Option<i64> {
+        match self.clock {
+            ClockSource::Caller => Some(now.as_micros()),
+            ClockSource::Database => None,
         }
     }
 
@@ -224,7 +237,7 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
     let mut retry = Retry::default();
     loop {
         let result = match shared.pool.get().await {
-            Ok(object) => attempt(&object, &shared.gate, &op, retry).await,
+            Ok(object) => attempt(&object, &shared, &op, retry).await,
             Err(e) => Err(PgError::Pool(e)),
         };
         let err = match result {
@@ -233,10 +246,17 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
         };
         retry.after_unknown_outcome |= err.outcome_unknown();
         if !err.is_transient() || retry.attempt + 1 >= config.max_attempts {
-            if retry.attempt > 0 {
-                tracing::warn!(op = op.name(), attempts = retry.attempt + 1, error = %err, "giving up");
+            if retry.attempt == 0 || matches!(err, PgError::Rejected(_)) {
+                return Err(err);
             }
-            return Err(err);
+            tracing::warn!(op = op.name(), attempts = retry.attempt + 1, error = %err, "giving up");
+            // The error must say the outcome is unknown even when the last attempt failed in
+            // another way: the first may have committed.
+            return Err(PgError::GaveUp {
+                attempts: retry.attempt + 1,
+                outcome_unknown: retry.after_unknown_outcome,
+                last: Box::new(err),
+            });
         }
         let delay = backoff(config, retry.attempt);
         tracing::debug!(op = op.name(), attempt = retry.attempt, ?delay, error = %err, "retrying");
@@ -247,11 +267,11 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
 
 async fn attempt<O: Op>(
     object: &Object,
-    gate: &Gate,
+    shared: &Shared,
     op: &O,
     retry: Retry,
 ) -> Result<O::Output, PgError> {
-    let mut tx = Tx::new(object, gate);
+    let mut tx = Tx::new(object, &shared.gate, shared.config.clock);
     let result = op.attempt(&mut tx, retry).await;
     if result.is_err() && tx.state == State::Open {
         rollback(object).await;

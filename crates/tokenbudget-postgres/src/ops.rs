@@ -349,6 +349,11 @@ pub(crate) enum Read {
     Budgets,
     Reservation(ReservationId),
     Events(EventQuery),
+    /// The whole log after (transaction id, seq), at most `limit` events.
+    Log {
+        after: (u64, u64),
+        limit: usize,
+    },
 }
 
 #[derive(Default)]
@@ -356,6 +361,8 @@ pub(crate) struct ReadResult {
     pub(crate) budgets: Vec<Budget>,
     pub(crate) reservation: Option<Reservation>,
     pub(crate) events: Vec<Event>,
+    /// With [`Read::Log`]: the cursor after the last event read, or the one given.
+    pub(crate) next: (u64, u64),
 }
 
 #[async_trait]
@@ -368,6 +375,7 @@ impl Op for Read {
             Self::Budgets => "list_budgets",
             Self::Reservation(_) => "reservation",
             Self::Events(_) => "events",
+            Self::Log { .. } => "log_after",
         }
     }
 
@@ -404,6 +412,20 @@ impl Op for Read {
                     }
                 };
                 result.events = rows.iter().map(rows::event).collect::<Result<_, _>>()?;
+            }
+            Self::Log { after, limit } => {
+                result.next = *after;
+                // Both are BIGINT: nothing lies beyond i64::MAX.
+                let (Ok(xid), Ok(seq)) = (i64::try_from(after.0), i64::try_from(after.1)) else {
+                    return Ok(result);
+                };
+                let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+                let rows = tx.query(sql::LOG_AFTER, &[&xid, &seq, &limit]).await?;
+                for row in &rows {
+                    let (event, xid) = rows::log_event(row)?;
+                    result.next = (xid, event.seq);
+                    result.events.push(event);
+                }
             }
         }
         Ok(result)

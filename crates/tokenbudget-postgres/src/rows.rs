@@ -82,6 +82,13 @@ pub(crate) fn event(row: &Row) -> Result<Event, PgError> {
     })
 }
 
+/// A row of [`LOG_AFTER`](crate::sql::LOG_AFTER): the event and its transaction id.
+pub(crate) fn log_event(row: &Row) -> Result<(Event, u64), PgError> {
+    let xid: i64 = row.try_get(4)?;
+    let xid = u64::try_from(xid).map_err(|_| PgError::corrupt("event xid", xid))?;
+    Ok((event(row)?, xid))
+}
+
 /// The 31 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
 #[derive(Debug, Default)]
 pub(crate) struct WriteParams {

@@ -3,29 +3,39 @@
 //!
 //! # Lock order
 //!
-//! Every writing transaction locks budget rows only with statements ending in
-//! `ORDER BY parent IS NULL DESC, id FOR UPDATE` (`FOR UPDATE` locks rows in the order the sort
-//! emits them): the roots of the trees it touches first, in id order, then the other budgets
-//! in id order. Reserve, commit and rollback lock the chain (the budget and every ancestor,
-//! read from the `chain` column, which never changes); then, having read the tree's due holds,
-//! the chains of those due holds that lie outside it. Create locks the parent's chain; the
-//! sweep locks the chains of the due holds it releases, all its roots first.
+//! A budget tree is a root budget and everything under it. Every writing transaction locks
+//! with statements of one shape ([`lock_chain!`]): first the **advisory lock of each tree** it
+//! is about to touch (`pg_advisory_xact_lock` on a hash of schema and root id, in ascending
+//! key order), then the budget rows, **roots first** and the rest in id order
+//! (`ORDER BY parent IS NULL DESC, id FOR UPDATE`; `FOR UPDATE` locks rows in the order the
+//! sort emits them). Reserve, commit and rollback lock their chain (the budget and every
+//! ancestor, from the `chain` column, which never changes); then, having read the tree's due
+//! holds, the chains of those outside it ([`LOCK_MORE`], the same tree). Create locks the
+//! parent's chain; the sweep locks the chains of the due holds it releases.
 //!
 //! Why that cannot deadlock:
 //!
-//! - Every writer of a tree locks the tree's root before any other row of it, and keeps its
-//!   locks until it ends. So a transaction holding a non-root row of a tree also holds that
-//!   tree's root, and no two transactions hold rows of one tree at once.
-//! - A transaction waiting for a non-root row holds that row's root already (its lock
-//!   statement took it first), so the row's holder, which must hold the root too, cannot
-//!   exist: nobody ever waits for a non-root row. The extra budgets locked after reading the
-//!   due holds are such rows, which is why learning them late is safe.
-//! - So every wait is for a root, and a transaction waiting for root `r` holds only roots
-//!   with smaller ids (a sweep takes its roots in id order; every other writer has one tree).
-//!   Every wait goes to a larger root id: no cycle.
+//! - A transaction locks a budget row only while holding the advisory lock of the row's tree
+//!   (taken earlier in the same statement, from the same snapshot of the seeds), and keeps
+//!   both until it ends. So two transactions never hold rows of one tree at once, and a row
+//!   lock never waits for another writer: all waiting happens on the advisory locks. That is
+//!   why the due holds' chains, learned only after the first lock, can be locked safely.
+//! - A transaction waiting for a tree's advisory lock holds only advisory locks with smaller
+//!   keys (several trees, as in a sweep, are taken in key order; everything else has one
+//!   tree). Every wait goes to a larger key: no cycle. Two trees whose keys collide share one
+//!   lock, which only serializes them.
+//! - Behind that, rows are still locked roots first, so even a row lock taken outside the
+//!   scheme (a tree that appeared between statements) would wait only for a root: a
+//!   transaction holding a non-root row holds its root.
+//! - Foreign keys take `FOR KEY SHARE` on the referenced budget, always a row the transaction
+//!   has already locked (the reservation's or event's budget, the new budget's parent).
 //!
-//! Foreign keys take `FOR KEY SHARE` on the referenced budget, always a row the transaction
-//! has already locked (the reservation's or event's budget, the new budget's parent).
+//! Why an advisory lock and not the root row alone: locking a row gives the transaction its
+//! id (`xid`) before it waits, so two writers of a budget could get ids in the opposite order
+//! of their commits. An advisory lock needs no id: the id is assigned at the first row lock,
+//! after the tree's advisory lock is granted, so for any one budget the order of `xid` is the
+//! order of commit, and the whole-log cursor ([`LOG_AFTER`], in (xid, seq) order) keeps every
+//! budget's events in `seq` order.
 
 /// The columns of a budget row, in the order `rows::budget` reads them.
 macro_rules! budget_columns {
@@ -42,18 +52,6 @@ macro_rules! reservation_columns {
     };
 }
 
-/// Every budget in `$seeds` and all their ancestors, from the `chain` column (written once at
-/// creation: parent links never change).
-macro_rules! chain_ids {
-    ($seeds:expr) => {
-        concat!(
-            "ARRAY (SELECT unnest(chain) FROM budgets WHERE id = ANY (",
-            $seeds,
-            "))"
-        )
-    };
-}
-
 /// The roots of the trees of every budget in `$seeds`: the last element of each chain.
 macro_rules! root_ids {
     ($seeds:expr) => {
@@ -65,18 +63,46 @@ macro_rules! root_ids {
     };
 }
 
-/// Locks the chains of `$seeds`, roots first (see the module docs), and returns them.
+/// Locks the trees of `$seeds` (their advisory locks, in key order), then the chains of
+/// `$seeds`, roots first, and returns the chains (see the module docs). `$seeds` is evaluated
+/// once, so the trees locked are exactly those of the rows locked.
+///
+/// The advisory locks are taken before any row: the `trees` row joins every budget row, and
+/// `FOR UPDATE` locks rows only above the sort, once the whole join is computed.
 macro_rules! lock_chain {
     ($seeds:expr) => {
         concat!(
+            "WITH seeds AS MATERIALIZED (SELECT ",
+            $seeds,
+            " AS ids),\n",
+            "trees AS MATERIALIZED (\n",
+            "    SELECT count(pg_advisory_xact_lock(k)) AS n FROM (\n",
+            "        SELECT DISTINCT ",
+            tree_key!("s.chain[cardinality(s.chain)]"),
+            " AS k\n",
+            "        FROM budgets AS s, seeds WHERE s.id = ANY (seeds.ids)\n",
+            "        ORDER BY k OFFSET 0\n",
+            "    ) AS keys\n",
+            ")\n",
             "SELECT ",
             budget_columns!(),
-            " FROM budgets\n",
-            "WHERE id = ANY (",
-            chain_ids!($seeds),
-            ")\n",
+            " FROM budgets, trees\n",
+            "WHERE id = ANY (ARRAY (SELECT unnest(s.chain) FROM budgets AS s, seeds ",
+            "WHERE s.id = ANY (seeds.ids)))\n",
             "ORDER BY parent IS NULL DESC, id\n",
-            "FOR UPDATE"
+            "FOR UPDATE OF budgets"
+        )
+    };
+}
+
+/// The advisory lock key of the tree whose root is `$root`: a 64-bit hash of the schema and
+/// the root's id (trees of other schemas on the database do not wait for each other).
+macro_rules! tree_key {
+    ($root:expr) => {
+        concat!(
+            "hashtextextended(current_schema() || '/' || ",
+            $root,
+            ", 0)"
         )
     };
 }
@@ -232,6 +258,18 @@ pub(crate) const RESERVATION: &str = concat!(
 pub(crate) const EVENTS: &str =
     "SELECT seq, budget_id, at, kind FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
 
+/// The whole log after the cursor (`$1` transaction id, `$2` seq), at most `$3` events, in
+/// (transaction id, seq) order, and only events of transactions below the oldest one still
+/// running (`pg_snapshot_xmin`): every transaction below it has ended, and any later writer
+/// gets a larger id, so no event can ever appear behind a cursor built from these rows.
+/// The transaction id in the last column.
+pub(crate) const LOG_AFTER: &str = "\
+SELECT seq, budget_id, at, kind, xid::text::bigint FROM events
+WHERE (xid, seq) > ($1::bigint::text::xid8, $2::bigint)
+  AND xid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY xid, seq
+LIMIT $3";
+
 /// Budget `$3`'s events after `$1`, at most `$2`.
 pub(crate) const EVENTS_OF_BUDGET: &str = "SELECT seq, budget_id, at, kind FROM events \
      WHERE budget_id = $3 AND seq > $1 ORDER BY seq LIMIT $2";
@@ -249,21 +287,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_lock_takes_whole_chains_in_one_statement_roots_first() {
+    fn every_lock_takes_its_trees_then_whole_chains_roots_first_in_one_statement() {
         for lock in [LOCK_CHAIN, LOCK_DUE_CHAINS, LOCK_MORE] {
             assert!(
-                lock.starts_with("SELECT id, parent, limit_tokens"),
+                lock.starts_with("WITH seeds AS MATERIALIZED (SELECT "),
                 "{lock}"
             );
             assert!(
-                lock.contains("FROM budgets\nWHERE id = ANY (ARRAY (SELECT unnest(chain) FROM budgets WHERE id = ANY ("),
+                lock.contains("SELECT count(pg_advisory_xact_lock(k)) AS n FROM (")
+                    && lock.contains("ORDER BY k OFFSET 0"),
                 "{lock}"
             );
             assert!(
-                lock.ends_with("\nORDER BY parent IS NULL DESC, id\nFOR UPDATE"),
+                lock.contains("\nSELECT id, parent, limit_tokens, used, reserved, held, created_at FROM budgets, trees\n\
+                     WHERE id = ANY (ARRAY (SELECT unnest(s.chain) FROM budgets AS s, seeds WHERE s.id = ANY (seeds.ids)))\n"),
+                "{lock}"
+            );
+            assert!(
+                lock.ends_with("\nORDER BY parent IS NULL DESC, id\nFOR UPDATE OF budgets"),
                 "{lock}"
             );
             assert_eq!(lock.matches("FOR UPDATE").count(), 1, "{lock}");
+            assert_eq!(lock.matches("pg_advisory").count(), 1, "{lock}");
         }
         // The reads after the lock never lock anything themselves.
         for read in [READ_RESERVATIONS, READ_DUE, CLOCK] {

@@ -77,6 +77,19 @@ impl PostgresStore {
         self.shared.pool.status().into()
     }
 
+    /// The whole log after `after` (transaction id, seq), at most `limit` events, with the
+    /// cursor to pass next (`after` itself when nothing is new).
+    ///
+    /// Until the store trait has it: the body of `BudgetStore::log_after`.
+    pub async fn log_after_parts(
+        &self,
+        after: (u64, u64),
+        limit: usize,
+    ) -> Result<(Vec<Event>, (u64, u64))> {
+        let read = self.read(Read::Log { after, limit }).await?;
+        Ok((read.events, read.next))
+    }
+
     /// Closes the pool: idle connections are closed now, the others when their operation
     /// ends; later operations fail.
     pub fn close(&self) {

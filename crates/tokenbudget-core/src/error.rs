@@ -111,6 +111,22 @@ pub enum Error {
         /// What differs.
         reason: String,
     },
+    /// A charge's idempotency key was reused with different numbers.
+    #[error("charge key {key} was first used with different parameters: {reason}")]
+    ChargeConflict {
+        /// The key.
+        key: IdempotencyKey,
+        /// What differs.
+        reason: String,
+    },
+    /// A note is longer than [`MAX_NOTE_LEN`](crate::model::MAX_NOTE_LEN) bytes.
+    #[error("invalid note: {len} bytes; at most {max} are allowed")]
+    InvalidNote {
+        /// Its length in bytes.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
     /// A total would exceed `i64::MAX`.
     #[error("{field} of budget {budget_id} would exceed {max}", max = i64::MAX)]
     Overflow {

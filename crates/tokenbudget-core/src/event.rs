@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::id::{BudgetId, ReservationId};
+use crate::id::{BudgetId, IdempotencyKey, ReservationId};
 use crate::model::Budget;
 use crate::time::Timestamp;
 
@@ -111,6 +111,26 @@ pub enum EventKind {
         /// Rollback or expiry.
         reason: ReleaseReason,
     },
+    /// A held reservation's expiry moved later.
+    ReservationExtended {
+        /// The reservation.
+        reservation_id: ReservationId,
+        /// The budget the reservation was made on.
+        origin: BudgetId,
+        /// Its new expiry.
+        expires_at: Timestamp,
+    },
+    /// Usage with no reservation was recorded (added to `used`), even past the limit.
+    TokensCharged {
+        /// The charge's idempotency key.
+        key: IdempotencyKey,
+        /// The budget the charge was made on (this one or a descendant).
+        origin: BudgetId,
+        /// Tokens used.
+        tokens: u64,
+        /// Tokens beyond what this budget had available when charged (zero when it fit).
+        overrun: u64,
+    },
     /// Committed usage reached the limit. Appended once per budget.
     BudgetExhausted {
         /// Tokens used when it happened.
@@ -128,6 +148,8 @@ impl EventKind {
             Self::TokensReserved { .. } => "TOKENS_RESERVED",
             Self::TokensCommitted { .. } => "TOKENS_COMMITTED",
             Self::TokensReleased { .. } => "TOKENS_RELEASED",
+            Self::ReservationExtended { .. } => "RESERVATION_EXTENDED",
+            Self::TokensCharged { .. } => "TOKENS_CHARGED",
             Self::BudgetExhausted { .. } => "BUDGET_EXHAUSTED",
         }
     }
@@ -137,8 +159,11 @@ impl EventKind {
         match self {
             Self::TokensReserved { reservation_id, .. }
             | Self::TokensCommitted { reservation_id, .. }
-            | Self::TokensReleased { reservation_id, .. } => Some(*reservation_id),
-            Self::BudgetCreated { .. } | Self::BudgetExhausted { .. } => None,
+            | Self::TokensReleased { reservation_id, .. }
+            | Self::ReservationExtended { reservation_id, .. } => Some(*reservation_id),
+            Self::BudgetCreated { .. }
+            | Self::TokensCharged { .. }
+            | Self::BudgetExhausted { .. } => None,
         }
     }
 }
@@ -225,7 +250,13 @@ pub fn apply(budgets: &mut BTreeMap<BudgetId, Budget>, event: &Event) -> Result<
                 .checked_sub(1)
                 .ok_or_else(|| corrupt("release of a hold that does not exist"))?;
         }
-        EventKind::BudgetExhausted { .. } => {}
+        EventKind::TokensCharged { tokens, .. } => {
+            budget.used = budget
+                .used
+                .checked_add(*tokens)
+                .ok_or_else(|| corrupt("used overflows"))?;
+        }
+        EventKind::ReservationExtended { .. } | EventKind::BudgetExhausted { .. } => {}
     }
     Ok(())
 }

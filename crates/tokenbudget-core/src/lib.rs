@@ -19,9 +19,15 @@ pub use error::{Error, Result};
 pub use event::{replay, Event, EventKind, NewEvent, ReleaseReason};
 pub use id::{BudgetId, IdGenerator, IdempotencyKey, ReservationId, SequentialIds, UuidV7Ids};
 pub use memory::MemoryStore;
-pub use model::{Budget, NewBudget, Reservation, ReservationState, Status, MAX_DEPTH, MAX_TOKENS};
-pub use outcome::{CommitOutcome, Grant, Refusal, ReserveOutcome, RollbackOutcome, SweepOutcome};
-pub use store::{BudgetStore, DynBudgetStore, EventQuery};
+pub use model::{
+    Budget, Charge, NewBudget, Reservation, ReservationState, Status, MAX_DEPTH, MAX_NOTE_LEN,
+    MAX_TOKENS,
+};
+pub use outcome::{
+    ChargeOutcome, CommitOutcome, ExtendOutcome, Grant, Refusal, ReserveOutcome, RollbackOutcome,
+    SweepOutcome,
+};
+pub use store::{BudgetStore, DynBudgetStore, EventQuery, LogCursor, LogPage};
 pub use sweeper::SweeperHandle;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tracker::{ReserveOptions, Tracker, TrackerBuilder, DEFAULT_TIMEOUT};

@@ -13,12 +13,17 @@ use parking_lot::Mutex;
 use crate::error::Result;
 use crate::event::Event;
 use crate::id::{BudgetId, IdempotencyKey, ReservationId};
-use crate::model::{Budget, NewBudget, Reservation, ReservationState};
-use crate::outcome::{CommitOutcome, ReserveOutcome, RollbackOutcome, SweepOutcome};
-use crate::rules::{
-    self, Changes, CommitCommand, Decision, ReserveCommand, RollbackCommand, Snapshot,
+use crate::model::{
+    live_statuses, Budget, Charge, NewBudget, Reservation, ReservationState, Status,
 };
-use crate::store::{BudgetStore, EventQuery};
+use crate::outcome::{
+    ChargeOutcome, CommitOutcome, ExtendOutcome, ReserveOutcome, RollbackOutcome, SweepOutcome,
+};
+use crate::rules::{
+    self, Changes, ChargeCommand, CommitCommand, Decision, ExtendCommand, ReserveCommand,
+    RollbackCommand, Snapshot,
+};
+use crate::store::{BudgetStore, EventQuery, LogCursor, LogPage};
 use crate::time::Timestamp;
 
 /// Budgets, reservations and events in process memory.
@@ -44,7 +49,8 @@ struct State {
     budgets: BTreeMap<BudgetId, Budget>,
     reservations: HashMap<ReservationId, Reservation>,
     by_key: HashMap<IdempotencyKey, ReservationId>,
-    /// Held reservations by the budget they were made on, ordered by expiry.
+    charges: HashMap<IdempotencyKey, Charge>,
+    /// Held reservations by the root of the budget they were made on, ordered by expiry.
     held: HashMap<BudgetId, BTreeSet<(Timestamp, ReservationId)>>,
     /// Every held reservation, ordered by expiry.
     expiry: BTreeSet<(Timestamp, ReservationId)>,
@@ -64,19 +70,36 @@ impl State {
         chain
     }
 
-    /// Held reservations made on any of `budgets`, due at `now`.
-    fn expired_on(&self, budgets: &BTreeMap<BudgetId, Budget>, now: Timestamp) -> Vec<Reservation> {
-        budgets
-            .keys()
-            .filter_map(|id| self.held.get(id))
+    /// The root of `id`'s tree (`id` itself for a workflow budget or an unknown id).
+    fn root(&self, id: &BudgetId) -> BudgetId {
+        let mut root = id;
+        while let Some(parent) = self.budgets.get(root).and_then(|b| b.parent.as_ref()) {
+            root = parent;
+        }
+        root.clone()
+    }
+
+    /// Held reservations made anywhere in `root`'s tree, due at `now`.
+    fn due_in_tree(&self, root: &BudgetId, now: Timestamp) -> Vec<Reservation> {
+        self.held
+            .get(root)
+            .into_iter()
             .flat_map(|held| held.range(..=(now, ReservationId::from_uuid(uuid::Uuid::max()))))
             .map(|(_, id)| self.reservations[id].clone())
             .collect()
     }
 
+    /// The chain of `leaf`, the tree's due holds and their chains.
     fn snapshot_for_chain(&self, leaf: &BudgetId, now: Timestamp) -> Snapshot {
         let mut snapshot = Snapshot::with_budgets(self.chain(leaf));
-        snapshot.expired = self.expired_on(&snapshot.budgets, now);
+        snapshot.expired = self.due_in_tree(&self.root(leaf), now);
+        for hold in &snapshot.expired {
+            snapshot.budgets.extend(
+                self.chain(&hold.budget_id)
+                    .into_iter()
+                    .map(|b| (b.id.clone(), b)),
+            );
+        }
         snapshot
     }
 
@@ -86,8 +109,12 @@ impl State {
             budgets,
             new_reservation,
             reservations,
+            new_charge,
             events,
         } = decision.changes;
+        if let Some(charge) = new_charge {
+            self.charges.insert(charge.key.clone(), charge);
+        }
         for budget in new_budget.into_iter().chain(budgets) {
             self.budgets.insert(budget.id.clone(), budget);
         }
@@ -112,18 +139,18 @@ impl State {
     }
 
     fn put_reservation(&mut self, reservation: Reservation) {
-        let entry = (reservation.expires_at, reservation.id);
-        if reservation.state == ReservationState::Held {
-            self.held
-                .entry(reservation.budget_id.clone())
-                .or_default()
-                .insert(entry);
-            self.expiry.insert(entry);
-        } else {
-            if let Some(held) = self.held.get_mut(&reservation.budget_id) {
-                held.remove(&entry);
-            }
+        let root = self.root(&reservation.budget_id);
+        let held = self.held.entry(root).or_default();
+        // The expiry may have moved (extend): drop the entry stored under the old one.
+        if let Some(old) = self.reservations.get(&reservation.id) {
+            let entry = (old.expires_at, old.id);
+            held.remove(&entry);
             self.expiry.remove(&entry);
+        }
+        if reservation.state == ReservationState::Held {
+            let entry = (reservation.expires_at, reservation.id);
+            held.insert(entry);
+            self.expiry.insert(entry);
         }
         self.reservations.insert(reservation.id, reservation);
     }
@@ -182,6 +209,49 @@ impl BudgetStore for MemoryStore {
         Ok(state.apply(decision))
     }
 
+    async fn extend(&self, cmd: ExtendCommand, now: Timestamp) -> Result<ExtendOutcome> {
+        let mut state = self.state.lock();
+        let snapshot = settle_snapshot(&state, cmd.reservation_id, now);
+        let decision = rules::extend(&snapshot, &cmd, now)?;
+        Ok(state.apply(decision))
+    }
+
+    async fn charge(&self, cmd: ChargeCommand, now: Timestamp) -> Result<ChargeOutcome> {
+        let mut state = self.state.lock();
+        let mut snapshot = state.snapshot_for_chain(&cmd.budget_id, now);
+        snapshot.charge = state.charges.get(&cmd.key).cloned();
+        let decision = rules::charge(&snapshot, &cmd, now)?;
+        Ok(state.apply(decision))
+    }
+
+    async fn charge_by_key(&self, key: &IdempotencyKey) -> Result<Option<Charge>> {
+        Ok(self.state.lock().charges.get(key).cloned())
+    }
+
+    async fn status(&self, id: &BudgetId, now: Timestamp) -> Result<Option<Status>> {
+        let state = self.state.lock();
+        let Some(budget) = state.budgets.get(id) else {
+            return Ok(None);
+        };
+        let under: Vec<Reservation> = state
+            .due_in_tree(&state.root(id), now)
+            .into_iter()
+            .filter(|hold| state.chain(&hold.budget_id).iter().any(|b| &b.id == id))
+            .collect();
+        Ok(Some(Status::live(budget, &under)))
+    }
+
+    async fn statuses(&self, now: Timestamp) -> Result<Vec<Status>> {
+        let state = self.state.lock();
+        let due: Vec<Reservation> = state
+            .expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| state.reservations[id].clone())
+            .collect();
+        Ok(live_statuses(state.budgets.values().cloned(), &due))
+    }
+
     async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<SweepOutcome> {
         let mut state = self.state.lock();
         let mut snapshot = Snapshot::default();
@@ -216,6 +286,24 @@ impl BudgetStore for MemoryStore {
 
     async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>> {
         Ok(self.state.lock().reservations.get(&id).cloned())
+    }
+
+    async fn log_after(&self, after: LogCursor, limit: usize) -> Result<LogPage> {
+        let state = self.state.lock();
+        // Writes are serialized by the mutex: `commit` is always 0 and seq = index + 1.
+        let start = usize::try_from(after.seq).unwrap_or(usize::MAX);
+        let events: Vec<Event> = state
+            .events
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect();
+        let next = events.last().map_or(after, |e| LogCursor {
+            commit: 0,
+            seq: e.seq,
+        });
+        Ok(LogPage { events, next })
     }
 
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {

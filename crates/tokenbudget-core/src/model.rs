@@ -203,3 +203,77 @@ impl Reservation {
             && self.settled_at.is_some_and(|t| t >= self.expires_at)
     }
 }
+
+/// The longest note a charge may carry, in bytes.
+pub const MAX_NOTE_LEN: usize = 1024;
+
+/// Usage recorded with no reservation: learned after the fact (an imported log, a journal
+/// replayed after an outage). Identified by its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    /// The key that makes the charge happen once. Charges have their own key space, apart
+    /// from reservations' idempotency keys.
+    pub key: IdempotencyKey,
+    /// The budget charged; the tokens count on every ancestor too.
+    pub budget_id: BudgetId,
+    /// Tokens used.
+    pub tokens: u64,
+    /// What the usage was, for people reading the log.
+    pub note: Option<String>,
+    /// When it was recorded.
+    pub at: Timestamp,
+}
+
+impl Status {
+    /// The live view of `budget`: its stored totals less the holds in `due_under_it`.
+    ///
+    /// `due_under_it` must be held reservations past their expiry made on `budget` or on a
+    /// descendant of it: each still counts in the stored totals until a write releases it, but
+    /// it no longer holds anything, so the view leaves it out.
+    pub fn live(budget: &Budget, due_under_it: &[Reservation]) -> Self {
+        let mut live = budget.clone();
+        for hold in due_under_it {
+            live.reserved = live.reserved.saturating_sub(hold.tokens);
+            live.held = live.held.saturating_sub(1);
+        }
+        live.status()
+    }
+}
+
+/// Every budget's live view (see [`Status::live`]), ordered by id. `due` holds the held
+/// reservations past their expiry anywhere in `budgets`; each is left out of its budget and of
+/// every ancestor.
+pub fn live_statuses(
+    budgets: impl IntoIterator<Item = Budget>,
+    due: &[Reservation],
+) -> Vec<Status> {
+    let mut budgets: std::collections::BTreeMap<BudgetId, Budget> =
+        budgets.into_iter().map(|b| (b.id.clone(), b)).collect();
+    for hold in due {
+        let mut next = Some(hold.budget_id.clone());
+        let mut depth = 0;
+        while let Some(id) = next.take() {
+            let Some(budget) = budgets.get_mut(&id) else {
+                break;
+            };
+            budget.reserved = budget.reserved.saturating_sub(hold.tokens);
+            budget.held = budget.held.saturating_sub(1);
+            depth += 1;
+            if depth < MAX_DEPTH {
+                next = budget.parent.clone();
+            }
+        }
+    }
+    budgets.values().map(Budget::status).collect()
+}
+
+/// Checks a note's length.
+pub fn check_note(note: Option<&str>) -> Result<()> {
+    match note {
+        Some(note) if note.len() > MAX_NOTE_LEN => Err(Error::InvalidNote {
+            len: note.len(),
+            max: MAX_NOTE_LEN,
+        }),
+        _ => Ok(()),
+    }
+}

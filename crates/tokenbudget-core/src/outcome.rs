@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::{BudgetId, ReservationId};
-use crate::model::Reservation;
+use crate::model::{Charge, Reservation};
 
 /// The answer to a reserve: granted, or refused for lack of budget.
 ///
@@ -93,4 +93,23 @@ pub struct RollbackOutcome {
 pub struct SweepOutcome {
     /// The reservations released, each exactly once.
     pub released: Vec<ReservationId>,
+}
+
+/// The result of an extend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtendOutcome {
+    /// The reservation, still held, with its new expiry.
+    pub reservation: Reservation,
+}
+
+/// The result of a charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeOutcome {
+    /// The charge as recorded (for a replay, as first recorded).
+    pub charge: Charge,
+    /// The most tokens by which the charge went past what a budget of its chain had
+    /// available (zero when it fit everywhere, and for a replay).
+    pub overrun: u64,
+    /// True when this repeats an earlier charge with the same key: nothing changed.
+    pub replayed: bool,
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::tracker::Tracker;
@@ -12,11 +12,13 @@ use crate::tracker::Tracker;
 pub struct SweeperHandle {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    completed: watch::Receiver<u64>,
 }
 
 impl SweeperHandle {
     pub(crate) fn spawn(tracker: Tracker, interval: Duration) -> Self {
         let (stop, mut stopped) = oneshot::channel();
+        let (count, completed) = watch::channel(0u64);
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -30,12 +32,21 @@ impl SweeperHandle {
                     Ok(n) => tracing::debug!(released = n, "sweeper released expired reservations"),
                     Err(err) => tracing::warn!(error = %err, "sweeper failed; retrying next tick"),
                 }
+                count.send_modify(|n| *n += 1);
             }
         });
         Self {
             stop: Some(stop),
             task: Some(task),
+            completed,
         }
+    }
+
+    /// How many sweeps have finished (whether or not they released anything or failed),
+    /// updated after each one: a way to wait for a sweep that started after some moment
+    /// (wait for the count to pass the value seen then by two).
+    pub fn completed(&self) -> watch::Receiver<u64> {
+        self.completed.clone()
     }
 
     /// Stops the sweeper and waits for a sweep in progress to finish.

@@ -8,9 +8,11 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::id::{BudgetId, IdGenerator, IdempotencyKey, ReservationId, UuidV7Ids};
 use crate::model::{Budget, NewBudget, Status};
-use crate::outcome::{CommitOutcome, ReserveOutcome, RollbackOutcome};
-use crate::rules::{CommitCommand, ReserveCommand, RollbackCommand};
-use crate::store::{DynBudgetStore, EventQuery};
+use crate::outcome::{
+    ChargeOutcome, CommitOutcome, ExtendOutcome, ReserveOutcome, RollbackOutcome,
+};
+use crate::rules::{ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand};
+use crate::store::{DynBudgetStore, EventQuery, LogCursor, LogPage};
 use crate::sweeper::SweeperHandle;
 use crate::time::{Clock, SystemClock};
 
@@ -28,6 +30,11 @@ pub struct ReserveOptions {
     pub timeout: Option<Duration>,
     /// Makes a retry of this reserve return the first answer.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The reservation's id, chosen by the caller instead of the tracker's id generator, so
+    /// that a reserve whose answer never arrived (a cancelled call, a lost connection) can be
+    /// retried as the same reservation or rolled back by id. Must be new to the store: a
+    /// reserve with an id already used for other parameters is an error.
+    pub reservation_id: Option<ReservationId>,
 }
 
 impl ReserveOptions {
@@ -45,6 +52,12 @@ impl ReserveOptions {
     /// Sets the idempotency key.
     pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
         self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Sets the reservation's id (see [`ReserveOptions::reservation_id`]).
+    pub fn with_reservation_id(mut self, id: ReservationId) -> Self {
+        self.reservation_id = Some(id);
         self
     }
 }
@@ -148,7 +161,9 @@ impl Tracker {
         I: TryInto<BudgetId, Error = Error>,
     {
         let cmd = ReserveCommand {
-            reservation_id: self.ids.reservation_id(),
+            reservation_id: options
+                .reservation_id
+                .unwrap_or_else(|| self.ids.reservation_id()),
             budget_id: budget.try_into()?,
             tokens,
             timeout: options.timeout.unwrap_or(self.default_timeout),
@@ -176,26 +191,63 @@ impl Tracker {
         self.store.rollback(cmd, self.clock.now()).await
     }
 
-    /// A budget's status as stored.
-    ///
-    /// # Note
-    /// A hold past its expiry still counts until it is released by the next write on its
-    /// budget or by a sweep ([`Tracker::sweep_expired`], [`Tracker::spawn_sweeper`]).
+    /// Pushes a held reservation's expiry to `timeout` from now (never earlier than it is).
+    /// See [`rules::extend`](crate::rules::extend).
+    pub async fn extend(
+        &self,
+        reservation_id: ReservationId,
+        timeout: Duration,
+    ) -> Result<ExtendOutcome> {
+        let cmd = ExtendCommand {
+            reservation_id,
+            timeout,
+        };
+        self.store.extend(cmd, self.clock.now()).await
+    }
+
+    /// Records `tokens` used on `budget` and its ancestors with no reservation, once per
+    /// `key`. See [`rules::charge`](crate::rules::charge).
+    pub async fn charge<I>(
+        &self,
+        budget: I,
+        tokens: u64,
+        key: IdempotencyKey,
+        note: Option<String>,
+    ) -> Result<ChargeOutcome>
+    where
+        I: TryInto<BudgetId, Error = Error>,
+    {
+        let cmd = ChargeCommand {
+            key,
+            budget_id: budget.try_into()?,
+            tokens,
+            note,
+        };
+        self.store.charge(cmd, self.clock.now()).await
+    }
+
+    /// A budget's live status: holds past their expiry are not counted, whether or not a
+    /// write has released them yet.
     pub async fn status<I>(&self, budget: I) -> Result<Status>
     where
         I: TryInto<BudgetId, Error = Error>,
     {
         let id = budget.try_into()?;
-        match self.store.budget(&id).await? {
-            Some(budget) => Ok(budget.status()),
+        match self.store.status(&id, self.clock.now()).await? {
+            Some(status) => Ok(status),
             None => Err(Error::BudgetNotFound { id }),
         }
     }
 
-    /// Every budget's status, ordered by id.
+    /// Every budget's live status, ordered by id.
     pub async fn list(&self) -> Result<Vec<Status>> {
-        let budgets = self.store.list_budgets().await?;
-        Ok(budgets.iter().map(Budget::status).collect())
+        self.store.statuses(self.clock.now()).await
+    }
+
+    /// Up to `limit` events of the whole log after `after`; pass the page's `next` to read
+    /// on. A reader looping on it sees every event exactly once.
+    pub async fn log_after(&self, after: LogCursor, limit: usize) -> Result<LogPage> {
+        self.store.log_after(after, limit).await
     }
 
     /// A budget's events with `seq > after_seq`, in order.

@@ -225,6 +225,7 @@ impl Op for Reserve {
             budgets,
             reservation: loaded.target.or(loaded.by_key),
             expired: loaded.due,
+            charge: None,
         };
         tx.apply(rules::reserve(&snapshot, cmd, now)).await
     }
@@ -242,6 +243,7 @@ async fn settle_snapshot(
         budgets,
         reservation: loaded.target,
         expired: loaded.due,
+        charge: None,
     };
     Ok((snapshot, now))
 }
@@ -338,6 +340,7 @@ impl Op for Sweep {
             budgets,
             reservation: None,
             expired,
+            charge: None,
         };
         tx.apply(rules::sweep(&snapshot, now)).await
     }

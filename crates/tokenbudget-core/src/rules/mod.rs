@@ -5,24 +5,32 @@
 //!
 //! 1. open a transaction and lock what the command touches (see [`Snapshot`] for exactly
 //!    what to load for each command),
-//! 2. call the rule ([`create_budget`], [`reserve`], [`commit`], [`rollback`], [`sweep`]),
+//! 2. call the rule ([`create_budget`], [`reserve`], [`commit`], [`rollback`], [`extend`],
+//!    [`charge`], [`sweep`]),
 //! 3. on `Ok`, write [`Changes`] (budgets, reservations, events) and commit; on `Err`, roll
 //!    back: a rejected command changes nothing.
 //!
 //! No budget rule lives in a store.
 
+mod charge;
 mod create;
 mod expire;
+mod extend;
 mod reserve;
 mod settle;
 mod snapshot;
 mod work;
 
+pub use charge::charge;
 pub use create::create_budget;
 pub use expire::sweep;
+pub use extend::extend;
 pub use reserve::reserve;
 pub use settle::{commit, rollback};
-pub use snapshot::{Changes, CommitCommand, Decision, ReserveCommand, RollbackCommand, Snapshot};
+pub use snapshot::{
+    Changes, ChargeCommand, CommitCommand, Decision, ExtendCommand, ReserveCommand,
+    RollbackCommand, Snapshot,
+};
 
 use std::time::Duration;
 

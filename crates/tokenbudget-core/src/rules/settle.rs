@@ -66,16 +66,7 @@ pub fn commit(
     let released = if late { 0 } else { reservation.tokens };
     let overrun = cmd.actual.saturating_sub(reservation.tokens);
     let (id, origin, actual) = (reservation.id, reservation.budget_id.clone(), cmd.actual);
-    work.update_chain(&chain, |budget| {
-        let used = budget
-            .used
-            .checked_add(actual)
-            .filter(|&u| u <= crate::model::MAX_TOKENS)
-            .ok_or_else(|| Error::Overflow {
-                budget_id: budget.id.clone(),
-                field: "used",
-            })?;
-        let was_exhausted = budget.is_exhausted();
+    work.add_used(&chain, actual, |budget| {
         if released > 0 {
             budget.reserved = budget
                 .reserved
@@ -86,22 +77,14 @@ pub fn commit(
                 .checked_sub(1)
                 .ok_or_else(|| crate::rules::work::snapshot_bug(&budget.id))?;
         }
-        budget.used = used;
-        let mut events = vec![EventKind::TokensCommitted {
+        Ok(EventKind::TokensCommitted {
             reservation_id: id,
             origin: origin.clone(),
             tokens: actual,
             released,
             overrun,
             late,
-        }];
-        if !was_exhausted && budget.is_exhausted() {
-            events.push(EventKind::BudgetExhausted {
-                used: budget.used,
-                limit: budget.limit,
-            });
-        }
-        Ok(events)
+        })
     })?;
     reservation.state = ReservationState::Committed;
     reservation.actual = Some(cmd.actual);
@@ -155,7 +138,7 @@ pub fn rollback(
     })
 }
 
-fn target(snapshot: &Snapshot, id: crate::id::ReservationId) -> Result<&Reservation> {
+pub(crate) fn target(snapshot: &Snapshot, id: crate::id::ReservationId) -> Result<&Reservation> {
     snapshot
         .reservation
         .as_ref()
@@ -163,7 +146,7 @@ fn target(snapshot: &Snapshot, id: crate::id::ReservationId) -> Result<&Reservat
         .ok_or(Error::ReservationNotFound { id })
 }
 
-fn conflict(reservation: &Reservation, reason: String) -> Error {
+pub(crate) fn conflict(reservation: &Reservation, reason: String) -> Error {
     Error::ReservationConflict {
         id: reservation.id,
         state: reservation.state,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::event::NewEvent;
 use crate::id::{BudgetId, IdempotencyKey, ReservationId};
-use crate::model::{Budget, Reservation};
+use crate::model::{Budget, Charge, Reservation};
 
 /// The locked state a rule decides on.
 ///
@@ -14,13 +14,23 @@ use crate::model::{Budget, Reservation};
 /// | command | `budgets` | `reservation` | `expired` |
 /// |---|---|---|---|
 /// | create | the new id if it exists, and the parent with all its ancestors | — | — |
-/// | reserve | the target budget and all its ancestors | the reservation with the command's id if it exists (a retry), else the one holding the idempotency key, if any | held reservations made on any budget in `budgets` with `expires_at <= now` |
-/// | commit, rollback | the reservation's budget and all its ancestors | the reservation | as for reserve |
+/// | reserve | the target budget and all its ancestors, and every budget in the chains of `expired` | the reservation with the command's id if it exists (a retry), else the one holding the idempotency key, if any | every held reservation with `expires_at <= now` made on any budget of the target's tree (all budgets sharing its root) |
+/// | commit, rollback, extend | the reservation's budget and all its ancestors, and the chains of `expired` | the reservation | as for reserve, in the reservation's tree |
+/// | charge | the budget and all its ancestors, and the chains of `expired` | — (`charge`: the charge holding the key, if any) | as for reserve |
 /// | sweep | every budget in the chains of the reservations in `expired` | — | held reservations with `expires_at <= now` (any number; a store may cap the batch) |
+///
+/// Why the whole tree: a hold made on one phase counts on the workflow above it, so a hold on
+/// a sibling that expired but was never released would refuse a reserve it must grant. The
+/// rules release every due hold they are given before deciding, so loading all of the tree's
+/// makes an expired hold never the cause of a refusal. (This is the same state a sweep at
+/// `now` would leave; a late commit of such a hold is still recorded, as after a sweep.)
 ///
 /// A budget's chain is derived from `parent` links, which never change, so a store may find
 /// the chain's ids without a lock and then lock all of them at once (in one fixed order).
-/// Reservations must be read after the lock is taken.
+/// Reservations must be read after the lock is taken. A store that locks rows must lock so
+/// that holding a tree's root excludes every other writer of that tree (for example: root
+/// first, then the rest in id order), so that the chains of `expired`, learned only after the
+/// first lock, can be locked without deadlock.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The budgets loaded under lock.
@@ -30,6 +40,8 @@ pub struct Snapshot {
     pub reservation: Option<Reservation>,
     /// Held reservations past their expiry, to release in the same transaction.
     pub expired: Vec<Reservation>,
+    /// The charge that already holds the command's key (charge only).
+    pub charge: Option<Charge>,
 }
 
 impl Snapshot {
@@ -73,6 +85,28 @@ pub struct RollbackCommand {
     pub reservation_id: ReservationId,
 }
 
+/// Push a held reservation's expiry later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendCommand {
+    /// The reservation.
+    pub reservation_id: ReservationId,
+    /// The new expiry is `now + timeout` (never earlier than the current one).
+    pub timeout: Duration,
+}
+
+/// Record usage that had no reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeCommand {
+    /// Makes the charge happen once: a repeat with the same numbers changes nothing.
+    pub key: IdempotencyKey,
+    /// The budget to charge (its ancestors are charged too).
+    pub budget_id: BudgetId,
+    /// Tokens used, 0 to `i64::MAX`.
+    pub tokens: u64,
+    /// What the usage was, at most [`MAX_NOTE_LEN`](crate::model::MAX_NOTE_LEN) bytes.
+    pub note: Option<String>,
+}
+
 /// What a store writes, in the same transaction, when a rule accepts a command.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -84,6 +118,8 @@ pub struct Changes {
     pub new_reservation: Option<Reservation>,
     /// Existing reservations' new state (full rows).
     pub reservations: Vec<Reservation>,
+    /// A charge to insert.
+    pub new_charge: Option<Charge>,
     /// Events to append, in this order, each taking the next sequence number.
     pub events: Vec<NewEvent>,
 }
@@ -95,6 +131,7 @@ impl Changes {
             && self.budgets.is_empty()
             && self.new_reservation.is_none()
             && self.reservations.is_empty()
+            && self.new_charge.is_none()
             && self.events.is_empty()
     }
 }

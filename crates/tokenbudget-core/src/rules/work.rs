@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{Error, Result};
 use crate::event::{EventKind, NewEvent, ReleaseReason};
 use crate::id::{BudgetId, ReservationId};
-use crate::model::{Budget, Reservation, ReservationState, MAX_DEPTH};
+use crate::model::{Budget, Charge, Reservation, ReservationState, MAX_DEPTH, MAX_TOKENS};
 use crate::rules::snapshot::{Changes, Snapshot};
 use crate::time::Timestamp;
 
@@ -17,6 +17,7 @@ pub(crate) struct Work {
     reservations: BTreeMap<ReservationId, Reservation>,
     new_budget: Option<Budget>,
     new_reservation: Option<Reservation>,
+    new_charge: Option<Charge>,
     events: Vec<NewEvent>,
 }
 
@@ -29,6 +30,7 @@ impl Work {
             reservations: BTreeMap::new(),
             new_budget: None,
             new_reservation: None,
+            new_charge: None,
             events: Vec::new(),
         }
     }
@@ -84,6 +86,42 @@ impl Work {
 
     pub fn insert_reservation(&mut self, reservation: Reservation) {
         self.new_reservation = Some(reservation);
+    }
+
+    pub fn insert_charge(&mut self, charge: Charge) {
+        self.new_charge = Some(charge);
+    }
+
+    /// Adds `tokens` to `used` on every budget of `chain`. For each budget, `record` runs
+    /// first (it may change the budget, and returns the event that records the usage), then
+    /// `BUDGET_EXHAUSTED` follows when this usage makes `used` reach the limit (once per
+    /// budget: `used` never decreases).
+    pub fn add_used(
+        &mut self,
+        chain: &[BudgetId],
+        tokens: u64,
+        mut record: impl FnMut(&mut Budget) -> Result<EventKind>,
+    ) -> Result<()> {
+        self.update_chain(chain, |budget| {
+            let used = budget
+                .used
+                .checked_add(tokens)
+                .filter(|&u| u <= MAX_TOKENS)
+                .ok_or_else(|| Error::Overflow {
+                    budget_id: budget.id.clone(),
+                    field: "used",
+                })?;
+            let was_exhausted = budget.is_exhausted();
+            let mut events = vec![record(budget)?];
+            budget.used = used;
+            if !was_exhausted && budget.is_exhausted() {
+                events.push(EventKind::BudgetExhausted {
+                    used: budget.used,
+                    limit: budget.limit,
+                });
+            }
+            Ok(events)
+        })
     }
 
     pub fn put_reservation(&mut self, reservation: Reservation) {
@@ -157,6 +195,7 @@ impl Work {
             budgets,
             new_reservation: self.new_reservation,
             reservations: self.reservations.into_values().collect(),
+            new_charge: self.new_charge,
             events: self.events,
         }
     }

@@ -135,6 +135,11 @@ macro_rules! conformance_tests {
             replay_of_the_log_equals_stored_state,
             stored_values_round_trip_exactly,
             background_sweeper_releases_expired_holds,
+            expired_hold_on_a_sibling_never_refuses,
+            extend_pushes_expiry_of_held_reservations_only,
+            charge_records_usage_once_even_past_the_limit,
+            caller_chosen_reservation_id_names_the_reservation,
+            log_tail_sees_every_event_exactly_once,
             hammer_hot_budget,
             hammer_workflow_with_phases,
         );

@@ -24,6 +24,15 @@ pub(crate) enum Op {
     Rollback {
         res: usize,
     },
+    Extend {
+        res: usize,
+        timeout_secs: u64,
+    },
+    Charge {
+        budget: usize,
+        tokens: u64,
+        key: usize,
+    },
     Advance {
         secs: u64,
     },
@@ -57,6 +66,14 @@ pub(crate) enum Answer {
         released: u64,
         state: &'static str,
     },
+    Extended {
+        /// Microseconds after the start.
+        expires: u64,
+    },
+    Charged {
+        overrun: u64,
+        replayed: bool,
+    },
     Swept(usize),
     Err(&'static str),
 }
@@ -82,12 +99,20 @@ pub(crate) struct MRes {
     pub late: bool,
 }
 
+#[derive(Debug, Clone)]
+pub(crate) struct MCharge {
+    pub key: usize,
+    pub budget: usize,
+    pub tokens: u64,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Model {
     pub now: u64,
     pub budgets: Vec<MBudget>,
     /// Every reservation ever granted, in grant order (the index is its identity).
     pub res: Vec<MRes>,
+    pub charges: Vec<MCharge>,
 }
 
 impl Model {
@@ -112,16 +137,42 @@ impl Model {
         self.res[r].state = state;
     }
 
-    /// Releases due holds made on any budget of `chain`.
-    fn expire_on(&mut self, chain: &[usize]) {
+    fn root(&self, b: usize) -> usize {
+        *self.chain(b).last().unwrap()
+    }
+
+    /// Releases the due holds made anywhere in `b`'s tree: every one of them counts on the
+    /// tree's root, so any of them could refuse a grant.
+    fn expire_tree(&mut self, b: usize) {
+        let root = self.root(b);
         for r in 0..self.res.len() {
             if self.res[r].state == "held"
                 && self.res[r].expires <= self.now
-                && chain.contains(&self.res[r].budget)
+                && self.root(self.res[r].budget) == root
             {
                 self.release(r, "expired");
             }
         }
+    }
+
+    /// `(used, reserved, held)` of budget `b` as a live status shows it: due holds made on it
+    /// or below it left out.
+    pub fn live(&self, b: usize) -> (u64, u64, u64) {
+        let x = &self.budgets[b];
+        let (mut reserved, mut held) = (x.reserved, x.held);
+        for r in &self.res {
+            if r.state == "held" && r.expires <= self.now && self.chain(r.budget).contains(&b) {
+                reserved -= r.tokens;
+                held -= 1;
+            }
+        }
+        (x.used, reserved, held)
+    }
+
+    fn would_overflow(&self, chain: &[usize], tokens: u64) -> bool {
+        chain
+            .iter()
+            .any(|&c| self.budgets[c].used as u128 + tokens as u128 > MAX_TOKENS as u128)
     }
 
     pub fn apply(&mut self, op: &Op) -> Answer {
@@ -179,8 +230,7 @@ impl Model {
                         if !same_budget || self.res[r].tokens != tokens {
                             return Answer::Err("IdempotencyConflict");
                         }
-                        let chain = self.chain(self.res[r].budget);
-                        self.expire_on(&chain);
+                        self.expire_tree(self.res[r].budget);
                         return Answer::Granted {
                             res: r,
                             tokens,
@@ -192,7 +242,7 @@ impl Model {
                     return Answer::Err("BudgetNotFound");
                 };
                 let chain = self.chain(b);
-                self.expire_on(&chain);
+                self.expire_tree(b);
                 for &c in &chain {
                     let x = &self.budgets[c];
                     if x.used as u128 + x.reserved as u128 + tokens as u128 > x.limit as u128 {
@@ -230,7 +280,17 @@ impl Model {
                     return Answer::Err("ReservationNotFound");
                 }
                 let chain = self.chain(self.res[res].budget);
-                self.expire_on(&chain);
+                // A rejected command changes nothing, due holds included: decide first.
+                let overflow = self.would_overflow(&chain, actual);
+                let r = self.res[res].clone();
+                let rejected = match r.state {
+                    "committed" => r.actual != Some(actual),
+                    "released" => true,
+                    _ => overflow,
+                };
+                if !rejected {
+                    self.expire_tree(r.budget);
+                }
                 let r = self.res[res].clone();
                 match r.state {
                     "committed" if r.actual == Some(actual) => Answer::Committed {
@@ -240,12 +300,8 @@ impl Model {
                         replayed: true,
                     },
                     "committed" | "released" => Answer::Err("ReservationConflict"),
+                    _ if overflow => Answer::Err("Overflow"),
                     state => {
-                        if chain.iter().any(|&c| {
-                            self.budgets[c].used as u128 + actual as u128 > MAX_TOKENS as u128
-                        }) {
-                            return Answer::Err("Overflow");
-                        }
                         let late = state == "expired";
                         for &c in &chain {
                             if !late {
@@ -269,8 +325,9 @@ impl Model {
                 if res >= self.res.len() {
                     return Answer::Err("ReservationNotFound");
                 }
-                let chain = self.chain(self.res[res].budget);
-                self.expire_on(&chain);
+                if self.res[res].state != "committed" {
+                    self.expire_tree(self.res[res].budget);
+                }
                 match self.res[res].state {
                     "held" => {
                         self.release(res, "released");
@@ -281,6 +338,70 @@ impl Model {
                     }
                     "committed" => Answer::Err("ReservationConflict"),
                     state => Answer::RolledBack { released: 0, state },
+                }
+            }
+            Op::Extend { res, timeout_secs } => {
+                if timeout_secs == 0 {
+                    return Answer::Err("InvalidTimeout");
+                }
+                if res >= self.res.len() {
+                    return Answer::Err("ReservationNotFound");
+                }
+                let r = &self.res[res];
+                if r.state != "held" || r.expires <= self.now {
+                    return Answer::Err("ReservationConflict");
+                }
+                self.expire_tree(self.res[res].budget);
+                let r = &mut self.res[res];
+                r.expires = r.expires.max(self.now + timeout_secs * 1_000_000);
+                Answer::Extended { expires: r.expires }
+            }
+            Op::Charge {
+                budget,
+                tokens,
+                key,
+            } => {
+                if !valid_name(budget) {
+                    return Answer::Err("InvalidBudgetId");
+                }
+                if tokens > MAX_TOKENS {
+                    return Answer::Err("InvalidAmount");
+                }
+                if let Some(c) = self.charges.iter().find(|c| c.key == key) {
+                    return if NAMES[self.budgets[c.budget].name] == NAMES[budget]
+                        && c.tokens == tokens
+                    {
+                        Answer::Charged {
+                            overrun: 0,
+                            replayed: true,
+                        }
+                    } else {
+                        Answer::Err("ChargeConflict")
+                    };
+                }
+                let Some(b) = self.find(budget) else {
+                    return Answer::Err("BudgetNotFound");
+                };
+                let chain = self.chain(b);
+                if self.would_overflow(&chain, tokens) {
+                    return Answer::Err("Overflow");
+                }
+                self.expire_tree(b);
+                let mut overrun = 0;
+                for &c in &chain {
+                    let x = &mut self.budgets[c];
+                    let available = x.limit.saturating_sub(x.used.saturating_add(x.reserved));
+                    overrun = overrun.max(tokens.saturating_sub(available));
+                    x.used += tokens;
+                }
+                self.charges.push(MCharge {
+                    key,
+                    budget: b,
+                    tokens,
+                });
+                Answer::Charged {
+                    overrun,
+                    replayed: false,
                 }
             }
             Op::Advance { secs } => {

@@ -20,3 +20,13 @@ DROP INDEX reservations_held_by_budget;
 ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
 ALTER TABLE events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
 CREATE INDEX events_by_xid ON events (xid, seq);
+
+-- Usage recorded with no reservation, once per key (its own key space, apart from
+-- reservations' idempotency keys).
+CREATE TABLE charges (
+    key       text   PRIMARY KEY,
+    budget_id text   NOT NULL REFERENCES budgets (id),
+    tokens    bigint NOT NULL CHECK (tokens >= 0),
+    note      text   CHECK (octet_length(note) <= 1024),
+    at        bigint NOT NULL
+);

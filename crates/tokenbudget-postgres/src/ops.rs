@@ -7,10 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
-use tokenbudget_core::rules::{self, CommitCommand, ReserveCommand, RollbackCommand, Snapshot};
+use tokenbudget_core::model::live_statuses;
+use tokenbudget_core::rules::{
+    self, ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand, Snapshot,
+};
 use tokenbudget_core::{
-    Budget, BudgetId, CommitOutcome, Event, EventQuery, NewBudget, Reservation, ReservationId,
-    ReserveOutcome, RollbackOutcome, SweepOutcome, Timestamp,
+    Budget, BudgetId, ChargeOutcome, CommitOutcome, Event, EventQuery, ExtendOutcome,
+    IdempotencyKey, NewBudget, Reservation, ReservationId, ReserveOutcome, RollbackOutcome, Status,
+    SweepOutcome, Timestamp,
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -296,6 +300,77 @@ impl Op for Rollback {
     }
 }
 
+pub(crate) struct Extend {
+    pub(crate) cmd: ExtendCommand,
+    pub(crate) now: Timestamp,
+}
+
+#[async_trait]
+impl Op for Extend {
+    type Output = ExtendOutcome;
+
+    fn name(&self) -> &'static str {
+        "extend"
+    }
+
+    /// A repeat moves the expiry to the later of the two: never shorter than asked.
+    fn safe_to_repeat(&self) -> bool {
+        true
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ExtendOutcome, PgError> {
+        let (snapshot, now) = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
+        tx.apply(rules::extend(&snapshot, &self.cmd, now)).await
+    }
+}
+
+pub(crate) struct Charge {
+    pub(crate) cmd: ChargeCommand,
+    pub(crate) now: Timestamp,
+}
+
+#[async_trait]
+impl Op for Charge {
+    type Output = ChargeOutcome;
+
+    fn name(&self) -> &'static str {
+        "charge"
+    }
+
+    /// The key makes a repeat a replay.
+    fn safe_to_repeat(&self) -> bool {
+        true
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ChargeOutcome, PgError> {
+        let cmd = &self.cmd;
+        let (budgets, loaded, now) = lock_and_load(
+            tx,
+            &[cmd.budget_id.as_str()],
+            ReservationId::from_uuid(Uuid::nil()),
+            None,
+            self.now,
+        )
+        .await?;
+        // Read under the lock of the budget's tree: a charge with this key on the same tree
+        // has committed or not started. (On another tree, the key's uniqueness makes one of
+        // two concurrent inserts fail and its retry replay.)
+        let charge = tx
+            .query(sql::CHARGE, &[&cmd.key.as_str()])
+            .await?
+            .first()
+            .map(rows::charge)
+            .transpose()?;
+        let snapshot = Snapshot {
+            budgets,
+            reservation: None,
+            expired: loaded.due,
+            charge,
+        };
+        tx.apply(rules::charge(&snapshot, cmd, now)).await
+    }
+}
+
 pub(crate) struct Sweep {
     pub(crate) now: Timestamp,
     pub(crate) max: usize,
@@ -346,6 +421,20 @@ impl Op for Sweep {
     }
 }
 
+/// The budgets of [`sql::STATUS`] or [`sql::STATUSES`] rows (each once, in row order) and the
+/// due reservations.
+fn budgets_and_due(rows: &[Row]) -> Result<(Vec<Budget>, Vec<Reservation>), PgError> {
+    let (mut budgets, mut due) = (Vec::<Budget>::new(), Vec::new());
+    for row in rows {
+        let (budget, hold) = rows::budget_and_due(row)?;
+        if budgets.last().map(|b| &b.id) != Some(&budget.id) {
+            budgets.push(budget);
+        }
+        due.extend(hold);
+    }
+    Ok((budgets, due))
+}
+
 /// The reads: one statement each, outside any transaction.
 pub(crate) enum Read {
     Budget(BudgetId),
@@ -357,6 +446,12 @@ pub(crate) enum Read {
         after: (u64, u64),
         limit: usize,
     },
+    /// A budget's live status at `now`.
+    Status(BudgetId, Timestamp),
+    /// Every budget's live status at `now`.
+    Statuses(Timestamp),
+    /// The charge with this key.
+    Charge(IdempotencyKey),
 }
 
 #[derive(Default)]
@@ -366,6 +461,8 @@ pub(crate) struct ReadResult {
     pub(crate) events: Vec<Event>,
     /// With [`Read::Log`]: the cursor after the last event read, or the one given.
     pub(crate) next: (u64, u64),
+    pub(crate) statuses: Vec<Status>,
+    pub(crate) charge: Option<tokenbudget_core::Charge>,
 }
 
 #[async_trait]
@@ -379,6 +476,9 @@ impl Op for Read {
             Self::Reservation(_) => "reservation",
             Self::Events(_) => "events",
             Self::Log { .. } => "log_after",
+            Self::Status(..) => "status",
+            Self::Statuses(_) => "statuses",
+            Self::Charge(_) => "charge_by_key",
         }
     }
 
@@ -429,6 +529,24 @@ impl Op for Read {
                     result.next = (xid, event.seq);
                     result.events.push(event);
                 }
+            }
+            Self::Status(id, now) => {
+                let now = tx.caller_now(*now);
+                let rows = tx.query(sql::STATUS, &[&id.as_str(), &now]).await?;
+                let (budgets, due) = budgets_and_due(&rows)?;
+                if let Some(budget) = budgets.first() {
+                    result.statuses.push(Status::live(budget, &due));
+                }
+            }
+            Self::Statuses(now) => {
+                let now = tx.caller_now(*now);
+                let rows = tx.query(sql::STATUSES, &[&now]).await?;
+                let (budgets, due) = budgets_and_due(&rows)?;
+                result.statuses = live_statuses(budgets, &due);
+            }
+            Self::Charge(key) => {
+                let rows = tx.query(sql::CHARGE, &[&key.as_str()]).await?;
+                result.charge = rows.first().map(rows::charge).transpose()?;
             }
         }
         Ok(result)

@@ -5,7 +5,7 @@
 
 use tokenbudget_core::rules::Changes;
 use tokenbudget_core::{
-    Budget, BudgetId, Event, EventKind, IdempotencyKey, Reservation, ReservationId,
+    Budget, BudgetId, Charge, Event, EventKind, IdempotencyKey, Reservation, ReservationId,
     ReservationState, Timestamp,
 };
 use tokio_postgres::types::ToSql;
@@ -45,26 +45,31 @@ pub(crate) fn budget(row: &Row) -> Result<Budget, PgError> {
 
 /// A row starting with `reservation_columns!()`.
 pub(crate) fn reservation(row: &Row) -> Result<Reservation, PgError> {
-    let state: String = row.try_get(3)?;
+    reservation_at(row, 0)
+}
+
+/// `reservation_columns!()` from column `at` on.
+fn reservation_at(row: &Row, at: usize) -> Result<Reservation, PgError> {
+    let state: String = row.try_get(at + 3)?;
     Ok(Reservation {
-        id: ReservationId::from_uuid(row.try_get(0)?),
-        budget_id: budget_id("reservation budget", row.try_get(1)?)?,
-        tokens: amount("reservation tokens", row.try_get(2)?)?,
+        id: ReservationId::from_uuid(row.try_get(at)?),
+        budget_id: budget_id("reservation budget", row.try_get(at + 1)?)?,
+        tokens: amount("reservation tokens", row.try_get(at + 2)?)?,
         state: ReservationState::parse(&state)
             .ok_or_else(|| PgError::corrupt("reservation state", state))?,
-        created_at: Timestamp::from_micros(row.try_get(4)?),
-        expires_at: Timestamp::from_micros(row.try_get(5)?),
+        created_at: Timestamp::from_micros(row.try_get(at + 4)?),
+        expires_at: Timestamp::from_micros(row.try_get(at + 5)?),
         idempotency_key: row
-            .try_get::<_, Option<String>>(6)?
+            .try_get::<_, Option<String>>(at + 6)?
             .map(IdempotencyKey::new)
             .transpose()
             .map_err(|e| PgError::corrupt("idempotency key", e))?,
         actual: row
-            .try_get::<_, Option<i64>>(7)?
+            .try_get::<_, Option<i64>>(at + 7)?
             .map(|a| amount("reservation actual", a))
             .transpose()?,
         settled_at: row
-            .try_get::<_, Option<i64>>(8)?
+            .try_get::<_, Option<i64>>(at + 8)?
             .map(Timestamp::from_micros),
     })
 }
@@ -82,6 +87,28 @@ pub(crate) fn event(row: &Row) -> Result<Event, PgError> {
     })
 }
 
+/// A row of [`CHARGE`](crate::sql::CHARGE).
+pub(crate) fn charge(row: &Row) -> Result<Charge, PgError> {
+    Ok(Charge {
+        key: IdempotencyKey::new(row.try_get::<_, String>(0)?)
+            .map_err(|e| PgError::corrupt("charge key", e))?,
+        budget_id: budget_id("charge budget", row.try_get(1)?)?,
+        tokens: amount("charge tokens", row.try_get(2)?)?,
+        note: row.try_get(3)?,
+        at: Timestamp::from_micros(row.try_get(4)?),
+    })
+}
+
+/// A row of [`STATUS`](crate::sql::STATUS) or [`STATUSES`](crate::sql::STATUSES): the budget
+/// and, when the row has one, a due reservation.
+pub(crate) fn budget_and_due(row: &Row) -> Result<(Budget, Option<Reservation>), PgError> {
+    let budget = budget(row)?;
+    if row.try_get::<_, Option<Uuid>>(7)?.is_none() {
+        return Ok((budget, None));
+    }
+    Ok((budget, Some(reservation_at(row, 7)?)))
+}
+
 /// A row of [`LOG_AFTER`](crate::sql::LOG_AFTER): the event and its transaction id.
 pub(crate) fn log_event(row: &Row) -> Result<(Event, u64), PgError> {
     let xid: i64 = row.try_get(4)?;
@@ -89,7 +116,7 @@ pub(crate) fn log_event(row: &Row) -> Result<(Event, u64), PgError> {
     Ok((event(row)?, xid))
 }
 
-/// The 31 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
+/// The 36 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
 #[derive(Debug, Default)]
 pub(crate) struct WriteParams {
     nb_id: Vec<String>,
@@ -118,6 +145,11 @@ pub(crate) struct WriteParams {
     r_actual: Vec<Option<i64>>,
     r_settled: Vec<Option<i64>>,
     r_expires: Vec<i64>,
+    nc_key: Vec<String>,
+    nc_budget: Vec<String>,
+    nc_tokens: Vec<i64>,
+    nc_note: Vec<Option<String>>,
+    nc_at: Vec<i64>,
     e_budget: Vec<String>,
     e_at: Vec<i64>,
     e_type: Vec<&'static str>,
@@ -166,6 +198,13 @@ impl WriteParams {
             p.r_settled.push(r.settled_at.map(Timestamp::as_micros));
             p.r_expires.push(r.expires_at.as_micros());
         }
+        if let Some(c) = &changes.new_charge {
+            p.nc_key.push(c.key.as_str().to_owned());
+            p.nc_budget.push(c.budget_id.to_string());
+            p.nc_tokens.push(bigint(c.tokens)?);
+            p.nc_note.push(c.note.clone());
+            p.nc_at.push(c.at.as_micros());
+        }
         for e in &changes.events {
             p.e_budget.push(e.budget_id.to_string());
             p.e_at.push(e.at.as_micros());
@@ -180,7 +219,7 @@ impl WriteParams {
     }
 
     /// The parameters, in statement order.
-    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 31] {
+    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 36] {
         [
             &self.nb_id,
             &self.nb_parent,
@@ -213,6 +252,11 @@ impl WriteParams {
             &self.e_reservation,
             &self.e_kind,
             &self.r_expires,
+            &self.nc_key,
+            &self.nc_budget,
+            &self.nc_tokens,
+            &self.nc_note,
+            &self.nc_at,
         ]
     }
 }

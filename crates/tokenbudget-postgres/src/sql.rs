@@ -198,6 +198,7 @@ pub(crate) const READ_DUE: &str = concat!(
 ///   `$8..$12`: budget updates;
 /// - `$13..$21`: the new reservation (its `root` from its budget's chain); `$22..$25` and
 ///   `$31`: reservation updates;
+/// - `$32..$36`: the new charge;
 /// - `$26..$30`: events, inserted in array order, so `seq` follows the decision's order (each
 ///   stamped with this transaction's id by the column's default).
 pub(crate) const WRITE_CHANGES: &str = "\
@@ -232,12 +233,56 @@ WITH new_budget AS (
     FROM unnest($22::uuid[], $23::text[], $24::bigint[], $25::bigint[], $31::bigint[])
         AS u (id, state, actual, settled_at, expires_at)
     WHERE r.id = u.id
+), new_charge AS (
+    INSERT INTO charges (key, budget_id, tokens, note, at)
+    SELECT * FROM unnest($32::text[], $33::text[], $34::bigint[], $35::text[], $36::bigint[])
 )
 INSERT INTO events (budget_id, at, type, reservation_id, kind)
 SELECT budget_id, at, type, reservation_id, kind
 FROM unnest($26::text[], $27::bigint[], $28::text[], $29::uuid[], $30::jsonb[])
     WITH ORDINALITY AS e (budget_id, at, type, reservation_id, kind, ord)
 ORDER BY ord";
+
+/// The charge holding key `$1`, read after the lock (charge) or on its own.
+pub(crate) const CHARGE: &str =
+    "SELECT key, budget_id, tokens, note, at FROM charges WHERE key = $1";
+
+/// Budget `$1` (its columns first) with every held reservation due at `$2` (NULL: the
+/// database's clock) made on it or a descendant (the reservation's columns next, NULL when
+/// none): its live status, from one statement and so one snapshot. No row for an unknown
+/// budget.
+pub(crate) const STATUS: &str = concat!(
+    "WITH clock AS MATERIALIZED (SELECT ",
+    clock!("$2"),
+    " AS now)\n",
+    "SELECT b.id, b.parent, b.limit_tokens, b.used, b.reserved, b.held, b.created_at, r.*\n",
+    "FROM budgets AS b CROSS JOIN clock LEFT JOIN LATERAL (\n",
+    "    SELECT ",
+    reservation_columns!(),
+    " FROM reservations\n",
+    "    WHERE state = 'held' AND root = b.chain[cardinality(b.chain)] AND expires_at <= clock.now\n",
+    "      AND EXISTS (SELECT FROM budgets AS o\n",
+    "                  WHERE o.id = reservations.budget_id AND b.id = ANY (o.chain))\n",
+    ") AS r ON true\n",
+    "WHERE b.id = $1"
+);
+
+/// Every budget (its columns first) with each held reservation due at `$1` (NULL: the
+/// database's clock) made on it (the reservation's columns next, NULL when none), by budget
+/// id: every live status, from one statement and so one snapshot.
+pub(crate) const STATUSES: &str = concat!(
+    "WITH clock AS MATERIALIZED (SELECT ",
+    clock!("$1"),
+    " AS now)\n",
+    "SELECT b.id, b.parent, b.limit_tokens, b.used, b.reserved, b.held, b.created_at, r.*\n",
+    "FROM budgets AS b CROSS JOIN clock LEFT JOIN LATERAL (\n",
+    "    SELECT ",
+    reservation_columns!(),
+    " FROM reservations\n",
+    "    WHERE state = 'held' AND budget_id = b.id AND expires_at <= clock.now\n",
+    ") AS r ON true\n",
+    "ORDER BY b.id"
+);
 
 /// One budget.
 pub(crate) const BUDGET: &str =

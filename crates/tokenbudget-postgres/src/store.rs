@@ -5,16 +5,19 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokenbudget_core::rules::{CommitCommand, ReserveCommand, RollbackCommand};
+use tokenbudget_core::rules::{
+    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand,
+};
 use tokenbudget_core::{
-    Budget, BudgetId, BudgetStore, CommitOutcome, Event, EventQuery, NewBudget, Reservation,
-    ReservationId, ReserveOutcome, Result, RollbackOutcome, SweepOutcome, Timestamp,
+    Budget, BudgetId, BudgetStore, ChargeOutcome, CommitOutcome, Event, EventQuery, ExtendOutcome,
+    IdempotencyKey, LogCursor, LogPage, NewBudget, Reservation, ReservationId, ReserveOutcome,
+    Result, RollbackOutcome, Status, SweepOutcome, Timestamp,
 };
 
 use crate::config::{redact, Config};
 use crate::error::PgError;
 use crate::gate::{Gate, Target};
-use crate::ops::{Commit, Create, Read, Reserve, Rollback, Sweep};
+use crate::ops::{Charge, Commit, Create, Extend, Read, Reserve, Rollback, Sweep};
 use crate::pool::{self, PoolStatus};
 use crate::schema;
 use crate::tx::{self, Op, Retry, Shared};
@@ -75,19 +78,6 @@ impl PostgresStore {
     /// The pool's occupancy now.
     pub fn pool_status(&self) -> PoolStatus {
         self.shared.pool.status().into()
-    }
-
-    /// The whole log after `after` (transaction id, seq), at most `limit` events, with the
-    /// cursor to pass next (`after` itself when nothing is new).
-    ///
-    /// Until the store trait has it: the body of `BudgetStore::log_after`.
-    pub async fn log_after_parts(
-        &self,
-        after: (u64, u64),
-        limit: usize,
-    ) -> Result<(Vec<Event>, (u64, u64))> {
-        let read = self.read(Read::Log { after, limit }).await?;
-        Ok((read.events, read.next))
     }
 
     /// Closes the pool: idle connections are closed now, the others when their operation
@@ -179,6 +169,47 @@ impl BudgetStore for PostgresStore {
 
     async fn rollback(&self, cmd: RollbackCommand, now: Timestamp) -> Result<RollbackOutcome> {
         self.settle(cmd.reservation_id, Rollback { cmd, now }).await
+    }
+
+    async fn extend(&self, cmd: ExtendCommand, now: Timestamp) -> Result<ExtendOutcome> {
+        let id = cmd.reservation_id;
+        self.write(Some(Target::Reservation(id)), Extend { cmd, now })
+            .await
+    }
+
+    async fn charge(&self, cmd: ChargeCommand, now: Timestamp) -> Result<ChargeOutcome> {
+        let budget = cmd.budget_id.clone();
+        self.write(Some(Target::Budget(&budget)), Charge { cmd, now })
+            .await
+    }
+
+    async fn charge_by_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<tokenbudget_core::Charge>> {
+        self.read(Read::Charge(key.clone())).await.map(|r| r.charge)
+    }
+
+    async fn status(&self, id: &BudgetId, now: Timestamp) -> Result<Option<Status>> {
+        self.read(Read::Status(id.clone(), now))
+            .await
+            .map(|r| r.statuses.into_iter().next())
+    }
+
+    async fn statuses(&self, now: Timestamp) -> Result<Vec<Status>> {
+        self.read(Read::Statuses(now)).await.map(|r| r.statuses)
+    }
+
+    /// In (transaction id, seq) order, and only below the oldest transaction still running
+    /// on the server (see the crate docs): `commit` is the writing transaction's id.
+    async fn log_after(&self, after: LogCursor, limit: usize) -> Result<LogPage> {
+        let after = (after.commit, after.seq);
+        let read = self.read(Read::Log { after, limit }).await?;
+        let (commit, seq) = read.next;
+        Ok(LogPage {
+            events: read.events,
+            next: LogCursor { commit, seq },
+        })
     }
 
     async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<SweepOutcome> {

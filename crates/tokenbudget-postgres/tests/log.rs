@@ -7,11 +7,10 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokenbudget_core::{BudgetStore, DynBudgetStore, Event, EventQuery, ReserveOptions, Tracker};
+use tokenbudget_core::{
+    BudgetStore, DynBudgetStore, Event, EventQuery, LogCursor, ReserveOptions, Tracker,
+};
 use tokenbudget_postgres::PostgresStore;
-
-/// The cursor type until the store trait has its own.
-type Cursor = (u64, u64);
 
 async fn open(url: &str, schema: &str) -> Arc<PostgresStore> {
     Arc::new(
@@ -22,9 +21,10 @@ async fn open(url: &str, schema: &str) -> Arc<PostgresStore> {
 }
 
 /// Pages through the log from `cursor` until a page comes back empty.
-async fn drain(store: &PostgresStore, cursor: &mut Cursor, seen: &mut Vec<Event>, limit: usize) {
+async fn drain(store: &PostgresStore, cursor: &mut LogCursor, seen: &mut Vec<Event>, limit: usize) {
     loop {
-        let (events, next) = store.log_after_parts(*cursor, limit).await.unwrap();
+        let page = store.log_after(*cursor, limit).await.unwrap();
+        let (events, next) = (page.events, page.next);
         if events.is_empty() {
             assert_eq!(next, *cursor, "an empty page moves the cursor");
             return;
@@ -46,7 +46,7 @@ async fn an_event_committed_after_a_later_seq_is_not_skipped() {
     let t = Tracker::new(store.clone() as DynBudgetStore);
     t.create_workflow("a", 1_000).await.unwrap();
     t.create_workflow("b", 1_000).await.unwrap();
-    let (mut cursor, mut seen) = ((0, 0), Vec::new());
+    let (mut cursor, mut seen) = (LogCursor::START, Vec::new());
     drain(&store, &mut cursor, &mut seen, 100).await;
     assert_eq!(seen.len(), 2);
 
@@ -110,7 +110,7 @@ async fn a_tailer_sees_every_event_exactly_once_while_writers_run() {
     let tailer = tokio::spawn({
         let (store, running) = (stores[1].clone(), running.clone());
         async move {
-            let (mut cursor, mut seen) = ((0, 0), Vec::new());
+            let (mut cursor, mut seen) = (LogCursor::START, Vec::new());
             while running.load(Ordering::SeqCst) {
                 drain(&store, &mut cursor, &mut seen, 7).await;
                 tokio::task::yield_now().await;

@@ -332,6 +332,19 @@ async fn hosts_with_skewed_clocks_neither_expire_holds_early_nor_overdraw() {
         .unwrap()
         .unwrap();
     assert_eq!((wf.used, wf.reserved, wf.held), (600, 300, 1));
+    // The live views and extend decide by the database's clock too: every host sees the slow
+    // host's hold open, and the fast host, whose own clock calls it due, can still extend it.
+    for t in [&a, &b, &c] {
+        let live = t.status("wf").await.unwrap();
+        assert_eq!((live.reserved, live.held), (300, 1), "{live:?}");
+        let all = t.list().await.unwrap();
+        assert_eq!((all[0].reserved, all[0].held), (300, 1));
+    }
+    let extended = b
+        .extend(slow_hold.id, Duration::from_secs(120))
+        .await
+        .expect("the fast host extends a hold its own clock calls due");
+    assert!(extended.reservation.expires_at > slow_hold.expires_at);
 
     // The control: deciding with the callers' clocks, the fast host does expire a hold early.
     let control = common::unique_schema();

@@ -65,16 +65,21 @@ pub struct Config {
     ///
     /// Defaults to 8.
     pub pool_size: usize,
-    /// The most operations of this store that run at once on one budget tree (a root budget
-    /// and everything under it, whose writes all lock the root's row). The others wait in the
-    /// process, first come first served, instead of each holding a pooled connection in the
-    /// row's lock queue inside the database. 0 turns the limit off. Other processes are not
-    /// counted: each limits its own.
+    /// The most transactions of this store that run at once on one budget tree (a root budget
+    /// and everything under it, whose writes all take the tree's lock). The writes queued on a
+    /// tree meanwhile wait in the process and run together, as one batch: one transaction, one
+    /// lock acquisition, one WAL flush for all of them (at most [`Config::max_batch`]). A
+    /// batch starts as soon as a transaction slot is free, with whatever is queued: nobody
+    /// waits for a batch to fill. 0 turns batching off (every write its own transaction, with
+    /// no limit). Other processes are not counted: each batches its own.
     ///
-    /// Defaults to 2: one operation holds the row lock while the next waits right behind it.
+    /// Defaults to 2: one batch holds the lock while the next waits right behind it.
     pub root_concurrency: usize,
-    /// How long an operation waits for a free connection, or for its turn on a budget tree
-    /// (see [`Config::root_concurrency`]), before failing (retryable).
+    /// The most writes one batch runs in its transaction (see [`Config::root_concurrency`]).
+    ///
+    /// Defaults to 128.
+    pub max_batch: usize,
+    /// How long an operation waits for a free connection before failing (retryable).
     ///
     /// Defaults to 5 s. Serialized as `wait_timeout_ms`.
     #[serde(rename = "wait_timeout_ms", with = "millis")]
@@ -137,6 +142,7 @@ impl Default for Config {
             application_name: "tokenbudget".to_owned(),
             pool_size: 8,
             root_concurrency: 2,
+            max_batch: 128,
             wait_timeout: Duration::from_secs(5),
             create_timeout: Duration::from_secs(5),
             recycle_timeout: Duration::from_secs(2),
@@ -202,6 +208,12 @@ impl Config {
     /// Sets [`Config::root_concurrency`] (0: no limit).
     pub fn with_root_concurrency(mut self, operations: usize) -> Self {
         self.root_concurrency = operations;
+        self
+    }
+
+    /// Sets [`Config::max_batch`] (at least 1).
+    pub fn with_max_batch(mut self, writes: usize) -> Self {
+        self.max_batch = writes.max(1);
         self
     }
 
@@ -315,6 +327,7 @@ impl fmt::Debug for Config {
             .field("application_name", &self.application_name)
             .field("pool_size", &self.pool_size)
             .field("root_concurrency", &self.root_concurrency)
+            .field("max_batch", &self.max_batch)
             .field("wait_timeout", &self.wait_timeout)
             .field("create_timeout", &self.create_timeout)
             .field("recycle_timeout", &self.recycle_timeout)

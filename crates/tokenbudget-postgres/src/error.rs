@@ -20,9 +20,6 @@ pub(crate) enum PgError {
     /// No connection could be had from the pool.
     #[error("connection pool: {0}")]
     Pool(#[from] PoolError),
-    /// The operation waited this long for its turn on a busy budget tree.
-    #[error("waited {0:?} for a turn on a busy budget tree (root_concurrency)")]
-    Busy(std::time::Duration),
     /// The chain changed between locking and reading (a budget or reservation appeared in
     /// between): the attempt is discarded and retried.
     #[error("the budget chain changed while it was being locked: {0}")]
@@ -110,7 +107,7 @@ impl PgError {
                 PoolError::Backend(e) => is_connection_failure(e),
                 _ => false,
             },
-            Self::Raced(_) | Self::Busy(_) => true,
+            Self::Raced(_) => true,
             Self::GaveUp { last, .. } => last.is_transient(),
             Self::Rejected(_)
             | Self::SchemaTooNew { .. }
@@ -149,6 +146,18 @@ impl PgError {
                 tokenbudget_core::Error::storage("postgres", retryable, other)
             }
         }
+    }
+}
+
+impl PgError {
+    /// [`PgError::into_core`] for a failure shared by several operations (a batch's): each
+    /// gets its own `retryable`, all the same source.
+    pub(crate) fn shared_into_core(
+        err: &std::sync::Arc<PgError>,
+        safe_to_repeat: bool,
+    ) -> tokenbudget_core::Error {
+        let retryable = err.is_transient() && (safe_to_repeat || !err.outcome_unknown());
+        tokenbudget_core::Error::storage("postgres", retryable, err.clone())
     }
 }
 

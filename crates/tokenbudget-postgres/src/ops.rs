@@ -3,18 +3,15 @@
 //! read the reservations after the lock, call the rule of the same name in [`rules`], and write
 //! the [`Changes`](tokenbudget_core::rules::Changes) it returns. No budget rule lives here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use tokenbudget_core::model::live_statuses;
-use tokenbudget_core::rules::{
-    self, ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand, Snapshot,
-};
+use tokenbudget_core::rules::{self, Snapshot};
 use tokenbudget_core::{
-    Budget, BudgetId, ChargeOutcome, CommitOutcome, Event, EventQuery, ExtendOutcome,
-    IdempotencyKey, NewBudget, Reservation, ReservationId, ReserveOutcome, RollbackOutcome, Status,
-    SweepOutcome, Timestamp,
+    Budget, BudgetId, Event, EventQuery, IdempotencyKey, NewBudget, Reservation, ReservationId,
+    Status, SweepOutcome, Timestamp,
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -28,96 +25,6 @@ fn locked_budgets(rows: &[Row]) -> Result<BTreeMap<BudgetId, Budget>, PgError> {
     rows.iter()
         .map(|row| rows::budget(row).map(|b| (b.id.clone(), b)))
         .collect()
-}
-
-/// The rows of [`sql::READ_RESERVATIONS`], sorted by why each was read.
-#[derive(Default)]
-struct Loaded {
-    /// The reservation with the command's id.
-    target: Option<Reservation>,
-    /// The reservation holding the command's idempotency key.
-    by_key: Option<Reservation>,
-    /// Held reservations due on the locked budgets.
-    due: Vec<Reservation>,
-}
-
-impl Loaded {
-    /// The reservations, and the decision's time from the last column (every row has it; a
-    /// row with no reservation only carries it).
-    fn new(
-        rows: &[Row],
-        locked: &BTreeMap<BudgetId, Budget>,
-    ) -> Result<(Self, Timestamp), PgError> {
-        let mut loaded = Self::default();
-        let first = rows
-            .first()
-            .ok_or_else(|| PgError::corrupt("read", "no row with the decision's time"))?;
-        let now = Timestamp::from_micros(first.try_get(12)?);
-        for row in rows {
-            if row.try_get::<_, Option<Uuid>>(0)?.is_none() {
-                continue;
-            }
-            let reservation = rows::reservation(row)?;
-            let (target, by_key, due): (bool, bool, bool) =
-                (row.try_get(9)?, row.try_get(10)?, row.try_get(11)?);
-            // Due anywhere in the tree: the ones outside the locked chain get their chains
-            // locked next (see `lock_and_load`).
-            if due {
-                loaded.due.push(reservation.clone());
-            }
-            if by_key {
-                loaded.by_key = Some(reservation.clone());
-            }
-            if target {
-                if !locked.contains_key(&reservation.budget_id) {
-                    return Err(PgError::Raced(format!(
-                        "reservation {} appeared after its chain was locked",
-                        reservation.id
-                    )));
-                }
-                loaded.target = Some(reservation);
-            }
-        }
-        Ok((loaded, now))
-    }
-}
-
-/// Begins, locks the chain of `budgets` and of reservation `id` (root first), reads the
-/// reservations that reserve, commit and rollback need with the decision's time, and then
-/// locks the chains of the tree's due holds that lie outside the chain (the root is held, so
-/// this never waits: see [`sql`](crate::sql) on the lock order).
-///
-/// Returns the locked budgets, the reservations, and the time to decide at.
-async fn lock_and_load(
-    tx: &mut Tx<'_>,
-    budgets: &[&str],
-    id: ReservationId,
-    key: Option<&str>,
-    now: Timestamp,
-) -> Result<(BTreeMap<BudgetId, Budget>, Loaded, Timestamp), PgError> {
-    let id = *id.as_uuid();
-    let caller_now = tx.caller_now(now);
-    let (locked, read) = tx
-        .begin(
-            (sql::LOCK_CHAIN, &[&budgets, &id]),
-            Some((sql::READ_RESERVATIONS, &[&budgets, &id, &key, &caller_now])),
-        )
-        .await?;
-    let mut locked = locked_budgets(&locked)?;
-    let (loaded, now) = Loaded::new(&read, &locked)?;
-    let more: BTreeSet<&str> = loaded
-        .due
-        .iter()
-        .filter(|r| !locked.contains_key(&r.budget_id))
-        .map(|r| r.budget_id.as_str())
-        .collect();
-    if !more.is_empty() {
-        let more: Vec<&str> = more.into_iter().collect();
-        let rows = tx.query(sql::LOCK_MORE, &[&more]).await?;
-        locked.extend(locked_budgets(&rows)?);
-    }
-    tx.gate().learn(locked.values());
-    Ok((locked, loaded, now))
 }
 
 /// The decision's time from the first row of [`sql::CLOCK`].
@@ -166,9 +73,10 @@ impl Op for Create {
             .get()
             .copied()
             .or_else(|| tx.caller_now(self.now));
+        let no_reservations: Vec<Uuid> = Vec::new();
         let (locked, time) = tx
             .begin(
-                (sql::LOCK_CHAIN, &[&seeds, &Uuid::nil()]),
+                (sql::LOCK_BATCH, &[&seeds, &no_reservations]),
                 Some((sql::CLOCK, &[&caller_now])),
             )
             .await?;
@@ -191,183 +99,6 @@ impl Op for Create {
         }
         tx.apply(rules::create_budget(&snapshot, &self.new, now))
             .await
-    }
-}
-
-pub(crate) struct Reserve {
-    pub(crate) cmd: ReserveCommand,
-    pub(crate) now: Timestamp,
-}
-
-#[async_trait]
-impl Op for Reserve {
-    type Output = ReserveOutcome;
-
-    fn name(&self) -> &'static str {
-        "reserve"
-    }
-
-    fn safe_to_repeat(&self) -> bool {
-        self.cmd.idempotency_key.is_some()
-    }
-
-    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ReserveOutcome, PgError> {
-        let cmd = &self.cmd;
-        let key = cmd.idempotency_key.as_ref().map(|k| k.as_str());
-        let (budgets, loaded, now) = lock_and_load(
-            tx,
-            &[cmd.budget_id.as_str()],
-            cmd.reservation_id,
-            key,
-            self.now,
-        )
-        .await?;
-        // The reservation with this command's id, if it exists (a retry whose earlier attempt
-        // committed although its reply was lost: the rule answers it as a replay), else the
-        // one holding the idempotency key.
-        let snapshot = Snapshot {
-            budgets,
-            reservation: loaded.target.or(loaded.by_key),
-            expired: loaded.due,
-            charge: None,
-        };
-        tx.apply(rules::reserve(&snapshot, cmd, now)).await
-    }
-}
-
-/// Locks the reservation's chain and loads it with the reservation, as commit and rollback
-/// need; returns the snapshot and the time to decide at.
-async fn settle_snapshot(
-    tx: &mut Tx<'_>,
-    id: ReservationId,
-    now: Timestamp,
-) -> Result<(Snapshot, Timestamp), PgError> {
-    let (budgets, loaded, now) = lock_and_load(tx, &[], id, None, now).await?;
-    let snapshot = Snapshot {
-        budgets,
-        reservation: loaded.target,
-        expired: loaded.due,
-        charge: None,
-    };
-    Ok((snapshot, now))
-}
-
-pub(crate) struct Commit {
-    pub(crate) cmd: CommitCommand,
-    pub(crate) now: Timestamp,
-}
-
-#[async_trait]
-impl Op for Commit {
-    type Output = CommitOutcome;
-
-    fn name(&self) -> &'static str {
-        "commit"
-    }
-
-    /// The rule answers an identical repeat as a replay.
-    fn safe_to_repeat(&self) -> bool {
-        true
-    }
-
-    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<CommitOutcome, PgError> {
-        let (snapshot, now) = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
-        tx.apply(rules::commit(&snapshot, &self.cmd, now)).await
-    }
-}
-
-pub(crate) struct Rollback {
-    pub(crate) cmd: RollbackCommand,
-    pub(crate) now: Timestamp,
-}
-
-#[async_trait]
-impl Op for Rollback {
-    type Output = RollbackOutcome;
-
-    fn name(&self) -> &'static str {
-        "rollback"
-    }
-
-    /// The rule releases a hold once; a repeat releases nothing more.
-    fn safe_to_repeat(&self) -> bool {
-        true
-    }
-
-    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<RollbackOutcome, PgError> {
-        let (snapshot, now) = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
-        tx.apply(rules::rollback(&snapshot, &self.cmd, now)).await
-    }
-}
-
-pub(crate) struct Extend {
-    pub(crate) cmd: ExtendCommand,
-    pub(crate) now: Timestamp,
-}
-
-#[async_trait]
-impl Op for Extend {
-    type Output = ExtendOutcome;
-
-    fn name(&self) -> &'static str {
-        "extend"
-    }
-
-    /// A repeat moves the expiry to the later of the two: never shorter than asked.
-    fn safe_to_repeat(&self) -> bool {
-        true
-    }
-
-    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ExtendOutcome, PgError> {
-        let (snapshot, now) = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
-        tx.apply(rules::extend(&snapshot, &self.cmd, now)).await
-    }
-}
-
-pub(crate) struct Charge {
-    pub(crate) cmd: ChargeCommand,
-    pub(crate) now: Timestamp,
-}
-
-#[async_trait]
-impl Op for Charge {
-    type Output = ChargeOutcome;
-
-    fn name(&self) -> &'static str {
-        "charge"
-    }
-
-    /// The key makes a repeat a replay.
-    fn safe_to_repeat(&self) -> bool {
-        true
-    }
-
-    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ChargeOutcome, PgError> {
-        let cmd = &self.cmd;
-        let (budgets, loaded, now) = lock_and_load(
-            tx,
-            &[cmd.budget_id.as_str()],
-            ReservationId::from_uuid(Uuid::nil()),
-            None,
-            self.now,
-        )
-        .await?;
-        // Read under the lock of the budget's tree: a charge with this key on the same tree
-        // has committed or not started. (On another tree, the key's uniqueness makes one of
-        // two concurrent inserts fail and its retry replay.)
-        let charge = tx
-            .query(sql::CHARGE, &[&cmd.key.as_str()])
-            .await?
-            .first()
-            .map(rows::charge)
-            .transpose()?;
-        let snapshot = Snapshot {
-            budgets,
-            reservation: None,
-            expired: loaded.due,
-            charge,
-        };
-        tx.apply(rules::charge(&snapshot, cmd, now)).await
     }
 }
 

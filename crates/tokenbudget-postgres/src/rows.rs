@@ -5,8 +5,8 @@
 
 use tokenbudget_core::rules::Changes;
 use tokenbudget_core::{
-    Budget, BudgetId, Charge, Event, EventKind, IdempotencyKey, Reservation, ReservationId,
-    ReservationState, Timestamp,
+    Budget, BudgetId, Charge, Event, EventKind, IdempotencyKey, NewEvent, Reservation,
+    ReservationId, ReservationState, Timestamp,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -116,6 +116,43 @@ pub(crate) fn log_event(row: &Row) -> Result<(Event, u64), PgError> {
     Ok((event(row)?, xid))
 }
 
+/// What one write statement writes: the [`Changes`] of one decision, or the merged changes of
+/// a batch's decisions (several new reservations and charges; each budget and reservation
+/// once, in its last state).
+#[derive(Debug, Default)]
+pub(crate) struct BatchChanges {
+    pub(crate) new_budget: Option<Budget>,
+    pub(crate) budgets: Vec<Budget>,
+    pub(crate) new_reservations: Vec<Reservation>,
+    pub(crate) reservations: Vec<Reservation>,
+    pub(crate) new_charges: Vec<Charge>,
+    pub(crate) events: Vec<NewEvent>,
+}
+
+impl BatchChanges {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.new_budget.is_none()
+            && self.budgets.is_empty()
+            && self.new_reservations.is_empty()
+            && self.reservations.is_empty()
+            && self.new_charges.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+impl From<Changes> for BatchChanges {
+    fn from(c: Changes) -> Self {
+        Self {
+            new_budget: c.new_budget,
+            budgets: c.budgets,
+            new_reservations: c.new_reservation.into_iter().collect(),
+            reservations: c.reservations,
+            new_charges: c.new_charge.into_iter().collect(),
+            events: c.events,
+        }
+    }
+}
+
 /// The 36 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
 #[derive(Debug, Default)]
 pub(crate) struct WriteParams {
@@ -161,7 +198,7 @@ impl WriteParams {
     /// Flattens `changes` into parallel arrays. Full rows are written for budgets; for
     /// existing reservations only what a rule can change (state, actual, settled_at,
     /// expires_at).
-    pub(crate) fn new(changes: &Changes) -> Result<Self, PgError> {
+    pub(crate) fn new(changes: &BatchChanges) -> Result<Self, PgError> {
         let mut p = Self::default();
         if let Some(b) = &changes.new_budget {
             p.nb_id.push(b.id.to_string());
@@ -179,7 +216,7 @@ impl WriteParams {
             p.b_reserved.push(bigint(b.reserved)?);
             p.b_held.push(bigint(b.held)?);
         }
-        if let Some(r) = &changes.new_reservation {
+        for r in &changes.new_reservations {
             p.nr_id.push(*r.id.as_uuid());
             p.nr_budget.push(r.budget_id.to_string());
             p.nr_tokens.push(bigint(r.tokens)?);
@@ -198,7 +235,7 @@ impl WriteParams {
             p.r_settled.push(r.settled_at.map(Timestamp::as_micros));
             p.r_expires.push(r.expires_at.as_micros());
         }
-        if let Some(c) = &changes.new_charge {
+        for c in &changes.new_charges {
             p.nc_key.push(c.key.as_str().to_owned());
             p.nc_budget.push(c.budget_id.to_string());
             p.nc_tokens.push(bigint(c.tokens)?);

@@ -119,26 +119,16 @@ macro_rules! clock {
     };
 }
 
-/// The seeds of reserve, commit, rollback and create: the budget ids in `$1` plus the budget
-/// of reservation `$2` (parameters shared by [`LOCK_CHAIN`] and [`READ_RESERVATIONS`]).
-macro_rules! seeds_by_ids {
-    () => {
-        "$1::text[] || ARRAY (SELECT budget_id FROM reservations WHERE id = $2)"
-    };
-}
+/// Locks the chains of the budgets `$1::text[]` and of the reservations `$2::uuid[]`: a
+/// batch's commands.
+pub(crate) const LOCK_BATCH: &str = lock_chain!(
+    "$1::text[] || ARRAY (SELECT budget_id FROM reservations WHERE id = ANY ($2::uuid[]))"
+);
 
-/// Locks the chains of the budgets `$1::text[]` and of the budget of reservation `$2::uuid`.
-pub(crate) const LOCK_CHAIN: &str = lock_chain!(seeds_by_ids!());
-
-/// After [`LOCK_CHAIN`], in the same transaction and with its `$1`, `$2`: reservation `$2`,
-/// the reservation holding idempotency key `$3`, and every held reservation due in the
-/// chain's tree (one probe of `reservations_held_by_root`), each row flagged by why it was
-/// read, and the decision's time (`$4`, or the database's clock when `$4` is NULL) in the
-/// last column. One row with NULL reservation columns when none matched, for the time.
-///
-/// Pipelined right behind the lock: Postgres starts it (takes its snapshot, reads the clock)
-/// only once the lock is granted, so it sees every transaction that held the lock before.
-pub(crate) const READ_RESERVATIONS: &str = concat!(
+/// After [`LOCK_BATCH`], with its `$1`, `$2`: the reservations `$2`, those holding the keys
+/// `$3`, and every held reservation due in the locked trees, flagged by why
+/// each was read, with the decision's time last.
+pub(crate) const READ_BATCH: &str = concat!(
     "WITH clock AS MATERIALIZED (SELECT ",
     clock!("$4"),
     " AS now)\n",
@@ -146,23 +136,29 @@ pub(crate) const READ_RESERVATIONS: &str = concat!(
     "    SELECT ",
     reservation_columns!(),
     ", true AS target, false AS by_key, false AS due\n",
-    "    FROM reservations WHERE id = $2\n",
+    "    FROM reservations WHERE id = ANY ($2::uuid[])\n",
     "    UNION ALL\n",
     "    SELECT ",
     reservation_columns!(),
     ", false, true, false\n",
-    "    FROM reservations WHERE idempotency_key = $3\n",
+    "    FROM reservations WHERE idempotency_key = ANY ($3::text[])\n",
     "    UNION ALL\n",
     "    SELECT ",
     reservation_columns!(),
     ", false, false, true\n",
     "    FROM reservations\n",
     "    WHERE state = 'held' AND root = ANY (",
-    root_ids!(seeds_by_ids!()),
+    root_ids!(
+        "$1::text[] || ARRAY (SELECT budget_id FROM reservations WHERE id = ANY ($2::uuid[]))"
+    ),
     ") AND expires_at <= clock.now\n",
     ") AS r ON true\n",
     "ORDER BY r.expires_at, r.id"
 );
+
+/// The charges holding the keys `$1`.
+pub(crate) const CHARGES: &str =
+    "SELECT key, budget_id, tokens, note, at FROM charges WHERE key = ANY ($1::text[])";
 
 /// Locks the chains of the budgets `$1::text[]` (those of due holds outside the chain locked
 /// first: their root is already held, so this never waits).
@@ -333,7 +329,7 @@ mod tests {
 
     #[test]
     fn every_lock_takes_its_trees_then_whole_chains_roots_first_in_one_statement() {
-        for lock in [LOCK_CHAIN, LOCK_DUE_CHAINS, LOCK_MORE] {
+        for lock in [LOCK_BATCH, LOCK_DUE_CHAINS, LOCK_MORE] {
             assert!(
                 lock.starts_with("WITH seeds AS MATERIALIZED (SELECT "),
                 "{lock}"
@@ -356,7 +352,7 @@ mod tests {
             assert_eq!(lock.matches("pg_advisory").count(), 1, "{lock}");
         }
         // The reads after the lock never lock anything themselves.
-        for read in [READ_RESERVATIONS, READ_DUE, CLOCK] {
+        for read in [READ_BATCH, READ_DUE, CLOCK] {
             assert!(!read.contains("FOR "), "{read}");
         }
     }

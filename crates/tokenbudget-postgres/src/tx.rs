@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
-use tokenbudget_core::rules::{Changes, Decision};
+use tokenbudget_core::rules::Decision;
 use tokenbudget_core::Timestamp;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
@@ -31,8 +31,8 @@ use tracing::Instrument;
 
 use crate::config::{ClockSource, Config};
 use crate::error::{is_connection_failure, PgError};
-use crate::gate::{Gate, Pass};
-use crate::rows::WriteParams;
+use crate::gate::Gate;
+use crate::rows::{BatchChanges, WriteParams};
 use crate::sql;
 
 /// Statement parameters.
@@ -173,16 +173,17 @@ impl<'c> Tx<'c> {
         decision: tokenbudget_core::Result<Decision<T>>,
     ) -> Result<T, PgError> {
         let decision = decision?;
-        self.commit(&decision.changes).await?;
+        self.commit(&decision.changes.into()).await?;
         Ok(decision.outcome)
     }
 
     /// Commits a transaction that wrote nothing.
     pub(crate) async fn finish(&mut self) -> Result<(), PgError> {
-        self.commit(&Changes::default()).await
+        self.commit(&BatchChanges::default()).await
     }
 
-    async fn commit(&mut self, changes: &Changes) -> Result<(), PgError> {
+    /// Writes `changes` in one statement pipelined with `COMMIT`.
+    pub(crate) async fn commit(&mut self, changes: &BatchChanges) -> Result<(), PgError> {
         let client = self.client();
         let result = if changes.is_empty() {
             self.state = State::CommitSent;
@@ -209,21 +210,9 @@ impl<'c> Tx<'c> {
 }
 
 /// Runs `op` in its own task, so that dropping the returned future never interrupts a
-/// transaction (see the module docs). The task keeps `pass`, the operation's turn on its budget
-/// tree, until the transaction has ended.
-pub(crate) async fn spawn<O: Op>(
-    shared: Arc<Shared>,
-    op: O,
-    pass: Option<Pass>,
-) -> Result<O::Output, PgError> {
-    let task = tokio::spawn(
-        async move {
-            let output = run(shared, op).await;
-            drop(pass);
-            output
-        }
-        .in_current_span(),
-    );
+/// transaction (see the module docs).
+pub(crate) async fn spawn<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, PgError> {
+    let task = tokio::spawn(run(shared, op).in_current_span());
     match task.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(PgError::Panicked(panic_message(e.into_panic()))),

@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::net::ToSocketAddrs;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::proxy::Proxy;
+use common::proxy::{through, upstream, Proxy};
 use common::workload::{self, XorShift};
 use tokenbudget_core::{
     BudgetId, DynBudgetStore, EventKind, EventQuery, ReservationId, ReservationState,
@@ -96,37 +94,6 @@ async fn terminated_backends_leave_no_partial_state_and_lose_no_acknowledged_ope
         workload::sessions_in_transaction(&admin, &application_name).await,
         0
     );
-}
-
-/// The first address of the test database, for the proxy to forward to.
-fn upstream(url: &str) -> std::net::SocketAddr {
-    let config = tokio_postgres::Config::from_str(url).unwrap();
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => "127.0.0.1".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
-/// `url` with its host and port replaced by the proxy's.
-fn through(url: &str, proxy: &Proxy) -> String {
-    let config = tokio_postgres::Config::from_str(url).unwrap();
-    let user = config.get_user().unwrap_or("postgres");
-    let dbname = config.get_dbname().unwrap_or(user);
-    let password = config
-        .get_password()
-        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
-        .unwrap_or_default();
-    format!(
-        "postgres://{user}{password}@{}:{}/{dbname}",
-        proxy.addr.ip(),
-        proxy.addr.port()
-    )
 }
 
 async fn events_of(store: &DynBudgetStore, budget: &str) -> Vec<EventKind> {

@@ -5,7 +5,8 @@
 //! Armed with [`Proxy::arm_and_cut`], it then also refuses every new connection until
 //! [`Proxy::restore`], so the retries after the lost reply fail in another way.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,4 +129,35 @@ async fn serve(mut client: TcpStream, mut server: TcpStream, flags: Flags) {
             }
         }
     }
+}
+
+/// The first address of the test database, for the proxy to forward to.
+pub fn upstream(url: &str) -> std::net::SocketAddr {
+    let config = tokio_postgres::Config::from_str(url).unwrap();
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+/// `url` with its host and port replaced by the proxy's.
+pub fn through(url: &str, proxy: &Proxy) -> String {
+    let config = tokio_postgres::Config::from_str(url).unwrap();
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or(user);
+    let password = config
+        .get_password()
+        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+        .unwrap_or_default();
+    format!(
+        "postgres://{user}{password}@{}:{}/{dbname}",
+        proxy.addr.ip(),
+        proxy.addr.port()
+    )
 }

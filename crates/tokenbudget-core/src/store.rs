@@ -165,10 +165,7 @@ pub trait BudgetStore: Send + Sync + fmt::Debug {
     ///   `RESERVATION_EXTENDED` on every budget of the chain.
     /// - A reservation past its expiry, committed or rolled back is `ReservationConflict`;
     ///   an unknown one `ReservationNotFound`; nothing is written.
-    async fn extend(&self, cmd: ExtendCommand, now: Timestamp) -> Result<ExtendOutcome> {
-        let _ = (cmd, now);
-        Err(unported(self.backend(), "extend"))
-    }
+    async fn extend(&self, cmd: ExtendCommand, now: Timestamp) -> Result<ExtendOutcome>;
 
     /// Records usage that had no reservation on a budget and all its ancestors.
     ///
@@ -178,16 +175,10 @@ pub trait BudgetStore: Send + Sync + fmt::Debug {
     /// - The same key with the same budget and tokens records once; with other numbers it is
     ///   `ChargeConflict`. Keys of charges and of reservations are separate.
     /// - Releases the tree's expired holds first, as reserve does.
-    async fn charge(&self, cmd: ChargeCommand, now: Timestamp) -> Result<ChargeOutcome> {
-        let _ = (cmd, now);
-        Err(unported(self.backend(), "charge"))
-    }
+    async fn charge(&self, cmd: ChargeCommand, now: Timestamp) -> Result<ChargeOutcome>;
 
     /// Reads the charge recorded with `key`.
-    async fn charge_by_key(&self, key: &IdempotencyKey) -> Result<Option<Charge>> {
-        let _ = key;
-        Err(unported(self.backend(), "charge_by_key"))
-    }
+    async fn charge_by_key(&self, key: &IdempotencyKey) -> Result<Option<Charge>>;
 
     /// Releases up to `max` held reservations whose expiry is at or before `now`.
     ///
@@ -202,24 +193,11 @@ pub trait BudgetStore: Send + Sync + fmt::Debug {
     ///   descendant ([`Status::live`]), from one consistent read: an expired hold is never
     ///   reported as open or reserved, even before a write releases it.
     /// - `None` for an unknown budget.
-    async fn status(&self, id: &BudgetId, now: Timestamp) -> Result<Option<Status>> {
-        // TRANSITIONAL: the stored view, until the store computes the live one.
-        let _ = now;
-        Ok(self.budget(id).await?.map(|b| b.status()))
-    }
+    async fn status(&self, id: &BudgetId, now: Timestamp) -> Result<Option<Status>>;
 
     /// Every budget's live status at `now` ([`live_statuses`](crate::model::live_statuses)),
     /// ordered by id, from one consistent read.
-    async fn statuses(&self, now: Timestamp) -> Result<Vec<Status>> {
-        // TRANSITIONAL: the stored view, until the store computes the live one.
-        let _ = now;
-        Ok(self
-            .list_budgets()
-            .await?
-            .iter()
-            .map(Budget::status)
-            .collect())
-    }
+    async fn statuses(&self, now: Timestamp) -> Result<Vec<Status>>;
 
     /// Reads one budget as stored.
     async fn budget(&self, id: &BudgetId) -> Result<Option<Budget>>;
@@ -241,19 +219,6 @@ pub trait BudgetStore: Send + Sync + fmt::Debug {
     /// # Behavior
     /// - A reader that passes each page's `next` back sees every event exactly once, however
     ///   writers interleave: no event can appear behind a cursor already handed out.
-    async fn log_after(&self, after: LogCursor, limit: usize) -> Result<LogPage> {
-        let _ = (after, limit);
-        Err(unported(self.backend(), "log_after"))
-    }
+    async fn log_after(&self, after: LogCursor, limit: usize) -> Result<LogPage>;
 }
 
-// TRANSITIONAL (removed once the SQLite and Postgres stores implement every method): lets the
-// workspace build while the stores are ported to the issue-10 operations.
-fn unported(backend: &'static str, op: &str) -> crate::error::Error {
-    crate::error::Error::Storage {
-        backend,
-        message: format!("{op} is not implemented by this store yet"),
-        retryable: false,
-        source: None,
-    }
-}

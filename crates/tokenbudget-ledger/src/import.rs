@@ -240,6 +240,7 @@ async fn import_file(
         }
         Plan::FromStart => {
             summary.files_from_start += 1;
+            summary.files_rewritten += u64::from(stored.is_some());
             0
         }
         Plan::Verify(cp) => {
@@ -289,7 +290,13 @@ async fn import_file(
         }
         let consumed = reader.consumed();
         if batch.len() >= options.batch_records || consumed - flushed_at >= options.batch_bytes {
-            flush(store, &file, name, &stat, consumed, &mut batch, summary).await?;
+            // Not the end yet: the checkpoint's size says only this much was seen, so a
+            // resume never mistakes the file for unchanged.
+            let partial = FileStat {
+                size: consumed,
+                ..stat
+            };
+            flush(store, &file, name, &partial, consumed, &mut batch, summary).await?;
             summary.bytes_read += consumed - flushed_at;
             progress(Progress {
                 bytes: consumed - flushed_at,
@@ -307,7 +314,13 @@ async fn import_file(
         summary.torn_files += 1;
         summary.torn_bytes += torn;
     }
-    flush(store, &file, name, &stat, consumed, &mut batch, summary).await?;
+    // The size seen when the read began (or more, if it grew meanwhile): equal size and
+    // modification time next time mean nothing was appended.
+    let seen = FileStat {
+        size: stat.size.max(consumed + torn),
+        ..stat
+    };
+    flush(store, &file, name, &seen, consumed, &mut batch, summary).await?;
     summary.bytes_read += consumed - flushed_at;
     progress(Progress {
         bytes: consumed - flushed_at,

@@ -108,3 +108,68 @@ pub fn replaces(new: &Checkpoint, stored: &Checkpoint) -> bool {
         new.dev == stored.dev && new.inode == stored.inode && new.head_hash == stored.head_hash;
     !(same_file && stored.offset > new.offset)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(size: u64, mtime_ns: i64) -> FileStat {
+        FileStat {
+            dev: 1,
+            inode: 2,
+            size,
+            mtime_ns,
+        }
+    }
+
+    fn cp(size: u64, offset: u64, mtime_ns: i64) -> Checkpoint {
+        Checkpoint {
+            file: "f".into(),
+            dev: 1,
+            inode: 2,
+            size,
+            mtime_ns,
+            offset,
+            head_hash: "h".into(),
+            tail_hash: "t".into(),
+        }
+    }
+
+    #[test]
+    fn plans() {
+        assert_eq!(plan(&stat(10, 1), None), Plan::FromStart);
+        assert_eq!(plan(&stat(10, 1), Some(&cp(10, 8, 1))), Plan::Unchanged);
+        let grown = cp(10, 8, 1);
+        assert_eq!(plan(&stat(20, 2), Some(&grown)), Plan::Verify(grown.clone()));
+        // Same size, touched: check the prefix.
+        assert_eq!(plan(&stat(10, 5), Some(&grown)), Plan::Verify(grown));
+        // Shorter than the offset read: rewritten.
+        assert_eq!(plan(&stat(7, 1), Some(&cp(10, 8, 1))), Plan::FromStart);
+        // Another inode (replaced by a copy): from the start.
+        let mut other = stat(10, 1);
+        other.inode = 3;
+        assert_eq!(plan(&other, Some(&cp(10, 8, 1))), Plan::FromStart);
+    }
+
+    #[test]
+    fn samples_cover_the_prefix_ends() {
+        assert_eq!(sample_ranges(0), (0..0, 0..0));
+        assert_eq!(sample_ranges(100), (0..100, 0..100));
+        assert_eq!(sample_ranges(10_000), (0..4096, 5904..10_000));
+        assert_eq!(
+            hash_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_never_moves_back_on_the_same_prefix() {
+        let far = cp(10, 8, 1);
+        let near = cp(10, 4, 1);
+        assert!(!replaces(&near, &far));
+        assert!(replaces(&far, &near));
+        let mut rewritten = near.clone();
+        rewritten.head_hash = "other".into();
+        assert!(replaces(&rewritten, &far));
+    }
+}

@@ -110,3 +110,134 @@ pub fn dedup(candidates: impl IntoIterator<Item = UsageRecord>) -> BTreeMap<Stri
     }
     map
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Usage;
+
+    /// A candidate line: message id, request id, output tokens, file, offset.
+    type Line = (&'static str, Option<&'static str>, u64, &'static str, u64);
+
+    fn candidate((msg, req, output, file, offset): Line) -> UsageRecord {
+        UsageRecord {
+            key: key(Some(msg), req).unwrap(),
+            source: "claude-code".into(),
+            machine: String::new(),
+            session_id: "s".into(),
+            project: "p".into(),
+            model: "m".into(),
+            timestamp: 1,
+            usage: Usage {
+                input: 3,
+                output,
+                ..Usage::default()
+            },
+            raw_usage: format!("{{\"output_tokens\":{output}}}"),
+            file: file.into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn the_key_is_message_id_and_request_id_else_message_id() {
+        assert_eq!(key(Some("msg_1"), Some("req_1")).as_deref(), Some("msg_1:req_1"));
+        assert_eq!(key(Some("msg_1"), None).as_deref(), Some("msg_1"));
+        assert_eq!(key(Some("msg_1"), Some("")).as_deref(), Some("msg_1"));
+        assert_eq!(key(None, Some("req_1")), None);
+        assert_eq!(key(Some(""), Some("req_1")), None);
+    }
+
+    /// One row per collision rule: the candidate lines (in read order) and the records that
+    /// must remain `(key, output, file)`. Every row is also checked in reverse read order.
+    #[test]
+    fn every_collision_rule() {
+        let table: Vec<(&str, Vec<Line>, Vec<(&str, u64, &str)>)> = vec![
+            (
+                "streaming snapshots of one response keep the final usage, not first nor sum",
+                vec![
+                    ("m1", Some("r1"), 1, "s.jsonl", 0),
+                    ("m1", Some("r1"), 40, "s.jsonl", 100),
+                    ("m1", Some("r1"), 120, "s.jsonl", 200),
+                ],
+                vec![("m1:r1", 120, "s.jsonl")],
+            ),
+            (
+                "thinking/text/tool_use parts: one response, its largest (final) usage",
+                vec![
+                    ("m1", Some("r1"), 8, "s.jsonl", 0),
+                    ("m1", Some("r1"), 300, "s.jsonl", 100),
+                    ("m1", Some("r1"), 300, "s.jsonl", 200),
+                ],
+                vec![("m1:r1", 300, "s.jsonl")],
+            ),
+            (
+                "without requestId the message id alone is the key: snapshots still count once",
+                vec![
+                    ("m2", None, 5, "s.jsonl", 0),
+                    ("m2", None, 9, "s.jsonl", 100),
+                ],
+                vec![("m2", 9, "s.jsonl")],
+            ),
+            (
+                "a subagent file replaying the parent's line counts once; the parent keeps it",
+                vec![
+                    ("m3", Some("r3"), 50, "s/subagents/agent-1.jsonl", 0),
+                    ("m3", Some("r3"), 50, "s.jsonl", 900),
+                ],
+                vec![("m3:r3", 50, "s.jsonl")],
+            ),
+            (
+                "the same message id in two sessions with two request ids is two responses",
+                vec![
+                    ("m4", Some("ra"), 10, "a.jsonl", 0),
+                    ("m4", Some("rb"), 20, "b.jsonl", 0),
+                ],
+                vec![("m4:ra", 10, "a.jsonl"), ("m4:rb", 20, "b.jsonl")],
+            ),
+            (
+                "the same line read twice (a rerun, a copy from another machine) counts once",
+                vec![
+                    ("m5", Some("r5"), 7, "/home/a/s.jsonl", 10),
+                    ("m5", Some("r5"), 7, "/home/a/s.jsonl", 10),
+                    ("m5", Some("r5"), 7, "/mnt/b/s.jsonl", 10),
+                ],
+                vec![("m5:r5", 7, "/home/a/s.jsonl")],
+            ),
+        ];
+        for (rule, lines, want) in table {
+            for reversed in [false, true] {
+                let mut candidates: Vec<UsageRecord> = lines.iter().copied().map(candidate).collect();
+                if reversed {
+                    candidates.reverse();
+                }
+                let got: Vec<(String, u64, String)> = dedup(candidates)
+                    .into_values()
+                    .map(|r| (r.key, r.usage.output, r.file))
+                    .collect();
+                let want: Vec<(String, u64, String)> = want
+                    .iter()
+                    .map(|(k, o, f)| ((*k).to_owned(), *o, (*f).to_owned()))
+                    .collect();
+                assert_eq!(got, want, "{rule} (reversed: {reversed})");
+            }
+        }
+    }
+
+    #[test]
+    fn rank_is_a_total_order_so_merging_is_commutative() {
+        let a = candidate(("m", Some("r"), 5, "f", 0));
+        let mut b = a.clone();
+        b.raw_usage.push(' ');
+        assert_ne!(rank(&a, &b), Ordering::Equal);
+        assert_eq!(rank(&a, &b), rank(&b, &a).reverse());
+        assert!(!supersedes(&a, &a));
+        let mut map = BTreeMap::new();
+        assert_eq!(merge(&mut map, a.clone()), Merge::Inserted);
+        assert_eq!(merge(&mut map, a.clone()), Merge::Unchanged);
+        let mut later = a.clone();
+        later.usage.output = 6;
+        assert_eq!(merge(&mut map, later), Merge::Replaced);
+        assert_eq!(merge(&mut map, a), Merge::Unchanged);
+    }
+}

@@ -257,3 +257,86 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
     Some(t.timestamp_micros())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> FileContext {
+        FileContext {
+            file: "/p/s.jsonl".into(),
+            project: "p".into(),
+            session: "stem".into(),
+            machine: "m".into(),
+        }
+    }
+
+    const USAGE: &str = r#"{"input_tokens":4,"cache_creation_input_tokens":30,"cache_read_input_tokens":500,"cache_creation":{"ephemeral_5m_input_tokens":10,"ephemeral_1h_input_tokens":20},"output_tokens":7,"server_tool_use":{"web_search_requests":2},"service_tier":"standard","future_field":{"a":[1,2]}}"#;
+
+    #[test]
+    fn a_response_line_becomes_a_record_with_its_raw_usage_as_read() {
+        let line = format!(
+            r#"{{"sessionId":"sess","message":{{"id":"msg_1","model":"claude-opus-4-1","content":[{{"type":"text","text":"hi"}}],"usage":{USAGE}}},"requestId":"req_1","type":"assistant","timestamp":"2026-11-01T10:00:00.250Z"}}"#
+        );
+        let parsed = parse_line(line.as_bytes(), 42, &ctx());
+        let r = parsed.outcome.unwrap();
+        assert_eq!(r.key, "msg_1:req_1");
+        assert_eq!(r.session_id, "sess");
+        assert_eq!(r.model, "claude-opus-4-1");
+        assert_eq!(r.raw_usage, USAGE);
+        assert_eq!(r.offset, 42);
+        assert_eq!(r.timestamp, 1_793_527_200_250_000);
+        assert_eq!(
+            r.usage,
+            Usage {
+                input: 4,
+                output: 7,
+                cache_write_5m: 10,
+                cache_write_1h: 20,
+                cache_read: 500,
+                web_search_requests: 2,
+                web_fetch_requests: 0
+            }
+        );
+    }
+
+    #[test]
+    fn without_a_split_cache_writes_are_five_minute_writes() {
+        let u = usage(r#"{"input_tokens":1,"cache_creation_input_tokens":9}"#).unwrap();
+        assert_eq!((u.cache_write_5m, u.cache_write_1h), (9, 0));
+    }
+
+    #[test]
+    fn every_kind_of_line_without_a_record() {
+        let ts = r#""timestamp":"2026-11-01T10:00:00Z""#;
+        let cases: Vec<(String, Skip)> = vec![
+            ("  ".into(), Skip::Blank),
+            ("{not json".into(), Skip::Malformed),
+            ("[1,2]".into(), Skip::Malformed),
+            (format!(r#"{{"type":"user","message":{{"role":"user","content":"x"}},{ts}}}"#), Skip::NoUsage),
+            (format!(r#"{{"type":"summary","message":"text",{ts}}}"#), Skip::NoUsage),
+            (format!(r#"{{"message":{{"id":"m","usage":null}},{ts}}}"#), Skip::NoUsage),
+            (format!(r#"{{"message":{{"id":"m","model":"<synthetic>","usage":{{"input_tokens":0}}}},{ts}}}"#), Skip::Synthetic),
+            (format!(r#"{{"isApiErrorMessage":true,"message":{{"id":"m","model":"x","usage":{{"input_tokens":0}}}},{ts}}}"#), Skip::ApiError),
+            (format!(r#"{{"message":{{"model":"x","usage":{{"input_tokens":1}}}},{ts}}}"#), Skip::NoId),
+            (format!(r#"{{"message":{{"id":"m","usage":{{"input_tokens":-1}}}},{ts}}}"#), Skip::BadUsage),
+            (format!(r#"{{"message":{{"id":"m","usage":{{"output_tokens":9223372036854775808}}}},{ts}}}"#), Skip::BadUsage),
+            (r#"{"message":{"id":"m","usage":{"input_tokens":1}},"timestamp":"yesterday"}"#.into(), Skip::BadTimestamp),
+            (r#"{"message":{"id":"m","usage":{"input_tokens":1}}}"#.into(), Skip::BadTimestamp),
+        ];
+        for (line, kind) in cases {
+            assert_eq!(parse_line(line.as_bytes(), 0, &ctx()).outcome, Err(kind), "{line}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_flagged_and_the_usage_still_counts() {
+        let mut line = br#"{"message":{"id":"m","content":"bad "#.to_vec();
+        line.extend_from_slice(b"\xFF\xFE");
+        line.extend_from_slice(br#"","usage":{"output_tokens":3}},"timestamp":"2026-11-01T10:00:00Z"}"#);
+        let parsed = parse_line(&line, 0, &ctx());
+        assert!(parsed.invalid_utf8);
+        let r = parsed.outcome.unwrap();
+        assert_eq!((r.key.as_str(), r.usage.output, r.session_id.as_str()), ("m", 3, "stem"));
+    }
+}

@@ -171,3 +171,56 @@ impl<R: Read> LineReader<R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], start: u64) -> (Vec<(u64, Vec<u8>, bool, bool)>, u64, u64) {
+        let mut r = LineReader::with_buffer(input, start, vec![0; 3]);
+        let mut out = Vec::new();
+        while let Some(line) = r.next_line().unwrap() {
+            match line {
+                Line::Text {
+                    offset,
+                    bytes,
+                    crlf,
+                    bom,
+                } => out.push((offset, bytes.to_vec(), crlf, bom)),
+                Line::Oversized { .. } => unreachable!(),
+            }
+        }
+        (out, r.consumed(), r.torn())
+    }
+
+    #[test]
+    fn lines_offsets_crlf_bom_and_a_torn_tail() {
+        let (got, consumed, torn) = lines(b"\xEF\xBB\xBFab\r\n\ncd\nef", 0);
+        assert_eq!(
+            got,
+            vec![
+                (0, b"ab".to_vec(), true, true),
+                (7, b"".to_vec(), false, false),
+                (8, b"cd".to_vec(), false, false),
+            ]
+        );
+        assert_eq!((consumed, torn), (11, 2));
+        // A BOM-looking start later in a file is data.
+        let (got, consumed, torn) = lines(b"\xEF\xBB\xBFx\n", 5);
+        assert_eq!(got, vec![(5, b"\xEF\xBB\xBFx".to_vec(), false, false)]);
+        assert_eq!((consumed, torn), (10, 0));
+    }
+
+    #[test]
+    fn long_lines_grow_the_buffer_and_the_buffer_is_reused() {
+        let long = vec![b'x'; INITIAL * 3];
+        let mut input = long.clone();
+        input.extend_from_slice(b"\nyz\n");
+        let mut r = LineReader::new(&input[..], 0);
+        assert!(matches!(r.next_line().unwrap(), Some(Line::Text { bytes, .. }) if bytes == &long[..]));
+        assert!(matches!(r.next_line().unwrap(), Some(Line::Text { offset, bytes, .. }) if bytes == b"yz" && offset == long.len() as u64 + 1));
+        assert!(r.next_line().unwrap().is_none());
+        let buf = r.into_buffer();
+        assert!(buf.len() >= long.len());
+    }
+}

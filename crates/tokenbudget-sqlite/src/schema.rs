@@ -18,14 +18,21 @@ pub(crate) struct Migration {
 }
 
 /// Every migration this build knows, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "budgets, reservations, events",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "budgets, reservations, events",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "usage ledger: records and import checkpoints",
+        sql: include_str!("../migrations/0002_ledger.sql"),
+    },
+];
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokenbudget_schema (
     version     INTEGER PRIMARY KEY NOT NULL,
@@ -141,7 +148,7 @@ mod tests {
         assert_eq!(note, "v2");
 
         // This build's list now looks old to the database: a clear error, nothing changed.
-        let err = migrate(&mut conn, MIGRATIONS).await.unwrap_err();
+        let err = migrate(&mut conn, &MIGRATIONS[..1]).await.unwrap_err();
         assert!(matches!(
             err,
             SqliteError::SchemaTooNew {

@@ -3,6 +3,7 @@
 mod config;
 mod error;
 mod gate;
+mod ledger;
 mod ops;
 mod pool;
 mod rows;
@@ -12,5 +13,6 @@ mod store;
 mod tx;
 
 pub use config::{Config, DATABASE_URL_ENV};
+pub use ledger::PostgresUsageStore;
 pub use pool::PoolStatus;
 pub use store::PostgresStore;

@@ -50,7 +50,10 @@ async fn ten_instances_opening_at_once_migrate_exactly_once() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(versions, [(1, "initial".to_owned())]);
+    assert_eq!(
+        versions,
+        [(1, "initial".to_owned()), (2, "usage ledger".to_owned())]
+    );
     for (n, store) in stores.iter().enumerate() {
         let id = BudgetId::new(format!("wf-{n}")).unwrap();
         store

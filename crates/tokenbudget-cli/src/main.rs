@@ -7,8 +7,11 @@ mod budget;
 mod cli;
 mod count;
 mod failure;
+mod import;
+mod ledger;
 mod output;
 mod reserve;
+mod usage;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -64,12 +67,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         // Counting needs no database: don't create one.
         Command::Count(args) => count::run(args, &mut out).await?,
+        // The ledger opens the database itself (the same one as the budgets).
+        Command::Import(cmd) => import::run(cmd, &cli.db, &mut out).await?,
+        Command::Usage(cmd) => usage::run(cmd, &cli.db, &mut out).await?,
         command => {
             let budgets = TokenBudget::open(&cli.db).await.map_err(|e| {
                 Failure::from(e).context(format!("opening {}", tokenbudget::redact(&cli.db)))
             })?;
             match command {
-                Command::Count(_) => unreachable!("handled above"),
+                Command::Count(_) | Command::Import(_) | Command::Usage(_) => {
+                    unreachable!("handled above")
+                }
                 Command::Budget(cmd) => budget::run(cmd, &budgets, &mut out).await?,
                 Command::Reserve(args) => reserve::reserve(args, &budgets, &mut out).await?,
                 Command::Commit {

@@ -96,9 +96,10 @@ pub async fn run(cmd: ImportCommand, db: &str, out: &mut Out) -> Result<(), Fail
         bar.inc(p.bytes);
         bar.set_message(format!("{done}/{count} files, {lines} lines"));
     };
-    let summary = tokenbudget_ledger::import(&*store, &files, ImportOptions::default(), &mut on_progress)
-        .await
-        .map_err(|e| Failure::error(e).context("importing"))?;
+    let summary =
+        tokenbudget_ledger::import(&*store, &files, ImportOptions::default(), &mut on_progress)
+            .await
+            .map_err(|e| Failure::error(e).context("importing"))?;
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     report(&summary, elapsed, out)?;
@@ -151,7 +152,10 @@ fn report(s: &ImportSummary, elapsed: f64, out: &mut Out) -> Result<(), Failure>
             ("CRLF lines", s.crlf_lines),
             ("files with a BOM", s.bom_files),
             ("over-long lines skipped", s.oversized_lines),
-            ("files ending in an incomplete line (left for the next run)", s.torn_files),
+            (
+                "files ending in an incomplete line (left for the next run)",
+                s.torn_files,
+            ),
         ];
         for (what, n) in notes {
             if n > 0 {

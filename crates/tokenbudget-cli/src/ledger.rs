@@ -19,7 +19,9 @@ pub async fn open(url: &str) -> Result<DynUsageStore, Failure> {
             return Ok(std::sync::Arc::new(store));
         }
         #[cfg(not(feature = "postgres"))]
-        return Err(Failure::usage("feature `postgres` is not enabled in this build"));
+        return Err(Failure::usage(
+            "feature `postgres` is not enabled in this build",
+        ));
     }
     if let Some((scheme, _)) = trimmed.split_once("://") {
         if !scheme.eq_ignore_ascii_case("sqlite") {
@@ -36,7 +38,9 @@ pub async fn open(url: &str) -> Result<DynUsageStore, Failure> {
         Ok(std::sync::Arc::new(store))
     }
     #[cfg(not(feature = "sqlite"))]
-    Err(Failure::usage("feature `sqlite` is not enabled in this build"))
+    Err(Failure::usage(
+        "feature `sqlite` is not enabled in this build",
+    ))
 }
 
 /// List prices in nano-USD per token (= milli-USD per million tokens): input, output, 5-minute

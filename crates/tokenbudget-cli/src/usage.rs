@@ -69,7 +69,8 @@ fn parse_date(text: &str) -> Result<NaiveDate, String> {
 }
 
 fn parse_zone(text: &str) -> Result<Zone, String> {
-    text.parse().map_err(|e: tokenbudget_ledger::Error| e.to_string())
+    text.parse()
+        .map_err(|e: tokenbudget_ledger::Error| e.to_string())
 }
 
 /// Microseconds at the start of `day` in `zone`.
@@ -95,7 +96,10 @@ pub async fn run(cmd: UsageCommand, db: &str, out: &mut Out) -> Result<(), Failu
     let store = crate::ledger::open(db).await?;
     let query = RecordQuery {
         since: args.since.map(|d| start_of(d, args.tz)),
-        until: args.until.and_then(|d| d.succ_opt()).map(|d| start_of(d, args.tz)),
+        until: args
+            .until
+            .and_then(|d| d.succ_opt())
+            .map(|d| start_of(d, args.tz)),
         without_raw: true,
     };
     let records = store
@@ -140,7 +144,15 @@ fn tokens(n: u64) -> String {
     out
 }
 
-const HEADERS: [&str; 7] = ["", "Input", "Output", "Cache write", "Cache read", "Total", "Cost"];
+const HEADERS: [&str; 7] = [
+    "",
+    "Input",
+    "Output",
+    "Cache write",
+    "Cache read",
+    "Total",
+    "Cost",
+];
 
 fn cells(label: String, t: &Totals) -> [String; 7] {
     let u = &t.usage;

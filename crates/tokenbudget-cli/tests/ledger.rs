@@ -26,8 +26,15 @@ fn tree(dir: &Path) -> Expected {
 }
 
 fn import(s: &Scratch, db: &str, tree: &Path) -> Value {
-    s.run(&["--db", db, "--json", "import", "claude-code", tree.to_str().unwrap()])
-        .json()
+    s.run(&[
+        "--db",
+        db,
+        "--json",
+        "import",
+        "claude-code",
+        tree.to_str().unwrap(),
+    ])
+    .json()
 }
 
 fn daily_total(s: &Scratch, db: &str) -> Value {
@@ -102,12 +109,17 @@ fn scenario(s: &Scratch, db: &str, db2: &str) {
         let run = support::Run::from(child.wait_with_output().unwrap());
         inserted += run.json()["inserted"].as_u64().unwrap();
     }
-    assert_eq!(inserted, expected.total.records, "each response inserted by exactly one");
+    assert_eq!(
+        inserted, expected.total.records,
+        "each response inserted by exactly one"
+    );
     assert_totals(s, db2, &expected);
 
     // Every report runs and sums to the same total.
     for period in ["daily", "weekly", "monthly", "session", "blocks", "models"] {
-        let r = s.run(&["--db", db, "--json", "usage", period, "--breakdown"]).json();
+        let r = s
+            .run(&["--db", db, "--json", "usage", period, "--breakdown"])
+            .json();
         let sum: u64 = r["rows"]
             .as_array()
             .unwrap()
@@ -116,9 +128,15 @@ fn scenario(s: &Scratch, db: &str, db2: &str) {
             .sum();
         assert_eq!(sum, expected.total.records, "{period}");
         let text = s.run(&["--db", db, "usage", period]).ok().to_owned();
-        assert!(text.lines().all(|l| l.chars().count() <= 100), "{period}:\n{text}");
+        assert!(
+            text.lines().all(|l| l.chars().count() <= 100),
+            "{period}:\n{text}"
+        );
         assert!(text.contains("Total"), "{text}");
-        let csv = s.run(&["--db", db, "usage", period, "--csv"]).ok().to_owned();
+        let csv = s
+            .run(&["--db", db, "usage", period, "--csv"])
+            .ok()
+            .to_owned();
         assert!(csv.starts_with("label,until,gap,model,responses"), "{csv}");
     }
 }
@@ -128,7 +146,11 @@ fn verify_catches(s: &Scratch, db: &str, tree: &str) {
     let run = s.run(&["--db", db, "usage", "verify", tree]);
     assert_eq!(run.code, 1, "{run:#?}");
     assert!(run.stdout.contains("differs: "), "{}", run.stdout);
-    assert!(run.stderr.contains("the ledger differs from the sources"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the ledger differs from the sources"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

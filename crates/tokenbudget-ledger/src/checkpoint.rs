@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(plan(&stat(10, 1), None), Plan::FromStart);
         assert_eq!(plan(&stat(10, 1), Some(&cp(10, 8, 1))), Plan::Unchanged);
         let grown = cp(10, 8, 1);
-        assert_eq!(plan(&stat(20, 2), Some(&grown)), Plan::Verify(grown.clone()));
+        assert_eq!(
+            plan(&stat(20, 2), Some(&grown)),
+            Plan::Verify(grown.clone())
+        );
         // Same size, touched: check the prefix.
         assert_eq!(plan(&stat(10, 5), Some(&grown)), Plan::Verify(grown));
         // Shorter than the offset read: rewritten.

@@ -118,6 +118,12 @@ mod tests {
 
     /// A candidate line: message id, request id, output tokens, file, offset.
     type Line = (&'static str, Option<&'static str>, u64, &'static str, u64);
+    /// A rule: its name, the candidate lines, the records that remain.
+    type Rule = (
+        &'static str,
+        Vec<Line>,
+        Vec<(&'static str, u64, &'static str)>,
+    );
 
     fn candidate((msg, req, output, file, offset): Line) -> UsageRecord {
         UsageRecord {
@@ -141,7 +147,10 @@ mod tests {
 
     #[test]
     fn the_key_is_message_id_and_request_id_else_message_id() {
-        assert_eq!(key(Some("msg_1"), Some("req_1")).as_deref(), Some("msg_1:req_1"));
+        assert_eq!(
+            key(Some("msg_1"), Some("req_1")).as_deref(),
+            Some("msg_1:req_1")
+        );
         assert_eq!(key(Some("msg_1"), None).as_deref(), Some("msg_1"));
         assert_eq!(key(Some("msg_1"), Some("")).as_deref(), Some("msg_1"));
         assert_eq!(key(None, Some("req_1")), None);
@@ -152,7 +161,7 @@ mod tests {
     /// must remain `(key, output, file)`. Every row is also checked in reverse read order.
     #[test]
     fn every_collision_rule() {
-        let table: Vec<(&str, Vec<Line>, Vec<(&str, u64, &str)>)> = vec![
+        let table: Vec<Rule> = vec![
             (
                 "streaming snapshots of one response keep the final usage, not first nor sum",
                 vec![
@@ -207,7 +216,8 @@ mod tests {
         ];
         for (rule, lines, want) in table {
             for reversed in [false, true] {
-                let mut candidates: Vec<UsageRecord> = lines.iter().copied().map(candidate).collect();
+                let mut candidates: Vec<UsageRecord> =
+                    lines.iter().copied().map(candidate).collect();
                 if reversed {
                     candidates.reverse();
                 }

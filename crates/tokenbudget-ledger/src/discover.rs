@@ -102,7 +102,10 @@ pub fn context(root: &Path, path: &Path, machine: &str) -> FileContext {
         _ => name(path.parent()),
     };
     let parent = path.parent();
-    let session = if parent.and_then(Path::file_name).is_some_and(|n| n == "subagents") {
+    let session = if parent
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == "subagents")
+    {
         name(parent.and_then(Path::parent))
     } else {
         stem(path)

@@ -45,7 +45,13 @@ pub enum Error {
 impl Error {
     /// Whether repeating the call may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Storage { retryable: true, .. })
+        matches!(
+            self,
+            Self::Storage {
+                retryable: true,
+                ..
+            }
+        )
     }
 
     /// A storage error from any displayable database error.

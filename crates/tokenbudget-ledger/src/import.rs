@@ -191,7 +191,8 @@ fn read_range(file: &File, range: std::ops::Range<u64>, name: &str) -> Result<Ve
     {
         use std::io::Read;
         let mut f = file.try_clone().map_err(|e| io(name, e))?;
-        f.seek(SeekFrom::Start(range.start)).map_err(|e| io(name, e))?;
+        f.seek(SeekFrom::Start(range.start))
+            .map_err(|e| io(name, e))?;
         f.read_exact(&mut bytes).map_err(|e| io(name, e))?;
     }
     Ok(bytes)

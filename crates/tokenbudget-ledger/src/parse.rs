@@ -313,19 +313,60 @@ mod tests {
             ("  ".into(), Skip::Blank),
             ("{not json".into(), Skip::Malformed),
             ("[1,2]".into(), Skip::Malformed),
-            (format!(r#"{{"type":"user","message":{{"role":"user","content":"x"}},{ts}}}"#), Skip::NoUsage),
-            (format!(r#"{{"type":"summary","message":"text",{ts}}}"#), Skip::NoUsage),
-            (format!(r#"{{"message":{{"id":"m","usage":null}},{ts}}}"#), Skip::NoUsage),
-            (format!(r#"{{"message":{{"id":"m","model":"<synthetic>","usage":{{"input_tokens":0}}}},{ts}}}"#), Skip::Synthetic),
-            (format!(r#"{{"isApiErrorMessage":true,"message":{{"id":"m","model":"x","usage":{{"input_tokens":0}}}},{ts}}}"#), Skip::ApiError),
-            (format!(r#"{{"message":{{"model":"x","usage":{{"input_tokens":1}}}},{ts}}}"#), Skip::NoId),
-            (format!(r#"{{"message":{{"id":"m","usage":{{"input_tokens":-1}}}},{ts}}}"#), Skip::BadUsage),
-            (format!(r#"{{"message":{{"id":"m","usage":{{"output_tokens":9223372036854775808}}}},{ts}}}"#), Skip::BadUsage),
-            (r#"{"message":{"id":"m","usage":{"input_tokens":1}},"timestamp":"yesterday"}"#.into(), Skip::BadTimestamp),
-            (r#"{"message":{"id":"m","usage":{"input_tokens":1}}}"#.into(), Skip::BadTimestamp),
+            (
+                format!(r#"{{"type":"user","message":{{"role":"user","content":"x"}},{ts}}}"#),
+                Skip::NoUsage,
+            ),
+            (
+                format!(r#"{{"type":"summary","message":"text",{ts}}}"#),
+                Skip::NoUsage,
+            ),
+            (
+                format!(r#"{{"message":{{"id":"m","usage":null}},{ts}}}"#),
+                Skip::NoUsage,
+            ),
+            (
+                format!(
+                    r#"{{"message":{{"id":"m","model":"<synthetic>","usage":{{"input_tokens":0}}}},{ts}}}"#
+                ),
+                Skip::Synthetic,
+            ),
+            (
+                format!(
+                    r#"{{"isApiErrorMessage":true,"message":{{"id":"m","model":"x","usage":{{"input_tokens":0}}}},{ts}}}"#
+                ),
+                Skip::ApiError,
+            ),
+            (
+                format!(r#"{{"message":{{"model":"x","usage":{{"input_tokens":1}}}},{ts}}}"#),
+                Skip::NoId,
+            ),
+            (
+                format!(r#"{{"message":{{"id":"m","usage":{{"input_tokens":-1}}}},{ts}}}"#),
+                Skip::BadUsage,
+            ),
+            (
+                format!(
+                    r#"{{"message":{{"id":"m","usage":{{"output_tokens":9223372036854775808}}}},{ts}}}"#
+                ),
+                Skip::BadUsage,
+            ),
+            (
+                r#"{"message":{"id":"m","usage":{"input_tokens":1}},"timestamp":"yesterday"}"#
+                    .into(),
+                Skip::BadTimestamp,
+            ),
+            (
+                r#"{"message":{"id":"m","usage":{"input_tokens":1}}}"#.into(),
+                Skip::BadTimestamp,
+            ),
         ];
         for (line, kind) in cases {
-            assert_eq!(parse_line(line.as_bytes(), 0, &ctx()).outcome, Err(kind), "{line}");
+            assert_eq!(
+                parse_line(line.as_bytes(), 0, &ctx()).outcome,
+                Err(kind),
+                "{line}"
+            );
         }
     }
 
@@ -333,10 +374,15 @@ mod tests {
     fn invalid_utf8_is_flagged_and_the_usage_still_counts() {
         let mut line = br#"{"message":{"id":"m","content":"bad "#.to_vec();
         line.extend_from_slice(b"\xFF\xFE");
-        line.extend_from_slice(br#"","usage":{"output_tokens":3}},"timestamp":"2026-11-01T10:00:00Z"}"#);
+        line.extend_from_slice(
+            br#"","usage":{"output_tokens":3}},"timestamp":"2026-11-01T10:00:00Z"}"#,
+        );
         let parsed = parse_line(&line, 0, &ctx());
         assert!(parsed.invalid_utf8);
         let r = parsed.outcome.unwrap();
-        assert_eq!((r.key.as_str(), r.usage.output, r.session_id.as_str()), ("m", 3, "stem"));
+        assert_eq!(
+            (r.key.as_str(), r.usage.output, r.session_id.as_str()),
+            ("m", 3, "stem")
+        );
     }
 }

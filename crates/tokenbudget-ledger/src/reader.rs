@@ -176,7 +176,9 @@ impl<R: Read> LineReader<R> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8], start: u64) -> (Vec<(u64, Vec<u8>, bool, bool)>, u64, u64) {
+    type Lines = Vec<(u64, Vec<u8>, bool, bool)>;
+
+    fn lines(input: &[u8], start: u64) -> (Lines, u64, u64) {
         let mut r = LineReader::with_buffer(input, start, vec![0; 3]);
         let mut out = Vec::new();
         while let Some(line) = r.next_line().unwrap() {
@@ -217,8 +219,12 @@ mod tests {
         let mut input = long.clone();
         input.extend_from_slice(b"\nyz\n");
         let mut r = LineReader::new(&input[..], 0);
-        assert!(matches!(r.next_line().unwrap(), Some(Line::Text { bytes, .. }) if bytes == &long[..]));
-        assert!(matches!(r.next_line().unwrap(), Some(Line::Text { offset, bytes, .. }) if bytes == b"yz" && offset == long.len() as u64 + 1));
+        assert!(
+            matches!(r.next_line().unwrap(), Some(Line::Text { bytes, .. }) if bytes == &long[..])
+        );
+        assert!(
+            matches!(r.next_line().unwrap(), Some(Line::Text { offset, bytes, .. }) if bytes == b"yz" && offset == long.len() as u64 + 1)
+        );
         assert!(r.next_line().unwrap().is_none());
         let buf = r.into_buffer();
         assert!(buf.len() >= long.len());

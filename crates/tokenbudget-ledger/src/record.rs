@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// `cache_write_5m + cache_write_1h` is the response's `cache_creation_input_tokens`: when a
 /// source gives no split (`usage.cache_creation`), all of it is counted as 5-minute writes, the
 /// only kind that existed before the split.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Usage {
     /// `input_tokens`: uncached input.
     pub input: u64,

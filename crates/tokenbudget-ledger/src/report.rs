@@ -172,7 +172,9 @@ pub fn report(
     }
     let rows = match options.period {
         Period::Blocks => blocks(&selected, options, price),
-        period => grouped(&selected, options, price, |r| label(period, options.zone, r)),
+        period => grouped(&selected, options, price, |r| {
+            label(period, options.zone, r)
+        }),
     };
     Report { rows, total }
 }
@@ -182,7 +184,8 @@ fn label(period: Period, zone: Zone, r: &UsageRecord) -> String {
     match period {
         Period::Daily => t.format("%Y-%m-%d").to_string(),
         Period::Weekly => {
-            let monday = t.date_naive() - Duration::days(i64::from(t.weekday().num_days_from_monday()));
+            let monday =
+                t.date_naive() - Duration::days(i64::from(t.weekday().num_days_from_monday()));
             monday.format("%Y-%m-%d").to_string()
         }
         Period::Monthly => t.format("%Y-%m").to_string(),

@@ -47,7 +47,11 @@ fn canonical(expected: &Expected) -> BTreeMap<String, Totals> {
         .collect()
 }
 
-async fn run(store: &dyn UsageStore, files: &[SourceFile], options: ImportOptions) -> ImportSummary {
+async fn run(
+    store: &dyn UsageStore,
+    files: &[SourceFile],
+    options: ImportOptions,
+) -> ImportSummary {
     import(store, files, options, &mut |_| {}).await.unwrap()
 }
 
@@ -84,7 +88,10 @@ async fn a_rerun_on_unchanged_files_reads_nothing() {
     let before = totals(&store).await;
     let s = run(&store, &files, ImportOptions::default()).await;
     assert_eq!(s.files_unchanged, files.len() as u64);
-    assert_eq!((s.bytes_read, s.lines, s.inserted, s.replaced), (0, 0, 0, 0));
+    assert_eq!(
+        (s.bytes_read, s.lines, s.inserted, s.replaced),
+        (0, 0, 0, 0)
+    );
     assert_eq!(totals(&store).await, before);
 }
 
@@ -112,7 +119,10 @@ async fn a_grown_file_is_read_from_its_checkpoint_and_a_torn_line_completes_late
                 r#"{{"sessionId":"{session}","message":{{"id":"msg_torn_{session}","model":"claude-sonnet-4-5-20250929","usage":{{"input_tokens":1,"output_tokens":77}}}},"requestId":"req_t","timestamp":"2026-11-02T00:00:00Z"}}"#
             );
             // Overwrite the torn half: truncate to the last newline, then append whole lines.
-            let file = std::fs::OpenOptions::new().write(true).open(&f.path).unwrap();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&f.path)
+                .unwrap();
             file.set_len(cut as u64).unwrap();
             append(&f.path, format!("{whole}\n").as_bytes());
             completed += 1;
@@ -125,7 +135,10 @@ async fn a_grown_file_is_read_from_its_checkpoint_and_a_torn_line_completes_late
     assert_eq!(s.torn_files, 0);
     let (total, _) = totals(&store).await;
     assert_eq!(total.records, expected.total.records + completed);
-    assert_eq!(total.usage.output, expected.total.usage.output + 77 * completed);
+    assert_eq!(
+        total.usage.output,
+        expected.total.usage.output + 77 * completed
+    );
 }
 
 #[tokio::test]
@@ -136,7 +149,12 @@ async fn a_rewritten_file_is_read_again_from_the_start_without_double_counting()
     // Rewrite one file with the same lines plus one, and another one shorter than before.
     let a = &files[0].path;
     let mut bytes = std::fs::read(a).unwrap();
-    bytes.splice(0..0, b"{\"type\":\"summary\",\"summary\":\"compacted\"}\n".iter().copied());
+    bytes.splice(
+        0..0,
+        b"{\"type\":\"summary\",\"summary\":\"compacted\"}\n"
+            .iter()
+            .copied(),
+    );
     std::fs::write(a, &bytes).unwrap();
     let b = &files[1].path;
     let original = std::fs::read(b).unwrap();
@@ -218,7 +236,10 @@ async fn importing_a_copy_from_another_machine_merges_idempotently() {
     let (dir, expected, files) = tree(&Spec::default());
     let copy = tempfile::tempdir().unwrap();
     for f in &files {
-        let rel = f.path.strip_prefix(dir.path().canonicalize().unwrap()).unwrap();
+        let rel = f
+            .path
+            .strip_prefix(dir.path().canonicalize().unwrap())
+            .unwrap();
         let to = copy.path().join(rel);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&f.path, &to).unwrap();

@@ -252,7 +252,10 @@ fn checkpoint_row(row: &Row) -> std::result::Result<Checkpoint, tokio_postgres::
     })
 }
 
-fn record_row(row: &Row, with_raw: bool) -> std::result::Result<UsageRecord, tokio_postgres::Error> {
+fn record_row(
+    row: &Row,
+    with_raw: bool,
+) -> std::result::Result<UsageRecord, tokio_postgres::Error> {
     let n = |c: &str| row.try_get::<_, i64>(c).map(uint);
     Ok(UsageRecord {
         key: row.try_get("dedup_key")?,

@@ -8,7 +8,11 @@ use crate::error::PgError;
 /// The migrations, in order. A migration is never edited once released: add a new one.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
-    (2, "usage ledger", include_str!("../migrations/0002_ledger.sql")),
+    (
+        2,
+        "usage ledger",
+        include_str!("../migrations/0002_ledger.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

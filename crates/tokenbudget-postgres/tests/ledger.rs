@@ -66,7 +66,13 @@ impl UsageHarness for SchemaHarness {
     }
 
     async fn same_database(&self, _store: &DynUsageStore) -> DynUsageStore {
-        let (url, schema) = self.schemas.lock().unwrap().last().cloned().expect("fresh first");
+        let (url, schema) = self
+            .schemas
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("fresh first");
         Arc::new(open(&url, &schema).await)
     }
 }

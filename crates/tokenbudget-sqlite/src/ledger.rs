@@ -122,7 +122,9 @@ impl SqliteUsageStore {
         let mut conn = loop {
             match options.connect().await {
                 Ok(conn) => break conn,
-                Err(e) if crate::error::is_busy(&e) => backoff.wait(e.into()).await.map_err(gave_up)?,
+                Err(e) if crate::error::is_busy(&e) => {
+                    backoff.wait(e.into()).await.map_err(gave_up)?
+                }
                 Err(e) => return Err(storage(e)),
             }
         };

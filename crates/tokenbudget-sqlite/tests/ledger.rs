@@ -24,7 +24,14 @@ impl UsageHarness for FileHarness {
     }
 
     async fn same_database(&self, _store: &DynUsageStore) -> DynUsageStore {
-        let path = self.dirs.lock().unwrap().last().expect("a fresh store").1.clone();
+        let path = self
+            .dirs
+            .lock()
+            .unwrap()
+            .last()
+            .expect("a fresh store")
+            .1
+            .clone();
         Arc::new(SqliteUsageStore::open(&path).await.expect("open again"))
     }
 }
@@ -36,7 +43,10 @@ async fn the_ledger_lives_beside_the_budgets_in_one_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("budgets.db").display().to_string();
     let budgets = tokenbudget_sqlite::SqliteStore::open(&path).await.unwrap();
-    assert_eq!(budgets.schema_version().await.unwrap(), tokenbudget_sqlite::SCHEMA_VERSION);
+    assert_eq!(
+        budgets.schema_version().await.unwrap(),
+        tokenbudget_sqlite::SCHEMA_VERSION
+    );
     let ledger = SqliteUsageStore::open(&path).await.unwrap();
     let tree = tempfile::tempdir().unwrap();
     let expected =

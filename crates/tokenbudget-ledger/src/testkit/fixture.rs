@@ -387,7 +387,9 @@ fn trap_lines(
         r#"{{"type":"assistant","sessionId":"{session}","message":{{"model":"claude-sonnet-4-5-20250929","role":"assistant","usage":{{"input_tokens":5,"output_tokens":6}}}},"timestamp":"{ts}"}}"#
     ).as_bytes())?;
     bump(e, "no_message_id");
-    w.line(format!(r#"{{"type":"summary","summary":"A chat","leafUuid":"x-{session}"}}"#).as_bytes())?;
+    w.line(
+        format!(r#"{{"type":"summary","summary":"A chat","leafUuid":"x-{session}"}}"#).as_bytes(),
+    )?;
     bump(e, "no_usage");
     Ok(())
 }

@@ -50,7 +50,10 @@ pub fn checkpoint(file: &str, offset: u64, head: &str) -> Checkpoint {
 }
 
 async fn all(store: &DynUsageStore) -> Vec<UsageRecord> {
-    store.records(&RecordQuery::default()).await.expect("records")
+    store
+        .records(&RecordQuery::default())
+        .await
+        .expect("records")
 }
 
 fn by_key(records: Vec<UsageRecord>) -> BTreeMap<String, UsageRecord> {
@@ -61,7 +64,10 @@ fn by_key(records: Vec<UsageRecord>) -> BTreeMap<String, UsageRecord> {
 pub async fn writes_insert_new_keys_and_replace_only_when_superseded(h: &impl UsageHarness) {
     let store = h.fresh().await;
     let first = record("msg_1:req_1", 5, 100, "a.jsonl");
-    let w = store.write(&[first.clone()], None).await.unwrap();
+    let w = store
+        .write(std::slice::from_ref(&first), None)
+        .await
+        .unwrap();
     assert_eq!(
         w,
         WriteSummary {
@@ -71,7 +77,10 @@ pub async fn writes_insert_new_keys_and_replace_only_when_superseded(h: &impl Us
         }
     );
     let final_ = record("msg_1:req_1", 50, 101, "a.jsonl");
-    let w = store.write(&[final_.clone()], None).await.unwrap();
+    let w = store
+        .write(std::slice::from_ref(&final_), None)
+        .await
+        .unwrap();
     assert_eq!(w.replaced, 1);
     // An earlier snapshot and a repeat of the final one change nothing.
     let w = store.write(&[first, final_.clone()], None).await.unwrap();
@@ -139,14 +148,22 @@ pub async fn records_and_checkpoint_are_one_transaction(h: &impl UsageHarness) {
     let cp2 = checkpoint("/t/a.jsonl", 200, "h1");
     let err = store
         .write(
-            &[record("k2", 1, 2, "/t/a.jsonl"), record("", 1, 3, "/t/a.jsonl")],
+            &[
+                record("k2", 1, 2, "/t/a.jsonl"),
+                record("", 1, 3, "/t/a.jsonl"),
+            ],
             Some(&cp2),
         )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidRecord { .. }), "{err}");
     assert_eq!(
-        store.checkpoint("/t/a.jsonl").await.unwrap().unwrap().offset,
+        store
+            .checkpoint("/t/a.jsonl")
+            .await
+            .unwrap()
+            .unwrap()
+            .offset,
         100
     );
     assert_eq!(all(&store).await.len(), 1);
@@ -231,7 +248,11 @@ pub async fn checkpoints_are_listed_once_in_file_order(h: &impl UsageHarness) {
         .collect();
     assert_eq!(
         files,
-        [("a".to_owned(), 2), ("b".to_owned(), 1), ("c".to_owned(), 1)]
+        [
+            ("a".to_owned(), 2),
+            ("b".to_owned(), 1),
+            ("c".to_owned(), 1)
+        ]
     );
 }
 
@@ -278,7 +299,7 @@ pub async fn records_are_ordered_and_filtered_by_time(h: &impl UsageHarness) {
 pub async fn records_without_raw_have_empty_raw_usage(h: &impl UsageHarness) {
     let store = h.fresh().await;
     let r = record("k", 1, 1, "f");
-    store.write(&[r.clone()], None).await.unwrap();
+    store.write(std::slice::from_ref(&r), None).await.unwrap();
     let got = store
         .records(&RecordQuery {
             without_raw: true,
@@ -298,7 +319,12 @@ pub async fn concurrent_writers_converge_on_the_merged_result(h: &impl UsageHarn
     let mut candidates = Vec::new();
     for k in 0..40 {
         for snapshot in 0..5 {
-            candidates.push(record(&format!("k{k}"), snapshot * 10 + k, 100 + k as i64, "f"));
+            candidates.push(record(
+                &format!("k{k}"),
+                snapshot * 10 + k,
+                100 + k as i64,
+                "f",
+            ));
         }
     }
     let expected: Vec<UsageRecord> = {

@@ -123,7 +123,10 @@ impl RawSqlite {
             .connect()
             .await?;
         for sql in SCHEMA_SQL {
-            sqlx::query(sql).persistent(false).execute(&mut conn).await?;
+            sqlx::query(sql)
+                .persistent(false)
+                .execute(&mut conn)
+                .await?;
         }
         Ok(Self {
             writer: Mutex::new(conn),

@@ -77,6 +77,12 @@ pub enum Command {
     Charge(ChargeArgs),
     /// Release every reservation whose timeout has passed.
     Sweep,
+    /// Imports usage from other tools' records into the usage ledger.
+    #[command(subcommand)]
+    Import(crate::import::ImportCommand),
+    /// Reports on the usage ledger, and its verification against the sources.
+    #[command(subcommand)]
+    Usage(crate::usage::UsageCommand),
 }
 
 #[derive(Debug, Args)]

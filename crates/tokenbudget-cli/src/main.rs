@@ -8,8 +8,11 @@ mod cli;
 mod cost;
 mod count;
 mod failure;
+mod import;
+mod ledger;
 mod output;
 mod reserve;
+mod usage;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -66,6 +69,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         // Counting needs no database: don't create one.
         Command::Count(args) => count::run(args, &mut out).await?,
         Command::Cost(args) => cost::run(args, &mut out)?,
+        // The ledger opens the database itself (the same one as the budgets).
+        Command::Import(cmd) => import::run(cmd, &cli.db, &mut out).await?,
+        Command::Usage(cmd) => usage::run(cmd, &cli.db, &mut out).await?,
         command => {
             // One command per process: no background sweeper (`tokenbudget sweep` is there).
             let budgets = TokenBudget::builder()
@@ -77,7 +83,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     Failure::from(e).context(format!("opening {}", tokenbudget::redact(&cli.db)))
                 })?;
             match command {
-                Command::Count(_) | Command::Cost(_) => unreachable!("handled above"),
+                Command::Count(_) | Command::Cost(_) | Command::Import(_) | Command::Usage(_) => {
+                    unreachable!("handled above")
+                }
                 Command::Budget(cmd) => budget::run(cmd, &budgets, &mut out).await?,
                 Command::Reserve(args) => reserve::reserve(args, &budgets, &mut out).await?,
                 Command::Commit {

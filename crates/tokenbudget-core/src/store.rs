@@ -221,4 +221,3 @@ pub trait BudgetStore: Send + Sync + fmt::Debug {
     ///   writers interleave: no event can appear behind a cursor already handed out.
     async fn log_after(&self, after: LogCursor, limit: usize) -> Result<LogPage>;
 }
-

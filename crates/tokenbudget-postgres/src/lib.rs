@@ -4,6 +4,7 @@ mod batch;
 mod config;
 mod error;
 mod gate;
+mod ledger;
 mod ops;
 mod pool;
 mod rows;
@@ -13,5 +14,6 @@ mod store;
 mod tx;
 
 pub use config::{ClockSource, Config, DATABASE_URL_ENV};
+pub use ledger::PostgresUsageStore;
 pub use pool::PoolStatus;
 pub use store::PostgresStore;

@@ -13,6 +13,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "trees_and_log_order",
         include_str!("../migrations/0002_trees_and_log_order.sql"),
     ),
+    (
+        3,
+        "usage ledger",
+        include_str!("../migrations/0003_ledger.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -54,7 +54,8 @@ async fn ten_instances_opening_at_once_migrate_exactly_once() {
         versions,
         [
             (1, "initial".to_owned()),
-            (2, "trees_and_log_order".to_owned())
+            (2, "trees_and_log_order".to_owned()),
+            (3, "usage ledger".to_owned())
         ]
     );
     for (n, store) in stores.iter().enumerate() {

@@ -3,6 +3,7 @@
 mod batch;
 mod config;
 mod error;
+mod ledger;
 mod ops;
 mod queue;
 mod retry;
@@ -12,5 +13,6 @@ mod store;
 mod unit;
 
 pub use config::{Config, Synchronous};
+pub use ledger::SqliteUsageStore;
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;

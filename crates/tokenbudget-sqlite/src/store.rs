@@ -333,7 +333,7 @@ impl std::ops::DerefMut for ReadConnection<'_> {
 
 /// The connect options for `config`: WAL is set on the writer only (readers find the file
 /// already in WAL mode).
-fn connect_options(config: &Config) -> tokenbudget_core::Result<SqliteConnectOptions> {
+pub(crate) fn connect_options(config: &Config) -> tokenbudget_core::Result<SqliteConnectOptions> {
     let url = config.url.trim();
     // The scheme is case-insensitive (RFC 3986): `SQLITE::memory:` is `sqlite::memory:`, not a
     // file of that name.

@@ -554,7 +554,7 @@ async fn a_version_1_database_keeps_its_data_and_its_expired_sibling_hold_no_lon
     conn.close().await.unwrap();
 
     let store = SqliteStore::open(&url(&path)).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
     let kept = store.reservation(r1).await.unwrap().unwrap();
     assert_eq!((kept.tokens, kept.expires_at.as_micros()), (800, expires));
     let now = Timestamp::from_micros(t0 + 2_000_000);

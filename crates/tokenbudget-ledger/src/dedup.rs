@@ -1,0 +1,253 @@
+//! De-duplication, defined once: the key of a response and which line of it wins.
+//!
+//! # The rules, and which wins on every collision
+//!
+//! 1. **Key.** `message.id` + `requestId` when both exist (`"{message_id}:{request_id}"`),
+//!    else `message.id` alone. A line with neither has no key and is counted as `no_id` by
+//!    the importer, never stored. The request id is part of the key because Claude Code has
+//!    written the same message id for two distinct API calls (a retried request in another
+//!    session); the message id alone is the fallback because older transcripts lack
+//!    `requestId`, and without any key every snapshot line would count again (ccusage #976).
+//! 2. **Several lines, one key** (streaming snapshots; thinking, text and tool_use parts of
+//!    one response written as separate lines): one record, the response's **final** usage.
+//!    Not the first line (ccusage #888, #797: totals low) and not the sum (every snapshot
+//!    repeats the counts so far). Snapshots only grow, so the final one is the greatest:
+//!    [`supersedes`] orders candidates by output tokens, then input, cache writes (5 m, 1 h),
+//!    cache reads, web search and fetch requests, then timestamp. Choosing by value, not by
+//!    read order, is what makes the result independent of the order files are read in, of a
+//!    resume from a checkpoint in the middle of a response, and of two imports running at
+//!    once: keeping the greater of two candidates is commutative, associative and idempotent,
+//!    so any interleaving of writes ends in the same row.
+//! 3. **A subagent or sidechain file replaying a parent's lines** carries the same message and
+//!    request ids: same key, so it counts once (ccusage #913). The usage is equal, so the tie
+//!    is broken by location: the smaller `(file, offset)` wins. A parent `s.jsonl` sorts
+//!    before its `s/subagents/…` files (`.` < `/`), so the parent keeps the row.
+//! 4. **The same message id in two sessions with two request ids**: two keys, two responses,
+//!    both counted.
+//! 5. **The same file imported twice** (a rerun, a rewritten file re-read from the start, a
+//!    copied directory from another machine): the same keys and values; the stored row is
+//!    kept as it is (a candidate must be strictly greater to replace it), so nothing doubles.
+//!
+//! Last resort for a total order: equal usage, timestamp and location (the same line read
+//! twice) compare by the raw usage text, so even a rewritten line decides the same way
+//! whichever copy is seen first.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use crate::record::UsageRecord;
+
+/// The longest key the ledger stores, in bytes (the core's idempotency key limit, so a key
+/// can also name a charge).
+pub const MAX_KEY_LEN: usize = 255;
+
+/// The de-duplication key of a line, or `None` when it has no message id.
+///
+/// Keys longer than [`MAX_KEY_LEN`] (never seen in real transcripts) are returned as is; the
+/// store rejects them with a typed error.
+pub fn key(message_id: Option<&str>, request_id: Option<&str>) -> Option<String> {
+    let message_id = message_id.filter(|id| !id.is_empty())?;
+    Some(match request_id.filter(|id| !id.is_empty()) {
+        Some(request_id) => format!("{message_id}:{request_id}"),
+        None => message_id.to_owned(),
+    })
+}
+
+/// The order of candidates for one key: greater is more final (see the module docs).
+pub fn rank(a: &UsageRecord, b: &UsageRecord) -> Ordering {
+    let (ua, ub) = (&a.usage, &b.usage);
+    ua.output
+        .cmp(&ub.output)
+        .then(ua.input.cmp(&ub.input))
+        .then(ua.cache_write_5m.cmp(&ub.cache_write_5m))
+        .then(ua.cache_write_1h.cmp(&ub.cache_write_1h))
+        .then(ua.cache_read.cmp(&ub.cache_read))
+        .then(ua.web_search_requests.cmp(&ub.web_search_requests))
+        .then(ua.web_fetch_requests.cmp(&ub.web_fetch_requests))
+        .then(a.timestamp.cmp(&b.timestamp))
+        // Reversed: the smaller location is the greater candidate.
+        .then_with(|| (&b.file, b.offset).cmp(&(&a.file, a.offset)))
+        .then_with(|| b.raw_usage.cmp(&a.raw_usage))
+}
+
+/// Whether `candidate` replaces `stored` (same key): strictly greater in [`rank`].
+pub fn supersedes(candidate: &UsageRecord, stored: &UsageRecord) -> bool {
+    rank(candidate, stored) == Ordering::Greater
+}
+
+/// Merges `candidate` into `map` by its key: inserted when new, replacing the stored one when
+/// it [`supersedes`] it. Returns what happened.
+pub fn merge(map: &mut BTreeMap<String, UsageRecord>, candidate: UsageRecord) -> Merge {
+    match map.get_mut(&candidate.key) {
+        None => {
+            map.insert(candidate.key.clone(), candidate);
+            Merge::Inserted
+        }
+        Some(stored) if supersedes(&candidate, stored) => {
+            *stored = candidate;
+            Merge::Replaced
+        }
+        Some(_) => Merge::Unchanged,
+    }
+}
+
+/// The outcome of merging one candidate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// A new key.
+    Inserted,
+    /// The candidate was more final than the stored record and replaced it.
+    Replaced,
+    /// The stored record stays.
+    Unchanged,
+}
+
+/// The de-duplicated records of any number of candidates, by key.
+pub fn dedup(candidates: impl IntoIterator<Item = UsageRecord>) -> BTreeMap<String, UsageRecord> {
+    let mut map = BTreeMap::new();
+    for candidate in candidates {
+        merge(&mut map, candidate);
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Usage;
+
+    /// A candidate line: message id, request id, output tokens, file, offset.
+    type Line = (&'static str, Option<&'static str>, u64, &'static str, u64);
+    /// A rule: its name, the candidate lines, the records that remain.
+    type Rule = (
+        &'static str,
+        Vec<Line>,
+        Vec<(&'static str, u64, &'static str)>,
+    );
+
+    fn candidate((msg, req, output, file, offset): Line) -> UsageRecord {
+        UsageRecord {
+            key: key(Some(msg), req).unwrap(),
+            source: "claude-code".into(),
+            machine: String::new(),
+            session_id: "s".into(),
+            project: "p".into(),
+            model: "m".into(),
+            timestamp: 1,
+            usage: Usage {
+                input: 3,
+                output,
+                ..Usage::default()
+            },
+            raw_usage: format!("{{\"output_tokens\":{output}}}"),
+            file: file.into(),
+            offset,
+        }
+    }
+
+    #[test]
+    fn the_key_is_message_id_and_request_id_else_message_id() {
+        assert_eq!(
+            key(Some("msg_1"), Some("req_1")).as_deref(),
+            Some("msg_1:req_1")
+        );
+        assert_eq!(key(Some("msg_1"), None).as_deref(), Some("msg_1"));
+        assert_eq!(key(Some("msg_1"), Some("")).as_deref(), Some("msg_1"));
+        assert_eq!(key(None, Some("req_1")), None);
+        assert_eq!(key(Some(""), Some("req_1")), None);
+    }
+
+    /// One row per collision rule: the candidate lines (in read order) and the records that
+    /// must remain `(key, output, file)`. Every row is also checked in reverse read order.
+    #[test]
+    fn every_collision_rule() {
+        let table: Vec<Rule> = vec![
+            (
+                "streaming snapshots of one response keep the final usage, not first nor sum",
+                vec![
+                    ("m1", Some("r1"), 1, "s.jsonl", 0),
+                    ("m1", Some("r1"), 40, "s.jsonl", 100),
+                    ("m1", Some("r1"), 120, "s.jsonl", 200),
+                ],
+                vec![("m1:r1", 120, "s.jsonl")],
+            ),
+            (
+                "thinking/text/tool_use parts: one response, its largest (final) usage",
+                vec![
+                    ("m1", Some("r1"), 8, "s.jsonl", 0),
+                    ("m1", Some("r1"), 300, "s.jsonl", 100),
+                    ("m1", Some("r1"), 300, "s.jsonl", 200),
+                ],
+                vec![("m1:r1", 300, "s.jsonl")],
+            ),
+            (
+                "without requestId the message id alone is the key: snapshots still count once",
+                vec![
+                    ("m2", None, 5, "s.jsonl", 0),
+                    ("m2", None, 9, "s.jsonl", 100),
+                ],
+                vec![("m2", 9, "s.jsonl")],
+            ),
+            (
+                "a subagent file replaying the parent's line counts once; the parent keeps it",
+                vec![
+                    ("m3", Some("r3"), 50, "s/subagents/agent-1.jsonl", 0),
+                    ("m3", Some("r3"), 50, "s.jsonl", 900),
+                ],
+                vec![("m3:r3", 50, "s.jsonl")],
+            ),
+            (
+                "the same message id in two sessions with two request ids is two responses",
+                vec![
+                    ("m4", Some("ra"), 10, "a.jsonl", 0),
+                    ("m4", Some("rb"), 20, "b.jsonl", 0),
+                ],
+                vec![("m4:ra", 10, "a.jsonl"), ("m4:rb", 20, "b.jsonl")],
+            ),
+            (
+                "the same line read twice (a rerun, a copy from another machine) counts once",
+                vec![
+                    ("m5", Some("r5"), 7, "/home/a/s.jsonl", 10),
+                    ("m5", Some("r5"), 7, "/home/a/s.jsonl", 10),
+                    ("m5", Some("r5"), 7, "/mnt/b/s.jsonl", 10),
+                ],
+                vec![("m5:r5", 7, "/home/a/s.jsonl")],
+            ),
+        ];
+        for (rule, lines, want) in table {
+            for reversed in [false, true] {
+                let mut candidates: Vec<UsageRecord> =
+                    lines.iter().copied().map(candidate).collect();
+                if reversed {
+                    candidates.reverse();
+                }
+                let got: Vec<(String, u64, String)> = dedup(candidates)
+                    .into_values()
+                    .map(|r| (r.key, r.usage.output, r.file))
+                    .collect();
+                let want: Vec<(String, u64, String)> = want
+                    .iter()
+                    .map(|(k, o, f)| ((*k).to_owned(), *o, (*f).to_owned()))
+                    .collect();
+                assert_eq!(got, want, "{rule} (reversed: {reversed})");
+            }
+        }
+    }
+
+    #[test]
+    fn rank_is_a_total_order_so_merging_is_commutative() {
+        let a = candidate(("m", Some("r"), 5, "f", 0));
+        let mut b = a.clone();
+        b.raw_usage.push(' ');
+        assert_ne!(rank(&a, &b), Ordering::Equal);
+        assert_eq!(rank(&a, &b), rank(&b, &a).reverse());
+        assert!(!supersedes(&a, &a));
+        let mut map = BTreeMap::new();
+        assert_eq!(merge(&mut map, a.clone()), Merge::Inserted);
+        assert_eq!(merge(&mut map, a.clone()), Merge::Unchanged);
+        let mut later = a.clone();
+        later.usage.output = 6;
+        assert_eq!(merge(&mut map, later), Merge::Replaced);
+        assert_eq!(merge(&mut map, a), Merge::Unchanged);
+    }
+}

@@ -1,0 +1,87 @@
+//! The usage record: one row of the ledger per model response.
+
+use serde::{Deserialize, Serialize};
+
+/// Every usage count of one response, each its own integer.
+///
+/// `cache_write_5m + cache_write_1h` is the response's `cache_creation_input_tokens`: when a
+/// source gives no split (`usage.cache_creation`), all of it is counted as 5-minute writes, the
+/// only kind that existed before the split.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Usage {
+    /// `input_tokens`: uncached input.
+    pub input: u64,
+    /// `output_tokens`.
+    pub output: u64,
+    /// Cache writes with a 5-minute lifetime.
+    pub cache_write_5m: u64,
+    /// Cache writes with a 1-hour lifetime.
+    pub cache_write_1h: u64,
+    /// `cache_read_input_tokens`.
+    pub cache_read: u64,
+    /// `server_tool_use.web_search_requests`.
+    pub web_search_requests: u64,
+    /// `server_tool_use.web_fetch_requests`.
+    pub web_fetch_requests: u64,
+}
+
+impl Usage {
+    /// Every token (input, output, cache writes and reads); requests are not tokens.
+    pub fn total_tokens(&self) -> u64 {
+        self.input
+            .saturating_add(self.output)
+            .saturating_add(self.cache_write_5m)
+            .saturating_add(self.cache_write_1h)
+            .saturating_add(self.cache_read)
+    }
+
+    /// Field-wise sum, saturating.
+    pub fn add(&mut self, other: &Usage) {
+        self.input = self.input.saturating_add(other.input);
+        self.output = self.output.saturating_add(other.output);
+        self.cache_write_5m = self.cache_write_5m.saturating_add(other.cache_write_5m);
+        self.cache_write_1h = self.cache_write_1h.saturating_add(other.cache_write_1h);
+        self.cache_read = self.cache_read.saturating_add(other.cache_read);
+        self.web_search_requests = self
+            .web_search_requests
+            .saturating_add(other.web_search_requests);
+        self.web_fetch_requests = self
+            .web_fetch_requests
+            .saturating_add(other.web_fetch_requests);
+    }
+}
+
+/// Where a record came from.
+pub mod source {
+    /// A Claude Code transcript line.
+    pub const CLAUDE_CODE: &str = "claude-code";
+}
+
+/// One model response's usage, as the ledger stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// The de-duplication key ([`crate::dedup`]); unique in the ledger.
+    pub key: String,
+    /// Where it came from ([`source`]).
+    pub source: String,
+    /// The machine label given at import (`--machine`), empty when none.
+    pub machine: String,
+    /// The session id.
+    pub session_id: String,
+    /// The project (Claude Code: the project directory's name).
+    pub project: String,
+    /// The model that answered.
+    pub model: String,
+    /// When the response was written, in microseconds since the Unix epoch (UTC).
+    pub timestamp: i64,
+    /// The usage counts.
+    pub usage: Usage,
+    /// The source's `usage` JSON exactly as read.
+    pub raw_usage: String,
+    /// The file the record was read from (for transcripts), as given to the importer.
+    pub file: String,
+    /// The byte offset of the line in `file`.
+    pub offset: u64,
+}

@@ -1,0 +1,54 @@
+//! The [`UsageStore`](crate::UsageStore) conformance suite and the Claude Code fixture
+//! generator (feature `testkit`).
+//!
+//! A store crate runs the whole suite with one line:
+//!
+//! ```ignore
+//! tokenbudget_ledger::usage_conformance_tests!(MyHarness::default());
+//! ```
+
+pub mod fixture;
+pub mod suite;
+
+use async_trait::async_trait;
+
+use crate::store::DynUsageStore;
+
+/// Gives the suite a fresh, empty store per test.
+#[async_trait]
+pub trait UsageHarness: Send + Sync {
+    /// A new empty store.
+    async fn fresh(&self) -> DynUsageStore;
+    /// A second handle on the same database as `store` (another connection or process-like
+    /// client), for the concurrency test; the memory store returns the same one.
+    async fn same_database(&self, store: &DynUsageStore) -> DynUsageStore;
+}
+
+/// One `#[tokio::test]` per suite test, each with the given harness.
+#[macro_export]
+macro_rules! usage_conformance_tests {
+    ($harness:expr) => {
+        $crate::usage_conformance_tests!(@each $harness;
+            writes_insert_new_keys_and_replace_only_when_superseded,
+            merging_is_order_independent_and_idempotent,
+            one_batch_with_repeated_keys_merges_as_one_by_one,
+            records_and_checkpoint_are_one_transaction,
+            checkpoint_is_never_moved_back_on_the_same_prefix,
+            invalid_records_are_rejected_and_nothing_is_written,
+            checkpoint_round_trips_field_for_field,
+            checkpoints_are_listed_once_in_file_order,
+            records_are_ordered_and_filtered_by_time,
+            records_without_raw_have_empty_raw_usage,
+            concurrent_writers_converge_on_the_merged_result,
+        );
+    };
+    (@each $harness:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let harness = $harness;
+                $crate::testkit::suite::$name(&harness).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,354 @@
+//! The conformance suite: one `pub async fn` per `# Behavior` bullet of
+//! [`UsageStore`](crate::UsageStore).
+
+use std::collections::BTreeMap;
+
+use crate::checkpoint::Checkpoint;
+use crate::dedup;
+use crate::error::Error;
+use crate::record::{Usage, UsageRecord};
+use crate::store::{DynUsageStore, RecordQuery, WriteSummary};
+use crate::testkit::UsageHarness;
+
+/// A record of `key` with `output` output tokens, at `ts` seconds, in `file`.
+pub fn record(key: &str, output: u64, ts: i64, file: &str) -> UsageRecord {
+    UsageRecord {
+        key: key.to_owned(),
+        source: "claude-code".to_owned(),
+        machine: "m1".to_owned(),
+        session_id: "s1".to_owned(),
+        project: "p1".to_owned(),
+        model: "claude-sonnet-4-5".to_owned(),
+        timestamp: ts * 1_000_000,
+        usage: Usage {
+            input: 10,
+            output,
+            cache_write_5m: 3,
+            cache_write_1h: 2,
+            cache_read: 100,
+            web_search_requests: 1,
+            web_fetch_requests: 0,
+        },
+        raw_usage: format!(r#"{{"input_tokens":10,"output_tokens":{output},"x":"é"}}"#),
+        file: file.to_owned(),
+        offset: 0,
+    }
+}
+
+/// A checkpoint of `file` at `offset`.
+pub fn checkpoint(file: &str, offset: u64, head: &str) -> Checkpoint {
+    Checkpoint {
+        file: file.to_owned(),
+        dev: 2049,
+        inode: u64::from(u32::MAX) + 7,
+        size: offset + 10,
+        mtime_ns: 1_764_000_000_123_456_789,
+        offset,
+        head_hash: head.to_owned(),
+        tail_hash: format!("tail-{offset}"),
+    }
+}
+
+async fn all(store: &DynUsageStore) -> Vec<UsageRecord> {
+    store
+        .records(&RecordQuery::default())
+        .await
+        .expect("records")
+}
+
+fn by_key(records: Vec<UsageRecord>) -> BTreeMap<String, UsageRecord> {
+    records.into_iter().map(|r| (r.key.clone(), r)).collect()
+}
+
+/// A new key is inserted, a superseding record replaces, anything else changes nothing.
+pub async fn writes_insert_new_keys_and_replace_only_when_superseded(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let first = record("msg_1:req_1", 5, 100, "a.jsonl");
+    let w = store
+        .write(std::slice::from_ref(&first), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        w,
+        WriteSummary {
+            inserted: 1,
+            replaced: 0,
+            unchanged: 0
+        }
+    );
+    let final_ = record("msg_1:req_1", 50, 101, "a.jsonl");
+    let w = store
+        .write(std::slice::from_ref(&final_), None)
+        .await
+        .unwrap();
+    assert_eq!(w.replaced, 1);
+    // An earlier snapshot and a repeat of the final one change nothing.
+    let w = store.write(&[first, final_.clone()], None).await.unwrap();
+    assert_eq!(w.unchanged, 2);
+    assert_eq!(all(&store).await, vec![final_]);
+}
+
+/// Any order and any repetition of the same candidates end in the same rows.
+pub async fn merging_is_order_independent_and_idempotent(h: &impl UsageHarness) {
+    let candidates = vec![
+        record("k1", 5, 100, "a.jsonl"),
+        record("k1", 50, 101, "a.jsonl"),
+        record("k1", 50, 101, "a/subagents/x.jsonl"),
+        record("k2", 7, 102, "b.jsonl"),
+        record("k2", 7, 102, "a.jsonl"),
+        record("k3", 1, 90, "c.jsonl"),
+    ];
+    let expected: Vec<UsageRecord> = {
+        let mut v: Vec<_> = dedup::dedup(candidates.clone()).into_values().collect();
+        v.sort_by(|a, b| (a.timestamp, &a.key).cmp(&(b.timestamp, &b.key)));
+        v
+    };
+    let orders: Vec<Vec<usize>> = vec![
+        vec![0, 1, 2, 3, 4, 5],
+        vec![5, 4, 3, 2, 1, 0],
+        vec![2, 0, 4, 1, 5, 3, 2, 0],
+    ];
+    for order in orders {
+        let store = h.fresh().await;
+        for i in &order {
+            store.write(&[candidates[*i].clone()], None).await.unwrap();
+        }
+        store.write(&candidates, None).await.unwrap();
+        assert_eq!(all(&store).await, expected, "order {order:?}");
+    }
+}
+
+/// Several records with one key in one call merge as if written one by one.
+pub async fn one_batch_with_repeated_keys_merges_as_one_by_one(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let batch = vec![
+        record("k", 1, 100, "a.jsonl"),
+        record("k", 9, 101, "a.jsonl"),
+        record("k", 4, 102, "a.jsonl"),
+    ];
+    let w = store.write(&batch, None).await.unwrap();
+    assert_eq!(w.inserted + w.replaced + w.unchanged, 3);
+    assert_eq!(w.inserted, 1);
+    let rows = all(&store).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].usage.output, 9);
+}
+
+/// The checkpoint commits with the records or not at all.
+pub async fn records_and_checkpoint_are_one_transaction(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let cp = checkpoint("/t/a.jsonl", 100, "h1");
+    store
+        .write(&[record("k1", 1, 1, "/t/a.jsonl")], Some(&cp))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint("/t/a.jsonl").await.unwrap(), Some(cp));
+    // A failing batch (its second record is invalid) writes neither its records nor its
+    // checkpoint.
+    let cp2 = checkpoint("/t/a.jsonl", 200, "h1");
+    let err = store
+        .write(
+            &[
+                record("k2", 1, 2, "/t/a.jsonl"),
+                record("", 1, 3, "/t/a.jsonl"),
+            ],
+            Some(&cp2),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRecord { .. }), "{err}");
+    assert_eq!(
+        store
+            .checkpoint("/t/a.jsonl")
+            .await
+            .unwrap()
+            .unwrap()
+            .offset,
+        100
+    );
+    assert_eq!(all(&store).await.len(), 1);
+    // A checkpoint alone is a write too.
+    store.write(&[], Some(&cp2)).await.unwrap();
+    assert_eq!(store.checkpoint("/t/a.jsonl").await.unwrap(), Some(cp2));
+}
+
+/// A checkpoint behind the stored one on the same prefix is ignored; a new prefix replaces.
+pub async fn checkpoint_is_never_moved_back_on_the_same_prefix(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    store
+        .write(&[], Some(&checkpoint("f", 500, "h1")))
+        .await
+        .unwrap();
+    store
+        .write(&[], Some(&checkpoint("f", 300, "h1")))
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint("f").await.unwrap().unwrap().offset, 500);
+    // Rewritten: another head, so a smaller offset is the truth now.
+    store
+        .write(&[], Some(&checkpoint("f", 40, "h2")))
+        .await
+        .unwrap();
+    let cp = store.checkpoint("f").await.unwrap().unwrap();
+    assert_eq!((cp.offset, cp.head_hash.as_str()), (40, "h2"));
+}
+
+/// Empty keys, keys over 255 bytes and counts above i64::MAX are rejected; nothing written.
+pub async fn invalid_records_are_rejected_and_nothing_is_written(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let mut huge = record("k-huge", 1, 1, "a");
+    huge.usage.cache_read = u64::MAX;
+    let cases = [
+        record("", 1, 1, "a"),
+        record(&"x".repeat(256), 1, 1, "a"),
+        huge,
+    ];
+    for bad in cases {
+        let err = store
+            .write(&[record("ok", 1, 1, "a"), bad.clone()], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidRecord { .. }), "{err}");
+    }
+    assert!(all(&store).await.is_empty());
+    // The longest valid key is fine.
+    store
+        .write(&[record(&"y".repeat(255), 1, 1, "a")], None)
+        .await
+        .unwrap();
+    assert_eq!(all(&store).await.len(), 1);
+}
+
+/// A checkpoint is read back exactly; an unknown file has none.
+pub async fn checkpoint_round_trips_field_for_field(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    assert_eq!(store.checkpoint("/nowhere").await.unwrap(), None);
+    let mut cp = checkpoint("/t/é x.jsonl", 123_456_789_012, "head");
+    cp.dev = u64::from(u32::MAX) * 3;
+    cp.mtime_ns = -5;
+    store.write(&[], Some(&cp)).await.unwrap();
+    assert_eq!(store.checkpoint(&cp.file).await.unwrap(), Some(cp));
+}
+
+/// Every file's checkpoint once, in file order.
+pub async fn checkpoints_are_listed_once_in_file_order(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    for (file, offset) in [("c", 1), ("a", 1), ("b", 1), ("a", 2)] {
+        store
+            .write(&[], Some(&checkpoint(file, offset, "h")))
+            .await
+            .unwrap();
+    }
+    let files: Vec<(String, u64)> = store
+        .checkpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.file, c.offset))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("a".to_owned(), 2),
+            ("b".to_owned(), 1),
+            ("c".to_owned(), 1)
+        ]
+    );
+}
+
+/// Records come back whole, ordered by (timestamp, key); since inclusive, until exclusive.
+pub async fn records_are_ordered_and_filtered_by_time(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let mut odd = record("b", 1, 20, "f");
+    odd.usage = Usage {
+        input: i64::MAX as u64,
+        output: 1,
+        cache_write_5m: 2,
+        cache_write_1h: 3,
+        cache_read: 4,
+        web_search_requests: 5,
+        web_fetch_requests: 6,
+    };
+    odd.offset = i64::MAX as u64;
+    odd.timestamp = -1_000_000;
+    let rows = vec![
+        record("c", 1, 10, "f"),
+        record("a", 1, 20, "f"),
+        odd.clone(),
+        record("d", 1, 20, "f"),
+    ];
+    store.write(&rows, None).await.unwrap();
+    let keys = |v: Vec<UsageRecord>| v.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    assert_eq!(keys(all(&store).await), ["b", "c", "a", "d"]);
+    assert_eq!(by_key(all(&store).await)["b"], odd);
+    let q = RecordQuery {
+        since: Some(10_000_000),
+        until: Some(20_000_000),
+        without_raw: false,
+    };
+    assert_eq!(keys(store.records(&q).await.unwrap()), ["c"]);
+    let q = RecordQuery {
+        since: Some(10_000_001),
+        until: None,
+        without_raw: false,
+    };
+    assert_eq!(keys(store.records(&q).await.unwrap()), ["a", "d"]);
+}
+
+/// `without_raw` leaves `raw_usage` empty and everything else as stored.
+pub async fn records_without_raw_have_empty_raw_usage(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let r = record("k", 1, 1, "f");
+    store.write(std::slice::from_ref(&r), None).await.unwrap();
+    let got = store
+        .records(&RecordQuery {
+            without_raw: true,
+            ..RecordQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut expected = r;
+    expected.raw_usage.clear();
+    assert_eq!(got, vec![expected]);
+}
+
+/// Writers on two handles of one database, at once, end in the merged result.
+pub async fn concurrent_writers_converge_on_the_merged_result(h: &impl UsageHarness) {
+    let a = h.fresh().await;
+    let b = h.same_database(&a).await;
+    let mut candidates = Vec::new();
+    for k in 0..40 {
+        for snapshot in 0..5 {
+            candidates.push(record(
+                &format!("k{k}"),
+                snapshot * 10 + k,
+                100 + k as i64,
+                "f",
+            ));
+        }
+    }
+    let expected: Vec<UsageRecord> = {
+        let mut v: Vec<_> = dedup::dedup(candidates.clone()).into_values().collect();
+        v.sort_by(|x, y| (x.timestamp, &x.key).cmp(&(y.timestamp, &y.key)));
+        v
+    };
+    let forward = candidates.clone();
+    let mut backward = candidates;
+    backward.reverse();
+    let ta = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for chunk in forward.chunks(7) {
+                a.write(chunk, None).await.unwrap();
+            }
+        })
+    };
+    let tb = tokio::spawn(async move {
+        for chunk in backward.chunks(5) {
+            b.write(chunk, None).await.unwrap();
+        }
+    });
+    ta.await.unwrap();
+    tb.await.unwrap();
+    assert_eq!(all(&a).await, expected);
+}

@@ -1,0 +1,369 @@
+//! [`PostgresUsageStore`]: the usage ledger in the same Postgres schema as the budgets.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use tokenbudget_ledger::checkpoint::Checkpoint;
+use tokenbudget_ledger::{
+    dedup, validate, Error, RecordQuery, Result, Usage, UsageRecord, UsageStore, WriteSummary,
+};
+use tokio_postgres::Row;
+
+use crate::config::{redact, Config};
+use crate::error::PgError;
+use crate::{pool, schema, tx};
+
+/// A [`UsageStore`] in PostgreSQL, beside the budgets (tables `usage_records` and
+/// `usage_checkpoints` in the store's schema, migration 2).
+///
+/// Each [`UsageStore::write`] is one transaction: the batch's records (merged by key first,
+/// which the merge rule makes equivalent to writing them one by one) in one multi-row upsert
+/// in key order, then the checkpoint. Concurrent writers of one key wait for each other's
+/// row lock and the upsert's condition is evaluated on the newest row, so they converge;
+/// a deadlock or serialization failure repeats the whole transaction, which is always safe
+/// (merging is idempotent).
+#[derive(Clone)]
+pub struct PostgresUsageStore {
+    pool: Pool,
+    config: Config,
+}
+
+impl fmt::Debug for PostgresUsageStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresUsageStore")
+            .field("url", &redact(&self.config.url))
+            .field("schema", &self.config.schema)
+            .finish()
+    }
+}
+
+fn storage(e: PgError) -> Error {
+    let retryable = e.is_transient();
+    Error::storage(e, retryable)
+}
+
+fn pg(e: tokio_postgres::Error) -> PgError {
+    PgError::pg(e)
+}
+
+/// Where a candidate (`excluded`) supersedes the stored row: the SQL twin of
+/// `tokenbudget_ledger::dedup::rank` (the compared text columns are `COLLATE "C"`).
+const SUPERSEDES: &str = "(excluded.output, excluded.input, excluded.cache_write_5m,
+      excluded.cache_write_1h, excluded.cache_read, excluded.web_search_requests,
+      excluded.web_fetch_requests, excluded.ts)
+   > (usage_records.output, usage_records.input, usage_records.cache_write_5m,
+      usage_records.cache_write_1h, usage_records.cache_read, usage_records.web_search_requests,
+      usage_records.web_fetch_requests, usage_records.ts)
+ OR ((excluded.output, excluded.input, excluded.cache_write_5m,
+      excluded.cache_write_1h, excluded.cache_read, excluded.web_search_requests,
+      excluded.web_fetch_requests, excluded.ts)
+   = (usage_records.output, usage_records.input, usage_records.cache_write_5m,
+      usage_records.cache_write_1h, usage_records.cache_read, usage_records.web_search_requests,
+      usage_records.web_fetch_requests, usage_records.ts)
+   AND ((excluded.file, excluded.line_offset) < (usage_records.file, usage_records.line_offset)
+     OR ((excluded.file, excluded.line_offset) = (usage_records.file, usage_records.line_offset)
+         AND excluded.raw_usage < usage_records.raw_usage)))";
+
+fn upsert_sql() -> String {
+    format!(
+        "INSERT INTO usage_records (dedup_key, source, machine, session_id, project, model, ts,
+            input, output, cache_write_5m, cache_write_1h, cache_read, web_search_requests,
+            web_fetch_requests, raw_usage, file, line_offset)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+            $12::int8[], $13::int8[], $14::int8[], $15::text[], $16::text[], $17::int8[])
+         ON CONFLICT (dedup_key) DO UPDATE SET
+            source = excluded.source, machine = excluded.machine,
+            session_id = excluded.session_id, project = excluded.project,
+            model = excluded.model, ts = excluded.ts, input = excluded.input,
+            output = excluded.output, cache_write_5m = excluded.cache_write_5m,
+            cache_write_1h = excluded.cache_write_1h, cache_read = excluded.cache_read,
+            web_search_requests = excluded.web_search_requests,
+            web_fetch_requests = excluded.web_fetch_requests, raw_usage = excluded.raw_usage,
+            file = excluded.file, line_offset = excluded.line_offset,
+            revision = usage_records.revision + 1
+         WHERE {SUPERSEDES}
+         RETURNING revision"
+    )
+}
+
+const CHECKPOINT_SQL: &str = "INSERT INTO usage_checkpoints
+        (file, dev, inode, size, mtime_ns, line_offset, head_hash, tail_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (file) DO UPDATE SET dev = excluded.dev, inode = excluded.inode,
+        size = excluded.size, mtime_ns = excluded.mtime_ns,
+        line_offset = excluded.line_offset, head_hash = excluded.head_hash,
+        tail_hash = excluded.tail_hash
+     WHERE NOT (usage_checkpoints.dev = excluded.dev AND usage_checkpoints.inode = excluded.inode
+        AND usage_checkpoints.head_hash = excluded.head_hash
+        AND usage_checkpoints.line_offset > excluded.line_offset)";
+
+/// Counts are validated to fit an i64 before any write; identities are stored bit for bit.
+fn int(v: u64) -> i64 {
+    v as i64
+}
+
+fn uint(v: i64) -> u64 {
+    v as u64
+}
+
+/// The batch as one array per column.
+#[derive(Default)]
+struct Columns {
+    text: [Vec<String>; 8],
+    ints: [Vec<i64>; 9],
+}
+
+impl Columns {
+    fn of(records: &BTreeMap<String, UsageRecord>) -> Self {
+        let mut c = Columns::default();
+        for r in records.values() {
+            let u = &r.usage;
+            for (col, v) in c.text.iter_mut().zip([
+                &r.key,
+                &r.source,
+                &r.machine,
+                &r.session_id,
+                &r.project,
+                &r.model,
+                &r.raw_usage,
+                &r.file,
+            ]) {
+                col.push(v.clone());
+            }
+            for (col, v) in c.ints.iter_mut().zip([
+                r.timestamp,
+                int(u.input),
+                int(u.output),
+                int(u.cache_write_5m),
+                int(u.cache_write_1h),
+                int(u.cache_read),
+                int(u.web_search_requests),
+                int(u.web_fetch_requests),
+                int(r.offset),
+            ]) {
+                col.push(v);
+            }
+        }
+        c
+    }
+}
+
+impl PostgresUsageStore {
+    /// Opens the ledger at `url` (schema from the URL's `schema=` or the default), creating
+    /// the schema and applying missing migrations (budgets and ledger alike).
+    pub async fn open(url: &str) -> tokenbudget_core::Result<Self> {
+        Self::open_with(Config::new(url)?).await
+    }
+
+    /// Opens the ledger `config` names and migrates its schema.
+    pub async fn open_with(config: Config) -> tokenbudget_core::Result<Self> {
+        let url = config.url.clone();
+        let config = config.with_url(url);
+        config.validate()?;
+        let pool = pool::build(&config)?;
+        let mut attempt = 0;
+        loop {
+            let result = async {
+                let mut object = pool.get().await?;
+                schema::migrate(&mut object, &config.schema).await
+            }
+            .await;
+            match result {
+                Ok(_) => break,
+                Err(e) if e.is_transient() && attempt + 1 < config.max_attempts => {
+                    tokio::time::sleep(tx::backoff(&config, attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into_core(true)),
+            }
+        }
+        Ok(Self { pool, config })
+    }
+
+    async fn write_once(
+        &self,
+        upsert: &str,
+        columns: &Columns,
+        checkpoint: Option<&Checkpoint>,
+    ) -> std::result::Result<(u64, u64), PgError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let (mut inserted, mut replaced) = (0, 0);
+        if !columns.text[0].is_empty() {
+            let t = &columns.text;
+            let i = &columns.ints;
+            let rows = tx
+                .query(
+                    upsert,
+                    &[
+                        &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &i[0], &i[1], &i[2], &i[3],
+                        &i[4], &i[5], &i[6], &i[7], &t[6], &t[7], &i[8],
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            for row in rows {
+                let revision: i64 = row.try_get(0).map_err(pg)?;
+                if revision == 0 {
+                    inserted += 1;
+                } else {
+                    replaced += 1;
+                }
+            }
+        }
+        if let Some(cp) = checkpoint {
+            tx.execute(
+                CHECKPOINT_SQL,
+                &[
+                    &cp.file,
+                    &int(cp.dev),
+                    &int(cp.inode),
+                    &int(cp.size),
+                    &cp.mtime_ns,
+                    &int(cp.offset),
+                    &cp.head_hash,
+                    &cp.tail_hash,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(|source| PgError::Postgres {
+            source,
+            while_committing: true,
+        })?;
+        Ok((inserted, replaced))
+    }
+}
+
+fn checkpoint_row(row: &Row) -> std::result::Result<Checkpoint, tokio_postgres::Error> {
+    Ok(Checkpoint {
+        file: row.try_get("file")?,
+        dev: uint(row.try_get("dev")?),
+        inode: uint(row.try_get("inode")?),
+        size: uint(row.try_get("size")?),
+        mtime_ns: row.try_get("mtime_ns")?,
+        offset: uint(row.try_get("line_offset")?),
+        head_hash: row.try_get("head_hash")?,
+        tail_hash: row.try_get("tail_hash")?,
+    })
+}
+
+fn record_row(
+    row: &Row,
+    with_raw: bool,
+) -> std::result::Result<UsageRecord, tokio_postgres::Error> {
+    let n = |c: &str| row.try_get::<_, i64>(c).map(uint);
+    Ok(UsageRecord {
+        key: row.try_get("dedup_key")?,
+        source: row.try_get("source")?,
+        machine: row.try_get("machine")?,
+        session_id: row.try_get("session_id")?,
+        project: row.try_get("project")?,
+        model: row.try_get("model")?,
+        timestamp: row.try_get("ts")?,
+        usage: Usage {
+            input: n("input")?,
+            output: n("output")?,
+            cache_write_5m: n("cache_write_5m")?,
+            cache_write_1h: n("cache_write_1h")?,
+            cache_read: n("cache_read")?,
+            web_search_requests: n("web_search_requests")?,
+            web_fetch_requests: n("web_fetch_requests")?,
+        },
+        raw_usage: if with_raw {
+            row.try_get("raw_usage")?
+        } else {
+            String::new()
+        },
+        file: row.try_get("file")?,
+        offset: n("line_offset")?,
+    })
+}
+
+#[async_trait]
+impl UsageStore for PostgresUsageStore {
+    async fn write(
+        &self,
+        records: &[UsageRecord],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<WriteSummary> {
+        validate(records)?;
+        // One row per key (an upsert may not touch a row twice), in key order (concurrent
+        // batches lock rows in the same order).
+        let merged = dedup::dedup(records.iter().cloned());
+        let columns = Columns::of(&merged);
+        let upsert = upsert_sql();
+        let mut attempt = 0;
+        loop {
+            match self.write_once(&upsert, &columns, checkpoint).await {
+                Ok((inserted, replaced)) => {
+                    return Ok(WriteSummary {
+                        inserted,
+                        replaced,
+                        unchanged: records.len() as u64 - inserted - replaced,
+                    })
+                }
+                // Repeating is always safe: merging is idempotent, even after an unknown
+                // commit outcome.
+                Err(e) if e.is_transient() && attempt + 1 < self.config.max_attempts => {
+                    tokio::time::sleep(tx::backoff(&self.config, attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        }
+    }
+
+    async fn checkpoint(&self, file: &str) -> Result<Option<Checkpoint>> {
+        let client = self.pool.get().await.map_err(|e| storage(e.into()))?;
+        let row = client
+            .query_opt("SELECT * FROM usage_checkpoints WHERE file = $1", &[&file])
+            .await
+            .map_err(|e| storage(pg(e)))?;
+        row.as_ref()
+            .map(checkpoint_row)
+            .transpose()
+            .map_err(|e| storage(pg(e)))
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let client = self.pool.get().await.map_err(|e| storage(e.into()))?;
+        let rows = client
+            .query("SELECT * FROM usage_checkpoints ORDER BY file", &[])
+            .await
+            .map_err(|e| storage(pg(e)))?;
+        rows.iter()
+            .map(checkpoint_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(pg(e)))
+    }
+
+    async fn records(&self, query: &RecordQuery) -> Result<Vec<UsageRecord>> {
+        let raw = if query.without_raw { "" } else { ", raw_usage" };
+        let sql = format!(
+            "SELECT dedup_key, source, machine, session_id, project, model, ts, input, output,
+                cache_write_5m, cache_write_1h, cache_read, web_search_requests,
+                web_fetch_requests, file, line_offset{raw}
+             FROM usage_records WHERE ts >= $1 AND ts < $2 ORDER BY ts, dedup_key"
+        );
+        let client = self.pool.get().await.map_err(|e| storage(e.into()))?;
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &query.since.unwrap_or(i64::MIN),
+                    &query.until.unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(|e| storage(pg(e)))?;
+        rows.iter()
+            .map(|r| record_row(r, !query.without_raw))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(pg(e)))
+    }
+}

@@ -1,0 +1,135 @@
+//! The usage ledger on Postgres: the UsageStore conformance suite, each test in its own
+//! schema (dropped afterwards), and import + verify beside the budgets.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokenbudget_ledger::testkit::UsageHarness;
+use tokenbudget_ledger::DynUsageStore;
+use tokenbudget_postgres::{Config, PostgresUsageStore};
+
+/// Fresh schemas, dropped when the harness is.
+#[derive(Default)]
+struct SchemaHarness {
+    schemas: Mutex<Vec<(String, String)>>,
+}
+
+impl SchemaHarness {
+    fn url() -> String {
+        common::require_database().unwrap_or_default()
+    }
+}
+
+impl Drop for SchemaHarness {
+    fn drop(&mut self) {
+        let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
+        if schemas.is_empty() {
+            return;
+        }
+        let url = schemas[0].0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let admin = common::admin(&url).await;
+                for (_, schema) in schemas {
+                    let _ = admin
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn open(url: &str, schema: &str) -> PostgresUsageStore {
+    let config = Config::new(url)
+        .unwrap()
+        .with_schema(schema)
+        .with_pool_size(4);
+    PostgresUsageStore::open_with(config).await.expect("open")
+}
+
+#[async_trait]
+impl UsageHarness for SchemaHarness {
+    async fn fresh(&self) -> DynUsageStore {
+        let url = Self::url();
+        let schema = common::unique_schema();
+        let store = open(&url, &schema).await;
+        self.schemas.lock().unwrap().push((url, schema));
+        Arc::new(store)
+    }
+
+    async fn same_database(&self, _store: &DynUsageStore) -> DynUsageStore {
+        let (url, schema) = self
+            .schemas
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("fresh first");
+        Arc::new(open(&url, &schema).await)
+    }
+}
+
+macro_rules! pg_suite {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if common::require_database().is_none() {
+                    return;
+                }
+                let harness = SchemaHarness::default();
+                tokenbudget_ledger::testkit::suite::$name(&harness).await;
+            }
+        )+
+    };
+}
+
+pg_suite!(
+    writes_insert_new_keys_and_replace_only_when_superseded,
+    merging_is_order_independent_and_idempotent,
+    one_batch_with_repeated_keys_merges_as_one_by_one,
+    records_and_checkpoint_are_one_transaction,
+    checkpoint_is_never_moved_back_on_the_same_prefix,
+    invalid_records_are_rejected_and_nothing_is_written,
+    checkpoint_round_trips_field_for_field,
+    checkpoints_are_listed_once_in_file_order,
+    records_are_ordered_and_filtered_by_time,
+    records_without_raw_have_empty_raw_usage,
+    concurrent_writers_converge_on_the_merged_result,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_lives_beside_the_budgets_in_one_schema() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let harness = SchemaHarness::default();
+    let ledger = harness.fresh().await;
+    let (_, schema) = harness.schemas.lock().unwrap().last().cloned().unwrap();
+    let budgets = tokenbudget_postgres::PostgresStore::open_with(
+        Config::new(&url).unwrap().with_schema(&schema),
+    )
+    .await
+    .expect("the budget store opens the same schema");
+    drop(budgets);
+    let tree = tempfile::tempdir().unwrap();
+    let expected =
+        tokenbudget_ledger::testkit::fixture::generate(tree.path(), &Default::default()).unwrap();
+    let files = tokenbudget_ledger::discover::discover(tree.path(), "").unwrap();
+    let s = tokenbudget_ledger::import(&*ledger, &files, Default::default(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(s.inserted, expected.total.records);
+    let report = tokenbudget_ledger::verify(&*ledger, &files).await.unwrap();
+    assert!(report.is_equal(), "{report:?}");
+    assert_eq!(report.ledger, expected.total);
+    assert_eq!(ledger.checkpoints().await.unwrap().len(), files.len());
+}

@@ -1,0 +1,306 @@
+//! [`SqliteUsageStore`]: the usage ledger in the same SQLite database as the budgets.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteJournalMode, SqliteRow};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
+use tokenbudget_ledger::checkpoint::Checkpoint;
+use tokenbudget_ledger::{
+    validate, Error, RecordQuery, Result, Usage, UsageRecord, UsageStore, WriteSummary,
+};
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::retry::Backoff;
+use crate::schema;
+
+/// A [`UsageStore`] in a SQLite database file, beside the budgets (tables `usage_records` and
+/// `usage_checkpoints`, schema version 3).
+///
+/// Each [`UsageStore::write`] is one `BEGIN IMMEDIATE` transaction on this store's connection:
+/// its records and its checkpoint commit together. Processes sharing the file take turns
+/// through SQLite's write lock; a write that finds it busy past the busy timeout retries
+/// until [`Config::retry_deadline`].
+#[derive(Debug)]
+pub struct SqliteUsageStore {
+    conn: Mutex<SqliteConnection>,
+    config: Config,
+}
+
+fn storage(e: sqlx::Error) -> Error {
+    let retryable = crate::error::is_busy(&e);
+    Error::storage(e, retryable)
+}
+
+fn core(e: tokenbudget_core::Error) -> Error {
+    let retryable = e.is_retryable();
+    Error::storage(e, retryable)
+}
+
+fn gave_up(e: crate::error::SqliteError) -> Error {
+    core(e.into())
+}
+
+/// Where a candidate (`excluded`) supersedes the stored row: the SQL twin of
+/// `tokenbudget_ledger::dedup::rank` (TEXT compares bytewise, as Rust strings do).
+pub(crate) const SUPERSEDES: &str = "(excluded.output, excluded.input, excluded.cache_write_5m,
+      excluded.cache_write_1h, excluded.cache_read, excluded.web_search_requests,
+      excluded.web_fetch_requests, excluded.ts)
+   > (usage_records.output, usage_records.input, usage_records.cache_write_5m,
+      usage_records.cache_write_1h, usage_records.cache_read, usage_records.web_search_requests,
+      usage_records.web_fetch_requests, usage_records.ts)
+ OR ((excluded.output, excluded.input, excluded.cache_write_5m,
+      excluded.cache_write_1h, excluded.cache_read, excluded.web_search_requests,
+      excluded.web_fetch_requests, excluded.ts)
+   = (usage_records.output, usage_records.input, usage_records.cache_write_5m,
+      usage_records.cache_write_1h, usage_records.cache_read, usage_records.web_search_requests,
+      usage_records.web_fetch_requests, usage_records.ts)
+   AND ((excluded.file, excluded.line_offset) < (usage_records.file, usage_records.line_offset)
+     OR ((excluded.file, excluded.line_offset) = (usage_records.file, usage_records.line_offset)
+         AND excluded.raw_usage < usage_records.raw_usage)))";
+
+fn upsert_sql() -> String {
+    format!(
+        "INSERT INTO usage_records (dedup_key, source, machine, session_id, project, model, ts,
+            input, output, cache_write_5m, cache_write_1h, cache_read, web_search_requests,
+            web_fetch_requests, raw_usage, file, line_offset)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT (dedup_key) DO UPDATE SET
+            source = excluded.source, machine = excluded.machine,
+            session_id = excluded.session_id, project = excluded.project,
+            model = excluded.model, ts = excluded.ts, input = excluded.input,
+            output = excluded.output, cache_write_5m = excluded.cache_write_5m,
+            cache_write_1h = excluded.cache_write_1h, cache_read = excluded.cache_read,
+            web_search_requests = excluded.web_search_requests,
+            web_fetch_requests = excluded.web_fetch_requests, raw_usage = excluded.raw_usage,
+            file = excluded.file, line_offset = excluded.line_offset,
+            revision = usage_records.revision + 1
+         WHERE {SUPERSEDES}
+         RETURNING revision"
+    )
+}
+
+const CHECKPOINT_SQL: &str = "INSERT INTO usage_checkpoints
+        (file, dev, inode, size, mtime_ns, line_offset, head_hash, tail_hash)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     ON CONFLICT (file) DO UPDATE SET dev = excluded.dev, inode = excluded.inode,
+        size = excluded.size, mtime_ns = excluded.mtime_ns,
+        line_offset = excluded.line_offset, head_hash = excluded.head_hash,
+        tail_hash = excluded.tail_hash
+     WHERE NOT (usage_checkpoints.dev = excluded.dev AND usage_checkpoints.inode = excluded.inode
+        AND usage_checkpoints.head_hash = excluded.head_hash
+        AND usage_checkpoints.line_offset > excluded.line_offset)";
+
+const RECORD_COLUMNS: &str = "dedup_key, source, machine, session_id, project, model, ts, input,
+    output, cache_write_5m, cache_write_1h, cache_read, web_search_requests, web_fetch_requests,
+    file, line_offset";
+
+/// Counts are validated to fit an i64 before any write; identities are stored bit for bit.
+fn int(v: u64) -> i64 {
+    v as i64
+}
+
+fn uint(v: i64) -> u64 {
+    v as u64
+}
+
+impl SqliteUsageStore {
+    /// Opens the database at `url` (as [`crate::SqliteStore::open`] does) and migrates it.
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(Config::new(url)).await
+    }
+
+    /// Opens the database `config` names and migrates it to this build's schema (budgets and
+    /// ledger alike).
+    pub async fn open_with(config: Config) -> Result<Self> {
+        let options = crate::store::connect_options(&config)
+            .map_err(core)?
+            .journal_mode(SqliteJournalMode::Wal);
+        let deadline = Instant::now() + config.retry_deadline;
+        let mut backoff = Backoff::new(deadline);
+        let mut conn = loop {
+            match options.connect().await {
+                Ok(conn) => break conn,
+                Err(e) if crate::error::is_busy(&e) => {
+                    backoff.wait(e.into()).await.map_err(gave_up)?
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        };
+        let mut backoff = Backoff::new(deadline);
+        loop {
+            match schema::migrate(&mut conn, schema::MIGRATIONS).await {
+                Ok(_) => break,
+                Err(e) if e.is_busy() => backoff.wait(e).await.map_err(gave_up)?,
+                Err(e) => return Err(core(e.into())),
+            }
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+            config,
+        })
+    }
+
+    async fn write_once(
+        conn: &mut SqliteConnection,
+        records: &[UsageRecord],
+        checkpoint: Option<&Checkpoint>,
+        upsert: &str,
+    ) -> std::result::Result<WriteSummary, sqlx::Error> {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut summary = WriteSummary::default();
+        for r in records {
+            let u = &r.usage;
+            let revision: Option<i64> = sqlx::query_scalar(upsert)
+                .bind(&r.key)
+                .bind(&r.source)
+                .bind(&r.machine)
+                .bind(&r.session_id)
+                .bind(&r.project)
+                .bind(&r.model)
+                .bind(r.timestamp)
+                .bind(int(u.input))
+                .bind(int(u.output))
+                .bind(int(u.cache_write_5m))
+                .bind(int(u.cache_write_1h))
+                .bind(int(u.cache_read))
+                .bind(int(u.web_search_requests))
+                .bind(int(u.web_fetch_requests))
+                .bind(&r.raw_usage)
+                .bind(&r.file)
+                .bind(int(r.offset))
+                .fetch_optional(&mut *tx)
+                .await?;
+            match revision {
+                Some(0) => summary.inserted += 1,
+                Some(_) => summary.replaced += 1,
+                None => summary.unchanged += 1,
+            }
+        }
+        if let Some(cp) = checkpoint {
+            sqlx::query(CHECKPOINT_SQL)
+                .bind(&cp.file)
+                .bind(int(cp.dev))
+                .bind(int(cp.inode))
+                .bind(int(cp.size))
+                .bind(cp.mtime_ns)
+                .bind(int(cp.offset))
+                .bind(&cp.head_hash)
+                .bind(&cp.tail_hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+}
+
+fn checkpoint_row(row: &SqliteRow) -> std::result::Result<Checkpoint, sqlx::Error> {
+    Ok(Checkpoint {
+        file: row.try_get("file")?,
+        dev: uint(row.try_get("dev")?),
+        inode: uint(row.try_get("inode")?),
+        size: uint(row.try_get("size")?),
+        mtime_ns: row.try_get("mtime_ns")?,
+        offset: uint(row.try_get("line_offset")?),
+        head_hash: row.try_get("head_hash")?,
+        tail_hash: row.try_get("tail_hash")?,
+    })
+}
+
+fn record_row(row: &SqliteRow, with_raw: bool) -> std::result::Result<UsageRecord, sqlx::Error> {
+    let n = |c: &str| row.try_get::<i64, _>(c).map(uint);
+    Ok(UsageRecord {
+        key: row.try_get("dedup_key")?,
+        source: row.try_get("source")?,
+        machine: row.try_get("machine")?,
+        session_id: row.try_get("session_id")?,
+        project: row.try_get("project")?,
+        model: row.try_get("model")?,
+        timestamp: row.try_get("ts")?,
+        usage: Usage {
+            input: n("input")?,
+            output: n("output")?,
+            cache_write_5m: n("cache_write_5m")?,
+            cache_write_1h: n("cache_write_1h")?,
+            cache_read: n("cache_read")?,
+            web_search_requests: n("web_search_requests")?,
+            web_fetch_requests: n("web_fetch_requests")?,
+        },
+        raw_usage: if with_raw {
+            row.try_get("raw_usage")?
+        } else {
+            String::new()
+        },
+        file: row.try_get("file")?,
+        offset: n("line_offset")?,
+    })
+}
+
+#[async_trait]
+impl UsageStore for SqliteUsageStore {
+    async fn write(
+        &self,
+        records: &[UsageRecord],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<WriteSummary> {
+        validate(records)?;
+        let upsert = upsert_sql();
+        let mut conn = self.conn.lock().await;
+        let mut backoff = Backoff::new(Instant::now() + self.config.retry_deadline);
+        loop {
+            match Self::write_once(&mut conn, records, checkpoint, &upsert).await {
+                Ok(summary) => return Ok(summary),
+                Err(e) if crate::error::is_busy(&e) => {
+                    backoff.wait(e.into()).await.map_err(gave_up)?;
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        }
+    }
+
+    async fn checkpoint(&self, file: &str) -> Result<Option<Checkpoint>> {
+        let mut conn = self.conn.lock().await;
+        let row = sqlx::query("SELECT * FROM usage_checkpoints WHERE file = ?1")
+            .bind(file)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(storage)?;
+        row.as_ref()
+            .map(checkpoint_row)
+            .transpose()
+            .map_err(storage)
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let mut conn = self.conn.lock().await;
+        let rows = sqlx::query("SELECT * FROM usage_checkpoints ORDER BY file")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(storage)?;
+        rows.iter()
+            .map(checkpoint_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(storage)
+    }
+
+    async fn records(&self, query: &RecordQuery) -> Result<Vec<UsageRecord>> {
+        let raw = if query.without_raw { "" } else { ", raw_usage" };
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS}{raw} FROM usage_records
+             WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, dedup_key"
+        );
+        let mut conn = self.conn.lock().await;
+        let rows = sqlx::query(&sql)
+            .bind(query.since.unwrap_or(i64::MIN))
+            .bind(query.until.unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(storage)?;
+        rows.iter()
+            .map(|r| record_row(r, !query.without_raw))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(storage)
+    }
+}

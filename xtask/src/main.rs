@@ -6,6 +6,7 @@ mod accuracy;
 mod bench;
 mod ci;
 mod demo;
+mod e2e;
 mod run;
 mod soak;
 
@@ -21,6 +22,8 @@ tasks:
             [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S] [--skip-counter]
   soak      the test suite with its hammers, kill loops and proptest cases lengthened
             [--factor N (default 10)] [-- <cargo test arguments>]
+  e2e       real clients (Claude Code, the anthropic and openai Python SDKs) through the gateway
+            against the in-repo fake upstream; installs them under target/e2e
   accuracy  token counters on the committed corpus: exact-match rates, estimator error per category
 ";
 
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match task {
         "ci" => ci::main(rest),
         "demo" => demo::main(rest),
+        "e2e" => e2e::main(rest),
         "bench" => bench::main(rest),
         "accuracy" => accuracy::main(rest),
         "soak" => soak::main(rest),

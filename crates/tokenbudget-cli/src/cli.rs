@@ -63,6 +63,11 @@ pub enum Command {
     },
     /// Release every reservation whose timeout has passed.
     Sweep,
+    /// Run the HTTP gateway (Anthropic and OpenAI compatible) that enforces budgets.
+    Gateway(crate::gateway::GatewayArgs),
+    /// Create, list and revoke gateway keys.
+    #[command(subcommand)]
+    Key(crate::key::KeyCommand),
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,8 @@ mod budget;
 mod cli;
 mod count;
 mod failure;
+mod gateway;
+mod key;
 mod output;
 mod reserve;
 
@@ -80,6 +82,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     reserve::rollback(reservation, &budgets, &mut out).await?
                 }
                 Command::Sweep => reserve::sweep(&budgets, &mut out).await?,
+                Command::Gateway(args) => gateway::run(args, &cli.db, budgets).await?,
+                Command::Key(cmd) => key::run(cmd, &cli.db, &budgets, &mut out).await?,
             }
         }
     }

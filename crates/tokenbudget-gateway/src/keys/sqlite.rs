@@ -72,9 +72,11 @@ impl SqliteKeyStore {
                     .await
                     .map_err(store_err)?;
             }
-            Some(v) if v > VERSION => return Err(Error::Store(format!(
+            Some(v) if v > VERSION => {
+                return Err(Error::Store(format!(
                 "the gateway's tables are at schema version {v}, newer than this build's {VERSION}"
-            ))),
+            )))
+            }
             Some(_) => {}
         }
         tx.commit().await.map_err(store_err)?;

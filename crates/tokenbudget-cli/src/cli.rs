@@ -41,6 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// Count the tokens of a text or of a chat request (stdin when no FILE).
     Count(CountArgs),
+    /// What a usage of a model costs, in dollars, from the built-in price table.
+    Cost(crate::cost::CostArgs),
     /// Create budgets and read their status and events.
     #[command(subcommand)]
     Budget(BudgetCommand),

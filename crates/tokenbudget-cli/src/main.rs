@@ -5,6 +5,7 @@
 
 mod budget;
 mod cli;
+mod cost;
 mod count;
 mod failure;
 mod gateway;
@@ -66,12 +67,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         // Counting needs no database: don't create one.
         Command::Count(args) => count::run(args, &mut out).await?,
+        Command::Cost(args) => cost::run(args, &mut out)?,
         command => {
             let budgets = TokenBudget::open(&cli.db).await.map_err(|e| {
                 Failure::from(e).context(format!("opening {}", tokenbudget::redact(&cli.db)))
             })?;
             match command {
-                Command::Count(_) => unreachable!("handled above"),
+                Command::Count(_) | Command::Cost(_) => unreachable!("handled above"),
                 Command::Budget(cmd) => budget::run(cmd, &budgets, &mut out).await?,
                 Command::Reserve(args) => reserve::reserve(args, &budgets, &mut out).await?,
                 Command::Commit {

@@ -18,7 +18,7 @@ enum Source {
 }
 
 /// Builds a [`TokenBudget`]: the store (an instance or a URL), the clock, the id generator,
-/// the default reservation timeout and the counter.
+/// the default reservation timeout, the counter and the background sweeper.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -46,7 +46,14 @@ pub struct TokenBudgetBuilder {
     ids: Option<Arc<dyn IdGenerator>>,
     default_timeout: Duration,
     counter: Option<Arc<dyn TokenCounter>>,
+    sweep_every: Option<Duration>,
 }
+
+/// How often the background sweeper runs when the builder is not told otherwise: 30 seconds.
+///
+/// Expired holds never cause a refusal (every write releases its tree's first), so the
+/// sweeper only tidies: it releases holds of crashed callers in trees nobody writes to.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for TokenBudgetBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,6 +69,7 @@ impl fmt::Debug for TokenBudgetBuilder {
             .field("ids", &self.ids)
             .field("default_timeout", &self.default_timeout)
             .field("counter", &self.counter.as_ref().map(|_| "custom"))
+            .field("sweep_every", &self.sweep_every)
             .finish()
     }
 }
@@ -82,7 +90,15 @@ impl TokenBudgetBuilder {
             ids: None,
             default_timeout: DEFAULT_TIMEOUT,
             counter: None,
+            sweep_every: Some(DEFAULT_SWEEP_INTERVAL),
         }
+    }
+
+    /// Runs the background sweeper every `interval`, or not at all with `None` (a short-lived
+    /// process, or one that runs its own). Defaults to [`DEFAULT_SWEEP_INTERVAL`].
+    pub fn sweep_every(mut self, interval: Option<Duration>) -> Self {
+        self.sweep_every = interval;
+        self
     }
 
     /// Uses `store`. Replaces a URL given before.
@@ -158,9 +174,15 @@ impl TokenBudgetBuilder {
         if let Some(ids) = self.ids {
             tracker = tracker.ids(ids);
         }
+        let tracker = tracker.build();
+        let sweeper = self
+            .sweep_every
+            .filter(|interval| !interval.is_zero())
+            .map(|interval| Arc::new(tracker.spawn_sweeper(interval)));
         Ok(TokenBudget {
-            tracker: tracker.build(),
+            tracker,
             counter: self.counter.unwrap_or_else(default_counter),
+            sweeper,
         })
     }
 }

@@ -1,22 +1,28 @@
 //! [`TokenBudget`]: the tracker with the counter that sizes requests.
 
 use std::fmt;
-use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokenbudget_core::Error as CoreError;
-use tokenbudget_core::{BudgetId, ReserveOptions, Tracker};
+use tokenbudget_core::{
+    Budget, BudgetId, Charge, ChargeOutcome, CommitOutcome, Event, ExtendOutcome, IdempotencyKey,
+    LogCursor, LogPage, NewBudget, Reservation, ReservationId, ReserveOptions, ReserveOutcome,
+    RollbackOutcome, Status, SweeperHandle, Tracker,
+};
 use tokenbudget_counter::{Message, TokenCount, TokenCounter};
 
 use crate::builder::TokenBudgetBuilder;
 use crate::error::Result;
 use crate::request::RequestReservation;
 
-/// A [`Tracker`] and the [`TokenCounter`] that sizes reservations for chat requests.
+/// Budgets for a service: the tracker's operations with the facade's [`Error`](crate::Error),
+/// the [`TokenCounter`] that sizes reservations for chat requests, a guard for one call
+/// ([`TokenBudget::spend`], [`TokenBudget::hold`]), and a background sweeper of expired holds
+/// that runs by default.
 ///
-/// Every tracker method (`create_workflow`, `reserve`, `commit`, `status`, …) is available
-/// directly through `Deref`; [`TokenBudget::reserve_for_request`] adds counting. Cheap to
-/// clone: clones share the store, clock and counter.
+/// Cheap to clone: clones share the store, clock, counter and sweeper (which stops when the
+/// last clone is dropped).
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -42,6 +48,7 @@ use crate::request::RequestReservation;
 pub struct TokenBudget {
     pub(crate) tracker: Tracker,
     pub(crate) counter: Arc<dyn TokenCounter>,
+    pub(crate) sweeper: Option<Arc<SweeperHandle>>,
 }
 
 impl fmt::Debug for TokenBudget {
@@ -49,14 +56,6 @@ impl fmt::Debug for TokenBudget {
         f.debug_struct("TokenBudget")
             .field("tracker", &self.tracker)
             .finish_non_exhaustive()
-    }
-}
-
-impl Deref for TokenBudget {
-    type Target = Tracker;
-
-    fn deref(&self) -> &Tracker {
-        &self.tracker
     }
 }
 
@@ -71,9 +70,141 @@ impl TokenBudget {
         Self::builder().url(url).build().await
     }
 
-    /// The tracker.
+    /// The core tracker underneath, whose methods answer the core's error type.
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
+    }
+
+    /// The store.
+    pub fn store(&self) -> &tokenbudget_core::DynBudgetStore {
+        self.tracker.store()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn tokenbudget_core::Clock> {
+        self.tracker.clock()
+    }
+
+    /// The timeout used when a reserve gives none.
+    pub fn default_timeout(&self) -> Duration {
+        self.tracker.default_timeout()
+    }
+
+    /// True when this handle runs the background sweeper (the builder's default).
+    pub fn sweeps_in_background(&self) -> bool {
+        self.sweeper.is_some()
+    }
+
+    /// Creates a budget from a full description.
+    pub async fn create_budget(&self, new: NewBudget) -> Result<Budget> {
+        Ok(self.tracker.create_budget(new).await?)
+    }
+
+    /// Creates a workflow budget (one with no parent).
+    pub async fn create_workflow<I>(&self, id: I, limit: u64) -> Result<Budget>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.create_workflow(id, limit).await?)
+    }
+
+    /// Creates a phase budget under `parent` (or any budget under any other).
+    pub async fn create_phase<I, P>(&self, id: I, parent: P, limit: u64) -> Result<Budget>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+        P: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.create_phase(id, parent, limit).await?)
+    }
+
+    /// Holds `tokens` on `budget` and every ancestor, or refuses naming the budget that lacked
+    /// room. Prefer [`TokenBudget::spend`] or [`TokenBudget::hold`], which never leave a hold
+    /// behind.
+    pub async fn reserve<I>(
+        &self,
+        budget: I,
+        tokens: u64,
+        options: ReserveOptions,
+    ) -> Result<ReserveOutcome>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.reserve(budget, tokens, options).await?)
+    }
+
+    /// Records a reservation's actual usage; the rest of the hold is released.
+    pub async fn commit(&self, reservation: ReservationId, actual: u64) -> Result<CommitOutcome> {
+        Ok(self.tracker.commit(reservation, actual).await?)
+    }
+
+    /// Releases a reservation's hold.
+    pub async fn rollback(&self, reservation: ReservationId) -> Result<RollbackOutcome> {
+        Ok(self.tracker.rollback(reservation).await?)
+    }
+
+    /// Pushes a held reservation's expiry to `timeout` from now (a long streamed call).
+    pub async fn extend(
+        &self,
+        reservation: ReservationId,
+        timeout: Duration,
+    ) -> Result<ExtendOutcome> {
+        Ok(self.tracker.extend(reservation, timeout).await?)
+    }
+
+    /// Records usage that had no reservation, once per `key`, even past the limit.
+    pub async fn charge<I>(
+        &self,
+        budget: I,
+        tokens: u64,
+        key: IdempotencyKey,
+        note: Option<String>,
+    ) -> Result<ChargeOutcome>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.charge(budget, tokens, key, note).await?)
+    }
+
+    /// The charge recorded with `key`, if any.
+    pub async fn charge_by_key(&self, key: &IdempotencyKey) -> Result<Option<Charge>> {
+        Ok(self.tracker.store().charge_by_key(key).await?)
+    }
+
+    /// One reservation as stored.
+    pub async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>> {
+        Ok(self.tracker.store().reservation(id).await?)
+    }
+
+    /// A budget's live status (holds past their expiry are not counted).
+    pub async fn status<I>(&self, budget: I) -> Result<Status>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.status(budget).await?)
+    }
+
+    /// Every budget's live status, ordered by id.
+    pub async fn list(&self) -> Result<Vec<Status>> {
+        Ok(self.tracker.list().await?)
+    }
+
+    /// A budget's events with `seq > after_seq`, in order.
+    pub async fn events<I>(&self, budget: I, after_seq: u64) -> Result<Vec<Event>>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.events(budget, after_seq).await?)
+    }
+
+    /// Up to `limit` events of the whole log after `after`; loop on the page's `next` to tail
+    /// the log: every event is seen exactly once, however writers interleave.
+    pub async fn log_after(&self, after: LogCursor, limit: usize) -> Result<LogPage> {
+        Ok(self.tracker.log_after(after, limit).await?)
+    }
+
+    /// Releases every reservation expired by now; returns how many were released.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        Ok(self.tracker.sweep_expired().await?)
     }
 
     /// The counter that sizes requests.

@@ -4,24 +4,28 @@ mod builder;
 mod client;
 mod error;
 mod factories;
+mod guard;
 mod parse;
 mod registry;
 mod request;
 
-pub use builder::TokenBudgetBuilder;
+pub use builder::{TokenBudgetBuilder, DEFAULT_SWEEP_INTERVAL};
 pub use client::TokenBudget;
 pub use error::{Error, Result};
+pub use guard::{Actual, Hold, SpendError, Spent};
 pub use parse::redact;
 pub use registry::{open, StoreFactory, StoreRegistry};
 pub use request::RequestReservation;
 
-// The core: models, rules, the store trait, the tracker and the in-memory store. Its error
-// type is `CoreError` here, to leave `Error` to the facade's.
+// The core: models, the store trait, the tracker and the in-memory store. Its error type is
+// `CoreError` here, to leave `Error` to the facade's. The budget rules are not re-exported:
+// a crate implementing its own store depends on `tokenbudget-core`, whose `rules` it calls.
 pub use tokenbudget_core::Error as CoreError;
-pub use tokenbudget_core::{event, id, model, outcome, rules, store, time};
+pub use tokenbudget_core::{event, id, model, outcome, store, time};
 pub use tokenbudget_core::{
-    replay, Budget, BudgetId, BudgetStore, Clock, CommitOutcome, DynBudgetStore, Event, EventKind,
-    EventQuery, Grant, IdGenerator, IdempotencyKey, ManualClock, MemoryStore, NewBudget, Refusal,
+    replay, Budget, BudgetId, BudgetStore, Charge, ChargeOutcome, Clock, CommitOutcome,
+    DynBudgetStore, Event, EventKind, EventQuery, ExtendOutcome, Grant, IdGenerator,
+    IdempotencyKey, LogCursor, LogPage, ManualClock, MemoryStore, NewBudget, Refusal,
     ReleaseReason, Reservation, ReservationId, ReservationState, ReserveOptions, ReserveOutcome,
     RollbackOutcome, SequentialIds, Status, SweepOutcome, SweeperHandle, SystemClock, Timestamp,
     Tracker, TrackerBuilder, UuidV7Ids, DEFAULT_TIMEOUT, MAX_DEPTH, MAX_TOKENS,
@@ -37,6 +41,9 @@ pub use tokenbudget_counter::{
 };
 #[cfg(feature = "claude")]
 pub use tokenbudget_counter::{ClaudeConfig, ClaudeCounter, FailOpenClaudeCounter};
+
+/// Prices per token and exact costs in micro-dollars (crate `tokenbudget-prices`), whole.
+pub use tokenbudget_prices as prices;
 
 /// The SQLite store (crate `tokenbudget-sqlite`), with feature `sqlite`.
 #[cfg(feature = "sqlite")]

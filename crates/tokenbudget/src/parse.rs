@@ -57,14 +57,46 @@ pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// `url` with the password of its authority (`scheme://user:password@host`) replaced by
-/// `***`, so errors and logs never show it.
+/// `url` with its passwords replaced by `***`, so errors and logs never show them: the one in
+/// the authority (`scheme://user:password@host`) and the value of every query parameter whose
+/// name ends in `password` (`?password=…`, `&sslpassword=…`, any case).
 pub fn redact(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let mut out = redact_authority(head);
+    if let Some(query) = query {
+        let (query, fragment) = match query.split_once('#') {
+            Some((query, fragment)) => (query, Some(fragment)),
+            None => (query, None),
+        };
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().ends_with("password") => {
+                    format!("{name}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+        if let Some(fragment) = fragment {
+            out.push('#');
+            out.push_str(fragment);
+        }
+    }
+    out
+}
+
+/// `url` (with no query) with the authority's password replaced by `***`.
+fn redact_authority(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
     let rest = &url[start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     let Some(at) = authority.rfind('@') else {
         return url.to_owned();
@@ -114,6 +146,18 @@ mod tests {
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
         assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
         assert_eq!(redact("postgres://h/db?x=a:b@c"), "postgres://h/db?x=a:b@c");
+        assert_eq!(
+            redact("postgres://h/db?user=app&password=s3cret&schema=x"),
+            "postgres://h/db?user=app&password=***&schema=x"
+        );
+        assert_eq!(
+            redact("postgresql://u:p@h/db?PASSWORD=a&sslpassword=b#frag"),
+            "postgresql://u:***@h/db?PASSWORD=***&sslpassword=***#frag"
+        );
+        assert_eq!(
+            redact("postgres://h/db?password"),
+            "postgres://h/db?password"
+        );
     }
 
     #[test]

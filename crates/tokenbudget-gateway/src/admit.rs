@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokenbudget::{BudgetId, Grant, ReserveOptions, ReserveOutcome, Tracker};
+use tokenbudget::{BudgetId, Grant, ReserveOptions, ReserveOutcome, TokenBudget};
 
 use crate::error::{Error, Result};
 use crate::usage::Weights;
@@ -55,7 +55,7 @@ const TRIES: usize = 4;
 /// Reserves for `ask` on `budget`, lowering `max_tokens` when the chain lacks room for all of
 /// it. A refusal is [`Error::Refused`] naming the budget and what it has left.
 pub async fn admit(
-    tracker: &Tracker,
+    budgets: &TokenBudget,
     budget: &BudgetId,
     ask: Ask,
     weights: &Weights,
@@ -66,7 +66,7 @@ pub async fn admit(
     for _ in 0..TRIES {
         let tokens = hold(&ask, max_tokens, weights);
         let options = ReserveOptions::new().with_timeout(timeout);
-        match tracker.reserve(budget, tokens, options).await? {
+        match budgets.reserve(budget, tokens, options).await? {
             ReserveOutcome::Granted(grant) => {
                 return Ok(Admitted {
                     grant,

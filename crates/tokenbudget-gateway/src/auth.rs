@@ -142,7 +142,7 @@ impl Gateway {
         let budgets = &self.inner.budgets;
         if budgets.store().budget(&phase).await?.is_none() {
             match budgets.create_phase(&phase, budget, limit).await {
-                Ok(_) | Err(CoreError::BudgetExists { .. }) => {}
+                Ok(_) | Err(tokenbudget::Error::Core(CoreError::BudgetExists { .. })) => {}
                 Err(e) => return Err(e.into()),
             }
         }

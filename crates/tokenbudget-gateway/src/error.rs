@@ -86,6 +86,15 @@ impl From<tokenbudget::CoreError> for Error {
     }
 }
 
+impl From<tokenbudget::Error> for Error {
+    fn from(e: tokenbudget::Error) -> Self {
+        match e {
+            tokenbudget::Error::Core(core) => core.into(),
+            other => Error::Store(other.to_string()),
+        }
+    }
+}
+
 impl Error {
     /// The HTTP status and the Anthropic error type.
     pub fn status_and_type(&self) -> (StatusCode, &'static str) {

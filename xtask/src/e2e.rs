@@ -27,6 +27,9 @@ impl Drop for Procs {
     }
 }
 
+/// A named check.
+type Scenario<'a> = (&'static str, Box<dyn Fn() -> Result + 'a>);
+
 struct Env {
     dir: PathBuf,
     bin: PathBuf,
@@ -70,7 +73,7 @@ pub fn main(_args: &[String]) -> Result {
 
     let mut passed = 0;
     let mut failed = Vec::new();
-    let scenarios: Vec<(&str, Box<dyn Fn() -> Result>)> = vec![
+    let scenarios: Vec<Scenario<'_>> = vec![
         (
             "claude code: plain answer",
             Box::new(|| plain_answer(&env, &gw_text)),

@@ -4,6 +4,7 @@
 
 mod accuracy;
 mod bench;
+mod bench_gateway;
 mod ci;
 mod demo;
 mod e2e;
@@ -20,6 +21,8 @@ tasks:
   ci        what .ci/run runs: fmt check, clippy -D warnings, feature builds, the whole test suite
   bench     tracker load on every backend beside its raw-SQL baseline, then the counter benches
             [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S] [--skip-counter]
+  bench-gateway  direct vs through the gateway: added TTFB p50/p99, req/s at 1/64/512 clients,
+            non-streaming and streaming; RSS with 1,000 open streams
   soak      the test suite with its hammers, kill loops and proptest cases lengthened
             [--factor N (default 10)] [-- <cargo test arguments>]
   e2e       real clients (Claude Code, the anthropic and openai Python SDKs) through the gateway
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         "demo" => demo::main(rest),
         "e2e" => e2e::main(rest),
         "bench" => bench::main(rest),
+        "bench-gateway" => bench_gateway::main(rest),
         "accuracy" => accuracy::main(rest),
         "soak" => soak::main(rest),
         "help" | "-h" | "--help" => {

@@ -28,9 +28,6 @@ pub struct GatewayArgs {
     /// settled.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub grace: Duration,
-    /// Log format.
-    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -24,28 +24,40 @@ use tokio::sync::Mutex;
 
 use crate::load::{budget_name, BoxError, PairDriver, BENCH_LIMIT};
 
-/// The store's schema, applied as is.
-const SCHEMA_SQL: &str = include_str!("../../crates/tokenbudget-sqlite/migrations/0001_init.sql");
+/// The store's schema (every migration), applied as is.
+const SCHEMA_SQL: [&str; 2] = [
+    include_str!("../../crates/tokenbudget-sqlite/migrations/0001_init.sql"),
+    include_str!("../../crates/tokenbudget-sqlite/migrations/0002_tree_holds_and_charges.sql"),
+];
 
 const BUDGET_COLUMNS: &str = "id, parent, limit_tokens, used, reserved, held, created_at";
 
-/// The store's one read of reserve and commit (`sql::load`), from a budget (`?1`): the
-/// chain's budgets (kind 0), then the held reservations on it due at `?5` and the
-/// reservation with id `?3` or key `?4` (kind 1).
+/// The store's one read of reserve (`sql::load`), from a budget (`?1`): the chain's budgets
+/// (kind 0), the budgets of the due holds' chains off it, then the held reservations due at
+/// `?5` anywhere in the chain's tree (found by root) and the reservation with id `?3` or key
+/// `?4` (kind 1).
 const LOAD: &str = "WITH RECURSIVE chain (id, depth) AS (
-                     SELECT ?1, 0
-                     UNION ALL
-                     SELECT b.parent, chain.depth + 1 FROM budgets b JOIN chain ON b.id = chain.id
-                     WHERE b.parent IS NOT NULL AND chain.depth < ?2
-                 ) SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
+             SELECT ?1, 0
+             UNION ALL
+             SELECT b.parent, chain.depth + 1 FROM budgets b JOIN chain ON b.id = chain.id
+             WHERE b.parent IS NOT NULL AND chain.depth < ?2
+         ), \
+         due AS (SELECT * FROM reservations WHERE state = 'held' AND expires_at <= ?5 \
+                 AND root = (SELECT id FROM chain ORDER BY depth DESC LIMIT 1)), \
+         above (id) AS (SELECT budget_id FROM due \
+                        UNION SELECT b.parent FROM budgets b JOIN above ON b.id = above.id \
+                        WHERE b.parent IS NOT NULL) \
+         SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
                 chain.depth FROM budgets JOIN chain USING (id) \
-         UNION SELECT 1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, state, \
-                      idempotency_key, 0 FROM reservations WHERE state = 'held' AND expires_at <= ?5 \
-                                     AND budget_id IN (SELECT id FROM chain) \
-         UNION SELECT 1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, state, \
-                      idempotency_key, 0 FROM reservations WHERE id = ?3 \
-         UNION SELECT 1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, state, \
-                      idempotency_key, 0 FROM reservations WHERE idempotency_key = ?4 \
+         UNION SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
+                ?2 + 1 FROM budgets \
+                WHERE id IN (SELECT id FROM above EXCEPT SELECT id FROM chain) \
+         UNION SELECT 1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, \
+                      state, idempotency_key, 0 FROM due \
+         UNION SELECT 1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, \
+                      state, idempotency_key, 0 FROM reservations WHERE id = ?3 \
+         UNION SELECT 1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, \
+                      state, idempotency_key, 0 FROM reservations WHERE idempotency_key = ?4 \
          ORDER BY 1, 11";
 
 /// How long the baseline's holds last (never reached in a benchmark).
@@ -110,10 +122,9 @@ impl RawSqlite {
             .busy_timeout(Duration::from_secs(5))
             .connect()
             .await?;
-        sqlx::query(SCHEMA_SQL)
-            .persistent(false)
-            .execute(&mut conn)
-            .await?;
+        for sql in SCHEMA_SQL {
+            sqlx::query(sql).persistent(false).execute(&mut conn).await?;
+        }
         Ok(Self {
             writer: Mutex::new(conn),
             shape,
@@ -273,10 +284,13 @@ impl PairDriver for RawSqlite {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO reservations (id, budget_id, tokens, state, created_at, expires_at, \
-             idempotency_key, actual, settled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO reservations (id, budget_id, root, tokens, state, created_at, \
+             expires_at, idempotency_key, actual, settled_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .bind(&id)
+        .bind(&budget)
+        // Every benchmark budget is a workflow: its own root.
         .bind(&budget)
         .bind(tokens)
         .bind("held")

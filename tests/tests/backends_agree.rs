@@ -90,7 +90,9 @@ async fn memory_sqlite_and_postgres_write_the_same_log() {
     let schema = tokenbudget_tests::unique_schema("agree");
     let config = tokenbudget_postgres::Config::new(url)
         .unwrap()
-        .with_schema(&schema);
+        .with_schema(&schema)
+        // The script's clock is injected: the store decides with it, not the database's.
+        .with_clock(tokenbudget_postgres::ClockSource::Caller);
     let postgres: DynBudgetStore = Arc::new(
         tokenbudget_postgres::PostgresStore::open_with(config)
             .await

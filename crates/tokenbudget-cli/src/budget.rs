@@ -161,7 +161,8 @@ fn event_tokens(kind: &EventKind) -> Option<u64> {
         EventKind::BudgetCreated { limit, .. } => *limit,
         EventKind::TokensReserved { tokens, .. }
         | EventKind::TokensCommitted { tokens, .. }
-        | EventKind::TokensReleased { tokens, .. } => *tokens,
+        | EventKind::TokensReleased { tokens, .. }
+        | EventKind::TokensCharged { tokens, .. } => *tokens,
         EventKind::BudgetExhausted { used, .. } => *used,
         _ => return None,
     })
@@ -208,6 +209,23 @@ fn event_text(event: &Event) -> String {
             format!("{tokens} released by {reservation_id} ({why})")
         }
         EventKind::BudgetExhausted { used, limit } => format!("{used} used of {limit}"),
+        EventKind::ReservationExtended {
+            reservation_id,
+            expires_at,
+            ..
+        } => format!("{reservation_id} held until {expires_at}"),
+        EventKind::TokensCharged {
+            key,
+            origin,
+            tokens,
+            overrun,
+        } => {
+            let mut text = format!("{tokens} tokens charged on {origin}, key {key}");
+            if *overrun > 0 {
+                text.push_str(&format!(" ({overrun} past what was available)"));
+            }
+            text
+        }
         other => format!("{other:?}"),
     };
     format!(

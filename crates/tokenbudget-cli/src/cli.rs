@@ -63,6 +63,18 @@ pub enum Command {
         #[arg(value_name = "RESERVATION")]
         reservation: ReservationId,
     },
+    /// Push a held reservation's expiry to TIMEOUT from now (a long call still running).
+    Extend {
+        /// The reservation id `reserve` printed.
+        #[arg(value_name = "RESERVATION")]
+        reservation: ReservationId,
+        /// The new expiry, from now: 30s, 10m, 1h, … (never earlier than it already is).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Record TOKENS used on BUDGET with no reservation (usage learned after the fact),
+    /// once per --key, even past the limit.
+    Charge(ChargeArgs),
     /// Release every reservation whose timeout has passed.
     Sweep,
     /// Run the HTTP gateway (Anthropic and OpenAI compatible) that enforces budgets.
@@ -70,6 +82,22 @@ pub enum Command {
     /// Create, list and revoke gateway keys.
     #[command(subcommand)]
     Key(crate::key::KeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ChargeArgs {
+    /// The budget that pays (its ancestors pay too).
+    #[arg(value_name = "BUDGET")]
+    pub budget: BudgetId,
+    /// Tokens used.
+    #[arg(value_name = "TOKENS")]
+    pub tokens: u64,
+    /// Makes the charge happen once: the same key again records nothing more.
+    #[arg(long, value_name = "KEY")]
+    pub key: IdempotencyKey,
+    /// What the usage was (at most 1024 bytes).
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +173,10 @@ pub struct ReserveArgs {
     /// Makes a retried reserve return the first reservation instead of holding again.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The reservation's id (a UUID) instead of a new one, so a script can retry or roll back a
+    /// reserve whose answer it never saw.
+    #[arg(long, value_name = "UUID")]
+    pub id: Option<ReservationId>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -98,6 +98,7 @@ fn core_code(e: &CoreError) -> u8 {
         | CoreError::InvalidIdempotencyKey { .. }
         | CoreError::InvalidAmount { .. }
         | CoreError::InvalidTimeout { .. }
+        | CoreError::InvalidNote { .. }
         | CoreError::Config { .. } => USAGE,
         _ => ERROR,
     }

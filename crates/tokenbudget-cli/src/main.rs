@@ -69,9 +69,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Count(args) => count::run(args, &mut out).await?,
         Command::Cost(args) => cost::run(args, &mut out)?,
         command => {
-            let budgets = TokenBudget::open(&cli.db).await.map_err(|e| {
-                Failure::from(e).context(format!("opening {}", tokenbudget::redact(&cli.db)))
-            })?;
+            // One command per process: no background sweeper (`tokenbudget sweep` is there).
+            let budgets = TokenBudget::builder()
+                .url(cli.db.as_str())
+                .sweep_every(None)
+                .build()
+                .await
+                .map_err(|e| {
+                    Failure::from(e).context(format!("opening {}", tokenbudget::redact(&cli.db)))
+                })?;
             match command {
                 Command::Count(_) | Command::Cost(_) => unreachable!("handled above"),
                 Command::Budget(cmd) => budget::run(cmd, &budgets, &mut out).await?,
@@ -83,6 +89,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Command::Rollback { reservation } => {
                     reserve::rollback(reservation, &budgets, &mut out).await?
                 }
+                Command::Extend {
+                    reservation,
+                    timeout,
+                } => reserve::extend(reservation, timeout, &budgets, &mut out).await?,
+                Command::Charge(args) => reserve::charge(args, &budgets, &mut out).await?,
                 Command::Sweep => reserve::sweep(&budgets, &mut out).await?,
                 Command::Gateway(args) => gateway::run(args, &cli.db, budgets).await?,
                 Command::Key(cmd) => key::run(cmd, &cli.db, &budgets, &mut out).await?,

@@ -1,9 +1,11 @@
-//! `tokenbudget reserve`, `commit`, `rollback` and `sweep`.
+//! `tokenbudget reserve`, `commit`, `rollback`, `extend`, `charge` and `sweep`.
+
+use std::time::Duration;
 
 use serde_json::json;
 use tokenbudget::{ReservationId, ReserveOptions, ReserveOutcome, TokenBudget};
 
-use crate::cli::ReserveArgs;
+use crate::cli::{ChargeArgs, ReserveArgs};
 use crate::failure::Failure;
 use crate::output::Out;
 
@@ -18,6 +20,9 @@ pub async fn reserve(
     let mut options = ReserveOptions::new().with_timeout(args.timeout);
     if let Some(key) = args.idempotency_key {
         options = options.with_idempotency_key(key);
+    }
+    if let Some(id) = args.id {
+        options = options.with_reservation_id(id);
     }
     match budgets.reserve(&args.budget, args.tokens, options).await? {
         ReserveOutcome::Granted(grant) => {
@@ -112,6 +117,56 @@ pub async fn rollback(
             } else {
                 format!("rolled back {}: nothing held ({})", r.id, r.state)
             }
+        },
+    )
+}
+
+/// `reservation_id`, `state` (`held`) and the new `expires_at`.
+pub async fn extend(
+    id: ReservationId,
+    timeout: Duration,
+    budgets: &TokenBudget,
+    out: &mut Out,
+) -> Result<(), Failure> {
+    let done = budgets.extend(id, timeout).await?;
+    let r = &done.reservation;
+    out.emit(
+        json!({
+            "reservation_id": r.id,
+            "state": r.state,
+            "budget_id": r.budget_id,
+            "tokens": r.tokens,
+            "expires_at": r.expires_at,
+        }),
+        || format!("extended {}: held until {}", r.id, r.expires_at),
+    )
+}
+
+/// `key`, `budget_id`, `tokens`, `overrun` and `replayed`.
+pub async fn charge(args: ChargeArgs, budgets: &TokenBudget, out: &mut Out) -> Result<(), Failure> {
+    let done = budgets
+        .charge(&args.budget, args.tokens, args.key, args.note)
+        .await?;
+    let c = &done.charge;
+    out.emit(
+        json!({
+            "key": c.key,
+            "budget_id": c.budget_id,
+            "tokens": c.tokens,
+            "note": c.note,
+            "at": c.at,
+            "overrun": done.overrun,
+            "replayed": done.replayed,
+        }),
+        || {
+            let mut text = format!("charged {} tokens to {}", c.tokens, c.budget_id);
+            if done.overrun > 0 {
+                text.push_str(&format!(" ({} past what was available)", done.overrun));
+            }
+            if done.replayed {
+                text.push_str(" (already charged with this key: nothing changed)");
+            }
+            text
         },
     )
 }

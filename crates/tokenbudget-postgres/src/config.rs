@@ -10,6 +10,23 @@ use tokenbudget_core::{Error, Result};
 /// The environment variable [`Config::from_env`] reads the database URL from.
 pub const DATABASE_URL_ENV: &str = "TOKENBUDGET_DATABASE_URL";
 
+/// Whose clock an operation decides with: when holds expire, and the times stamped on
+/// reservations and events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClockSource {
+    /// The database's clock (`clock_timestamp()`), read inside each transaction once its row
+    /// locks are granted. Every process on the database then decides with one clock, however
+    /// far the hosts' own clocks drift apart: a host whose clock runs fast cannot expire other
+    /// hosts' holds early. The `now` an operation is given is ignored.
+    #[default]
+    Database,
+    /// The `now` each operation is given (the tracker's clock): for one host, or for tests that
+    /// inject a clock.
+    Caller,
+}
+
 /// Options for [`PostgresStore::open_with`](crate::PostgresStore::open).
 ///
 /// ```
@@ -48,16 +65,21 @@ pub struct Config {
     ///
     /// Defaults to 8.
     pub pool_size: usize,
-    /// The most operations of this store that run at once on one budget tree (a root budget
-    /// and everything under it, whose writes all lock the root's row). The others wait in the
-    /// process, first come first served, instead of each holding a pooled connection in the
-    /// row's lock queue inside the database. 0 turns the limit off. Other processes are not
-    /// counted: each limits its own.
+    /// The most transactions of this store that run at once on one budget tree (a root budget
+    /// and everything under it, whose writes all take the tree's lock). The writes queued on a
+    /// tree meanwhile wait in the process and run together, as one batch: one transaction, one
+    /// lock acquisition, one WAL flush for all of them (at most [`Config::max_batch`]). A
+    /// batch starts as soon as a transaction slot is free, with whatever is queued: nobody
+    /// waits for a batch to fill. 0 turns batching off (every write its own transaction, with
+    /// no limit). Other processes are not counted: each batches its own.
     ///
-    /// Defaults to 2: one operation holds the row lock while the next waits right behind it.
+    /// Defaults to 2: one batch holds the lock while the next waits right behind it.
     pub root_concurrency: usize,
-    /// How long an operation waits for a free connection, or for its turn on a budget tree
-    /// (see [`Config::root_concurrency`]), before failing (retryable).
+    /// The most writes one batch runs in its transaction (see [`Config::root_concurrency`]).
+    ///
+    /// Defaults to 128.
+    pub max_batch: usize,
+    /// How long an operation waits for a free connection before failing (retryable).
     ///
     /// Defaults to 5 s. Serialized as `wait_timeout_ms`.
     #[serde(rename = "wait_timeout_ms", with = "millis")]
@@ -106,6 +128,10 @@ pub struct Config {
     /// Defaults to 500 ms. Serialized as `retry_max_delay_ms`.
     #[serde(rename = "retry_max_delay_ms", with = "millis")]
     pub retry_max_delay: Duration,
+    /// Whose clock decides expiry and stamps times (see [`ClockSource`]).
+    ///
+    /// Defaults to [`ClockSource::Database`].
+    pub clock: ClockSource,
 }
 
 impl Default for Config {
@@ -116,6 +142,7 @@ impl Default for Config {
             application_name: "tokenbudget".to_owned(),
             pool_size: 8,
             root_concurrency: 2,
+            max_batch: 128,
             wait_timeout: Duration::from_secs(5),
             create_timeout: Duration::from_secs(5),
             recycle_timeout: Duration::from_secs(2),
@@ -125,6 +152,7 @@ impl Default for Config {
             max_attempts: 6,
             retry_base_delay: Duration::from_millis(5),
             retry_max_delay: Duration::from_millis(500),
+            clock: ClockSource::Database,
         }
     }
 }
@@ -183,6 +211,12 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::max_batch`] (at least 1).
+    pub fn with_max_batch(mut self, writes: usize) -> Self {
+        self.max_batch = writes.max(1);
+        self
+    }
+
     /// Sets [`Config::wait_timeout`].
     pub fn with_wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
@@ -229,6 +263,12 @@ impl Config {
     pub fn with_retry_delays(mut self, base: Duration, max: Duration) -> Self {
         self.retry_base_delay = base;
         self.retry_max_delay = max.max(base);
+        self
+    }
+
+    /// Sets [`Config::clock`].
+    pub fn with_clock(mut self, clock: ClockSource) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -287,6 +327,7 @@ impl fmt::Debug for Config {
             .field("application_name", &self.application_name)
             .field("pool_size", &self.pool_size)
             .field("root_concurrency", &self.root_concurrency)
+            .field("max_batch", &self.max_batch)
             .field("wait_timeout", &self.wait_timeout)
             .field("create_timeout", &self.create_timeout)
             .field("recycle_timeout", &self.recycle_timeout)
@@ -299,6 +340,7 @@ impl fmt::Debug for Config {
             .field("max_attempts", &self.max_attempts)
             .field("retry_base_delay", &self.retry_base_delay)
             .field("retry_max_delay", &self.retry_max_delay)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -477,8 +519,12 @@ mod tests {
             serde_json::from_str(r#"{"url": "postgres://db/x", "wait_timeout_ms": 1500}"#).unwrap();
         assert_eq!(config.wait_timeout, Duration::from_millis(1500));
         assert_eq!(config.pool_size, Config::default().pool_size);
+        assert_eq!(config.clock, ClockSource::Database);
         let json = serde_json::to_value(&config).unwrap();
         assert_eq!(json["wait_timeout_ms"], 1500);
+        assert_eq!(json["clock"], "database");
+        let config: Config = serde_json::from_str(r#"{"clock": "caller"}"#).unwrap();
+        assert_eq!(config.clock, ClockSource::Caller);
     }
 
     #[test]

@@ -20,9 +20,6 @@ pub(crate) enum PgError {
     /// No connection could be had from the pool.
     #[error("connection pool: {0}")]
     Pool(#[from] PoolError),
-    /// The operation waited this long for its turn on a busy budget tree.
-    #[error("waited {0:?} for a turn on a busy budget tree (root_concurrency)")]
-    Busy(std::time::Duration),
     /// The chain changed between locking and reading (a budget or reservation appeared in
     /// between): the attempt is discarded and retried.
     #[error("the budget chain changed while it was being locked: {0}")]
@@ -36,6 +33,15 @@ pub(crate) enum PgError {
     /// A stored value does not fit the model (a negative amount, an unknown state, bad JSON).
     #[error("corrupt {what} in the database: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// Every attempt failed; `last` is the last failure. When `outcome_unknown`, an earlier
+    /// attempt lost its connection after sending COMMIT, so it may have committed.
+    #[error("{}", gave_up(*.attempts, *.outcome_unknown, .last))]
+    GaveUp {
+        attempts: u32,
+        outcome_unknown: bool,
+        #[source]
+        last: Box<PgError>,
+    },
     /// The task running the transaction panicked.
     #[error("the task running the transaction panicked: {0}")]
     Panicked(String),
@@ -51,6 +57,15 @@ fn describe(source: &tokio_postgres::Error, while_committing: bool) -> String {
     } else {
         detail
     }
+}
+
+fn gave_up(attempts: u32, outcome_unknown: bool, last: &PgError) -> String {
+    let unknown = if outcome_unknown {
+        "; an earlier attempt's COMMIT outcome is unknown (it may have committed)"
+    } else {
+        ""
+    };
+    format!("gave up after {attempts} attempts{unknown}: {last}")
 }
 
 impl PgError {
@@ -92,7 +107,8 @@ impl PgError {
                 PoolError::Backend(e) => is_connection_failure(e),
                 _ => false,
             },
-            Self::Raced(_) | Self::Busy(_) => true,
+            Self::Raced(_) => true,
+            Self::GaveUp { last, .. } => last.is_transient(),
             Self::Rejected(_)
             | Self::SchemaTooNew { .. }
             | Self::Corrupt { .. }
@@ -103,12 +119,24 @@ impl PgError {
     /// True when the transaction may have committed although the attempt failed: the
     /// connection broke after COMMIT was sent.
     pub(crate) fn outcome_unknown(&self) -> bool {
-        matches!(self, Self::Postgres { source, while_committing: true } if is_connection_failure(source))
+        match self {
+            Self::Postgres {
+                source,
+                while_committing: true,
+            } => is_connection_failure(source),
+            Self::GaveUp {
+                outcome_unknown,
+                last,
+                ..
+            } => *outcome_unknown || last.outcome_unknown(),
+            _ => false,
+        }
     }
 
     /// The public error. `safe_to_repeat` says whether the operation may be run again by the
     /// caller even when its outcome is unknown (commit, rollback, sweep, and reserve with an
-    /// idempotency key are; reserve without a key and create are not).
+    /// idempotency key are; reserve without a key and create are not). The outcome is unknown
+    /// when any attempt, not only the last, lost its connection after sending COMMIT.
     pub(crate) fn into_core(self, safe_to_repeat: bool) -> tokenbudget_core::Error {
         match self {
             Self::Rejected(e) => e,
@@ -118,6 +146,18 @@ impl PgError {
                 tokenbudget_core::Error::storage("postgres", retryable, other)
             }
         }
+    }
+}
+
+impl PgError {
+    /// [`PgError::into_core`] for a failure shared by several operations (a batch's): each
+    /// gets its own `retryable`, all the same source.
+    pub(crate) fn shared_into_core(
+        err: &std::sync::Arc<PgError>,
+        safe_to_repeat: bool,
+    ) -> tokenbudget_core::Error {
+        let retryable = err.is_transient() && (safe_to_repeat || !err.outcome_unknown());
+        tokenbudget_core::Error::storage("postgres", retryable, err.clone())
     }
 }
 

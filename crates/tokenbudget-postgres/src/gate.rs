@@ -1,37 +1,48 @@
-//! Admission to a budget tree inside this process.
+//! The batch leaders: writes queued on one budget tree inside this process run together.
 //!
-//! Every write on a budget tree locks its root row, so operations on one tree run one at a
-//! time in the database whatever the pool size. Left alone, every pooled connection would end
-//! up waiting in that row's lock queue: the waiters cost the database more work per commit (each
-//! wakes, re-checks the updated row and waits again), and the pool has no connection left for
-//! other trees. Measured with 8 connections on one hot budget, throughput fell by about a third
-//! against 2.
+//! Every write on a budget tree takes the tree's lock, and Postgres holds it through the
+//! commit's WAL flush, so one tree tops out at one transaction per flush. So the writes of
+//! this process on one tree queue here, and a leader takes everything queued (at most
+//! [`Config::max_batch`](crate::Config::max_batch)) and runs it as one
+//! [`Batch`](crate::batch::Batch): one transaction, one lock acquisition, one flush. A batch
+//! starts as soon as a leader is free, with whatever is queued: nobody waits for a batch to
+//! fill, so a lone caller waits no longer than with no batching at all.
 //!
-//! So at most [`Config::root_concurrency`](crate::Config::root_concurrency) operations of this
-//! process run on one tree at once (two by default: one holds the lock, the next waits right
-//! behind it, its statements already sent); the others wait here, first come first served, on
-//! a tokio semaphore, before they take a connection. The gate only orders this process's
-//! operations; correctness across processes rests on the row locks alone, and an operation
-//! whose tree is not known yet simply passes.
+//! At most [`Config::root_concurrency`](crate::Config::root_concurrency) leaders run per tree
+//! (two by default: one batch holds the lock while the next, its statements already sent,
+//! waits right behind it and collects what arrives meanwhile). A leader is a task of its own:
+//! a caller that drops its future only stops waiting for the answer; the write runs to its end.
 //!
 //! The gate learns the tree of a budget from the rows each operation locks (a budget's parent
-//! never changes), and the tree of a reservation from the reserve that granted it.
+//! never changes), and the tree of a reservation from the reserve that granted it. A write on a
+//! tree not known yet runs alone. All this orders this process's writes only: across
+//! processes the locks decide.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use tokenbudget_core::{Budget, BudgetId, ReservationId};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use async_trait::async_trait;
+use tokenbudget_core::{Budget, BudgetId, ReservationId, Timestamp};
+use tokio::sync::oneshot;
+
+use crate::batch::{Answer, Answers, Cmd};
 
 /// How many budgets, and how many held reservations, the gate remembers the tree of; past
-/// that it forgets them all and learns again (an unknown tree only means no queueing).
+/// that it forgets them all and learns again (an unknown tree only means no batching).
 const REMEMBERED: usize = 100_000;
 
-/// The in-process admission to budget trees; see the module docs.
+/// Runs a batch of commands in one transaction and answers each (the store's is
+/// `store::BatchRunner`; the tests have a recording one).
+#[async_trait]
+pub(crate) trait Runner: Send + Sync + 'static {
+    async fn run(&self, cmds: Vec<(Cmd, Timestamp)>) -> Answers;
+}
+
+/// The batch leaders of every tree; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Gate {
     per_root: usize,
+    max_batch: usize,
     state: Mutex<State>,
 }
 
@@ -41,88 +52,96 @@ struct State {
     roots: HashMap<BudgetId, BudgetId>,
     /// The root of each reservation granted here and not yet settled here.
     held: HashMap<ReservationId, BudgetId>,
-    /// The semaphore of each tree with an operation running or waiting.
-    slots: HashMap<BudgetId, Arc<Semaphore>>,
+    /// The queue of each tree with a leader running.
+    queues: HashMap<BudgetId, Queue>,
 }
 
-/// What an operation is keyed by.
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: VecDeque<Waiter>,
+    leaders: usize,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    cmd: Cmd,
+    now: Timestamp,
+    reply: oneshot::Sender<tokenbudget_core::Result<Answer>>,
+}
+
+/// What a write is keyed by.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target<'a> {
-    /// A reserve on this budget.
+    /// A reserve or charge on this budget.
     Budget(&'a BudgetId),
-    /// A commit or rollback of this reservation.
+    /// A commit, rollback or extend of this reservation.
     Reservation(ReservationId),
 }
 
-/// Entry to a tree, held for as long as the operation's transaction runs.
-#[derive(Debug)]
-pub(crate) struct Pass {
-    gate: Arc<Gate>,
-    root: BudgetId,
-    permit: Option<OwnedSemaphorePermit>,
-}
-
 impl Gate {
-    /// A gate admitting `per_root` operations per tree at once; 0 admits all.
-    pub(crate) fn new(per_root: usize) -> Self {
+    /// Leaders for `per_root` batches at once per tree, each of at most `max_batch` commands;
+    /// `per_root` 0 runs every command alone.
+    pub(crate) fn new(per_root: usize, max_batch: usize) -> Self {
         Self {
             per_root,
+            max_batch: max_batch.max(1),
             state: Mutex::default(),
         }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // The state is a cache: a panic while it was locked leaves nothing half-done that
-        // matters for correctness.
+        // The state is a cache and queues of senders: a panic while it was locked leaves
+        // nothing half-done that matters for correctness.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits, at most `timeout`, for a turn on `target`'s tree. `Ok(None)`: the tree is not
-    /// known yet, or the gate is off; go ahead. `Err(())`: the wait timed out.
-    pub(crate) async fn enter(
+    /// Runs `cmd`: in a batch with the others queued on its tree, or alone (`runner` directly)
+    /// when the tree is not known yet or batching is off.
+    pub(crate) async fn run(
         self: &Arc<Self>,
+        runner: &Arc<dyn Runner>,
         target: Target<'_>,
-        timeout: Duration,
-    ) -> Result<Option<Pass>, ()> {
-        if self.per_root == 0 {
-            return Ok(None);
-        }
-        let (root, semaphore) = {
-            let mut state = self.state();
-            let root = match target {
+        cmd: Cmd,
+        now: Timestamp,
+    ) -> tokenbudget_core::Result<Answer> {
+        let root = if self.per_root == 0 {
+            None
+        } else {
+            let state = self.state();
+            match target {
                 Target::Budget(id) => state.roots.get(id),
                 Target::Reservation(id) => state.held.get(&id),
-            };
-            let Some(root) = root.cloned() else {
-                return Ok(None);
-            };
-            let semaphore = state
-                .slots
-                .entry(root.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_root)))
-                .clone();
-            (root, semaphore)
-        };
-        // From here the pass owns the slot's cleanup, whether the wait ends in a permit, a
-        // timeout or the caller dropping this future.
-        let mut pass = Pass {
-            gate: self.clone(),
-            root,
-            permit: None,
-        };
-        match tokio::time::timeout(timeout, semaphore.acquire_owned()).await {
-            Ok(Ok(permit)) => {
-                pass.permit = Some(permit);
-                Ok(Some(pass))
             }
-            // The semaphore is never closed.
-            Ok(Err(_)) => Ok(None),
-            Err(_) => Err(()),
+            .cloned()
+        };
+        let Some(root) = root else {
+            return one(runner.run(vec![(cmd, now)]).await);
+        };
+        let (reply, answer) = oneshot::channel();
+        let leads = {
+            let mut state = self.state();
+            let queue = state.queues.entry(root.clone()).or_default();
+            queue.waiting.push_back(Waiter { cmd, now, reply });
+            let lead = queue.leaders < self.per_root;
+            if lead {
+                queue.leaders += 1;
+            }
+            lead
+        };
+        if leads {
+            tokio::spawn(lead(self.clone(), runner.clone(), root));
         }
+        answer.await.unwrap_or_else(|_| {
+            Err(tokenbudget_core::Error::storage(
+                "postgres",
+                false,
+                "the batch running this operation ended without an answer",
+            ))
+        })
     }
 
     /// Learns the tree of every budget in `locked` whose ancestors were locked with it (the
-    /// whole chain is, for reserve, commit and rollback).
+    /// whole chain is, for every write).
     pub(crate) fn learn<'a>(&self, locked: impl IntoIterator<Item = &'a Budget> + Clone) {
         if self.per_root == 0 {
             return;
@@ -184,28 +203,56 @@ impl Gate {
         }
         self.state().held.remove(&id);
     }
+
+    /// The next batch of `root`'s queue, or `None` (and this leader retires) when it is empty.
+    fn next_batch(&self, root: &BudgetId) -> Option<Vec<Waiter>> {
+        let mut state = self.state();
+        let queue = state.queues.get_mut(root)?;
+        if queue.waiting.is_empty() {
+            queue.leaders -= 1;
+            if queue.leaders == 0 {
+                state.queues.remove(root);
+            }
+            return None;
+        }
+        let n = queue.waiting.len().min(self.max_batch);
+        Some(queue.waiting.drain(..n).collect())
+    }
 }
 
-impl Drop for Pass {
-    fn drop(&mut self) {
-        drop(self.permit.take());
-        let mut state = self.gate.state();
-        // Remove the slot once no pass holds or awaits it: clones are taken under this lock,
-        // so a count of one (the map's own) means nobody else can be using it.
-        if state
-            .slots
-            .get(&self.root)
-            .is_some_and(|s| Arc::strong_count(s) == 1)
-        {
-            state.slots.remove(&self.root);
+/// A leader: runs batches of `root`'s queue until it is empty.
+async fn lead(gate: Arc<Gate>, runner: Arc<dyn Runner>, root: BudgetId) {
+    while let Some(waiters) = gate.next_batch(&root) {
+        let (cmds, replies): (Vec<_>, Vec<_>) = waiters
+            .into_iter()
+            .map(|w| ((w.cmd, w.now), w.reply))
+            .unzip();
+        let answers = runner.run(cmds).await;
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            // A caller that stopped waiting no longer needs its answer.
+            let _ = reply.send(answer);
         }
     }
+}
+
+fn one(answers: Answers) -> tokenbudget_core::Result<Answer> {
+    answers.into_iter().next().unwrap_or_else(|| {
+        Err(tokenbudget_core::Error::storage(
+            "postgres",
+            false,
+            "a batch of one returned no answer",
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenbudget_core::Timestamp;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokenbudget_core::rules::RollbackCommand;
+    use tokenbudget_core::{Reservation, ReservationState, RollbackOutcome};
+    use tokio::sync::Semaphore;
 
     fn budget(id: &str, parent: Option<&str>) -> Budget {
         Budget {
@@ -223,96 +270,162 @@ mod tests {
         BudgetId::new(s).unwrap()
     }
 
-    const WAIT: Duration = Duration::from_secs(5);
+    fn rollback(n: u128) -> Cmd {
+        Cmd::Rollback(RollbackCommand {
+            reservation_id: ReservationId::from_uuid(uuid::Uuid::from_u128(n)),
+        })
+    }
+
+    /// Answers every command after a permit, recording batch sizes and the most batches that
+    /// ran at once.
+    #[derive(Default)]
+    struct Recorder {
+        sizes: Mutex<Vec<usize>>,
+        running: AtomicUsize,
+        most: AtomicUsize,
+        go: Option<Arc<Semaphore>>,
+    }
+
+    #[async_trait]
+    impl Runner for Recorder {
+        async fn run(&self, cmds: Vec<(Cmd, Timestamp)>) -> Answers {
+            let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(running, Ordering::SeqCst);
+            self.sizes.lock().unwrap().push(cmds.len());
+            if let Some(go) = &self.go {
+                go.acquire().await.unwrap().forget();
+            }
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            cmds.into_iter()
+                .map(|(cmd, _)| {
+                    let Cmd::Rollback(cmd) = cmd else {
+                        unreachable!("the tests queue rollbacks")
+                    };
+                    Ok(Answer::Rollback(RollbackOutcome {
+                        reservation: Reservation {
+                            id: cmd.reservation_id,
+                            budget_id: id("wf"),
+                            tokens: 1,
+                            state: ReservationState::Released,
+                            created_at: Timestamp::from_micros(0),
+                            expires_at: Timestamp::from_micros(1),
+                            idempotency_key: None,
+                            actual: None,
+                            settled_at: None,
+                        },
+                        released: 1,
+                    }))
+                })
+                .collect()
+        }
+    }
+
+    fn answered(answer: tokenbudget_core::Result<Answer>) -> ReservationId {
+        match answer {
+            Ok(Answer::Rollback(outcome)) => outcome.reservation.id,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[tokio::test]
-    async fn unknown_trees_pass_and_known_ones_admit_per_root_in_order() {
-        let gate = Arc::new(Gate::new(2));
-        assert!(gate
-            .enter(Target::Budget(&id("phase")), WAIT)
-            .await
-            .unwrap()
-            .is_none());
+    async fn queued_writes_on_a_tree_run_in_bounded_batches_answered_in_order() {
+        let gate = Arc::new(Gate::new(1, 3));
+        gate.learn([budget("wf", None), budget("wf:a", Some("wf"))].iter());
+        let go = Arc::new(Semaphore::new(0));
+        let recorder = Arc::new(Recorder {
+            go: Some(go.clone()),
+            ..Recorder::default()
+        });
+        let runner: Arc<dyn Runner> = recorder.clone();
+        let wf = id("wf:a");
+        let calls: Vec<_> = (0..8u128)
+            .map(|n| {
+                let (gate, runner, wf) = (gate.clone(), runner.clone(), wf.clone());
+                tokio::spawn(async move {
+                    let target = Target::Budget(&wf);
+                    let answer = gate.run(&runner, target, rollback(n), Timestamp::EPOCH);
+                    (n, answered(answer.await))
+                })
+            })
+            .collect();
+        // Let every call queue behind the first batch, which holds at its start.
+        while recorder.sizes.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        go.add_permits(100);
+        for call in calls {
+            let (n, got) = call.await.unwrap();
+            assert_eq!(got, ReservationId::from_uuid(uuid::Uuid::from_u128(n)));
+        }
+        let sizes = recorder.sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 8, "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&n| n <= 3),
+            "a batch past max_batch: {sizes:?}"
+        );
+        assert!(sizes.len() < 8, "nothing was batched: {sizes:?}");
+        assert_eq!(
+            recorder.most.load(Ordering::SeqCst),
+            1,
+            "one leader per tree"
+        );
+        assert!(
+            gate.state().queues.is_empty(),
+            "a finished tree keeps its queue"
+        );
+    }
 
-        let chain = [budget("wf", None), budget("phase", Some("wf"))];
-        gate.learn(chain.iter());
-        let a = gate
-            .enter(Target::Budget(&id("phase")), WAIT)
-            .await
-            .unwrap();
-        let b = gate.enter(Target::Budget(&id("wf")), WAIT).await.unwrap();
-        assert!(a.is_some() && b.is_some());
-
-        // A third operation on the tree waits (here: times out) until one leaves.
-        let short = Duration::from_millis(20);
-        assert!(gate
-            .enter(Target::Budget(&id("phase")), short)
-            .await
-            .is_err());
-        drop(a);
-        let c = gate
-            .enter(Target::Budget(&id("phase")), short)
-            .await
-            .unwrap();
-        assert!(c.is_some());
-
-        // Another tree is not held up.
-        gate.learn([budget("other", None)].iter());
-        assert!(gate
-            .enter(Target::Budget(&id("other")), short)
-            .await
-            .unwrap()
-            .is_some());
-
-        drop((b, c));
-        assert!(gate.state().slots.is_empty(), "idle slots are removed");
+    #[tokio::test]
+    async fn unknown_trees_and_a_gate_of_zero_run_alone_at_once() {
+        for gate in [Gate::new(2, 64), Gate::new(0, 64)] {
+            let gate = Arc::new(gate);
+            gate.learn([budget("known", None)].iter());
+            let recorder = Arc::new(Recorder::default());
+            let runner: Arc<dyn Runner> = recorder.clone();
+            let unknown = id("unknown");
+            let r = ReservationId::from_uuid(uuid::Uuid::from_u128(9));
+            for target in [Target::Budget(&unknown), Target::Reservation(r)] {
+                let answer = gate.run(&runner, target, rollback(9), Timestamp::EPOCH);
+                assert_eq!(answered(answer.await), r);
+            }
+            assert_eq!(*recorder.sizes.lock().unwrap(), [1, 1]);
+            assert!(gate.state().queues.is_empty());
+        }
     }
 
     #[tokio::test]
     async fn reservations_are_keyed_by_the_tree_that_granted_them() {
-        let gate = Arc::new(Gate::new(1));
+        let gate = Arc::new(Gate::new(1, 64));
         gate.learn([budget("wf", None), budget("phase", Some("wf"))].iter());
         let r = ReservationId::from_uuid(uuid::Uuid::from_u128(7));
         gate.granted(r, &id("phase"));
-        let held = gate.enter(Target::Budget(&id("wf")), WAIT).await.unwrap();
-        assert!(held.is_some());
-        let short = Duration::from_millis(20);
-        assert!(gate.enter(Target::Reservation(r), short).await.is_err());
-        drop(held);
-        assert!(gate
-            .enter(Target::Reservation(r), short)
-            .await
-            .unwrap()
-            .is_some());
+        assert_eq!(gate.state().held.get(&r), Some(&id("wf")));
         gate.settled(r);
-        assert!(gate
-            .enter(Target::Reservation(r), short)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(gate.state().held.is_empty());
     }
 
     #[tokio::test]
-    async fn a_gate_of_zero_admits_everything() {
-        let gate = Arc::new(Gate::new(0));
+    async fn a_caller_that_stops_waiting_leaves_the_write_to_finish() {
+        let gate = Arc::new(Gate::new(1, 64));
         gate.learn([budget("wf", None)].iter());
-        let mut passes = Vec::new();
-        for _ in 0..10 {
-            // Each entry is kept, so none of them is waiting for another to leave.
-            passes.push(gate.enter(Target::Budget(&id("wf")), WAIT).await.unwrap());
-        }
-        assert!(passes.iter().all(Option::is_none));
-    }
-
-    #[tokio::test]
-    async fn a_caller_dropped_while_waiting_leaves_no_slot_behind() {
-        let gate = Arc::new(Gate::new(1));
-        gate.learn([budget("wf", None)].iter());
-        let held = gate.enter(Target::Budget(&id("wf")), WAIT).await.unwrap();
+        let go = Arc::new(Semaphore::new(0));
+        let recorder = Arc::new(Recorder {
+            go: Some(go.clone()),
+            ..Recorder::default()
+        });
+        let runner: Arc<dyn Runner> = recorder.clone();
         let wf = id("wf");
-        let waiting = gate.enter(Target::Budget(&wf), WAIT);
-        let _ = tokio::time::timeout(Duration::from_millis(20), waiting).await;
-        drop(held);
-        assert!(gate.state().slots.is_empty());
+        let call = gate.run(&runner, Target::Budget(&wf), rollback(1), Timestamp::EPOCH);
+        assert!(tokio::time::timeout(Duration::from_millis(10), call)
+            .await
+            .is_err());
+        go.add_permits(1);
+        while !gate.state().queues.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*recorder.sizes.lock().unwrap(), [1]);
     }
 }

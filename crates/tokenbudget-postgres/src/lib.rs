@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod batch;
 mod config;
 mod error;
 mod gate;
@@ -11,6 +12,6 @@ mod sql;
 mod store;
 mod tx;
 
-pub use config::{Config, DATABASE_URL_ENV};
+pub use config::{ClockSource, Config, DATABASE_URL_ENV};
 pub use pool::PoolStatus;
 pub use store::PostgresStore;

@@ -4,12 +4,14 @@
 //! the [`Changes`](tokenbudget_core::rules::Changes) it returns. No budget rule lives here.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
-use tokenbudget_core::rules::{self, CommitCommand, ReserveCommand, RollbackCommand, Snapshot};
+use tokenbudget_core::model::live_statuses;
+use tokenbudget_core::rules::{self, Snapshot};
 use tokenbudget_core::{
-    Budget, BudgetId, CommitOutcome, Event, EventQuery, NewBudget, Reservation, ReservationId,
-    ReserveOutcome, RollbackOutcome, SweepOutcome, Timestamp,
+    Budget, BudgetId, Event, EventQuery, IdempotencyKey, NewBudget, Reservation, ReservationId,
+    Status, SweepOutcome, Timestamp,
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -25,72 +27,30 @@ fn locked_budgets(rows: &[Row]) -> Result<BTreeMap<BudgetId, Budget>, PgError> {
         .collect()
 }
 
-/// The rows of [`sql::READ_RESERVATIONS`], sorted by why each was read.
-#[derive(Default)]
-struct Loaded {
-    /// The reservation with the command's id.
-    target: Option<Reservation>,
-    /// The reservation holding the command's idempotency key.
-    by_key: Option<Reservation>,
-    /// Held reservations due on the locked budgets.
-    due: Vec<Reservation>,
-}
-
-impl Loaded {
-    fn new(rows: &[Row], locked: &BTreeMap<BudgetId, Budget>) -> Result<Self, PgError> {
-        let mut loaded = Self::default();
-        for row in rows {
-            let reservation = rows::reservation(row)?;
-            let (target, by_key, due): (bool, bool, bool) =
-                (row.try_get(9)?, row.try_get(10)?, row.try_get(11)?);
-            // Only reservations on budgets that were locked: a budget created between the lock
-            // and the read is not part of this snapshot.
-            if due && locked.contains_key(&reservation.budget_id) {
-                loaded.due.push(reservation.clone());
-            }
-            if by_key {
-                loaded.by_key = Some(reservation.clone());
-            }
-            if target {
-                if !locked.contains_key(&reservation.budget_id) {
-                    return Err(PgError::Raced(format!(
-                        "reservation {} appeared after its chain was locked",
-                        reservation.id
-                    )));
-                }
-                loaded.target = Some(reservation);
-            }
-        }
-        Ok(loaded)
-    }
-}
-
-/// Begins, locks the chain of `budgets` and of reservation `id`, and reads the reservations
-/// that reserve, commit and rollback need.
-async fn lock_and_load(
-    tx: &mut Tx<'_>,
-    budgets: &[&str],
-    id: ReservationId,
-    key: Option<&str>,
-    now: Timestamp,
-) -> Result<(BTreeMap<BudgetId, Budget>, Loaded), PgError> {
-    let id = *id.as_uuid();
-    let now = now.as_micros();
-    let (locked, read) = tx
-        .begin(
-            (sql::LOCK_CHAIN, &[&budgets, &id]),
-            Some((sql::READ_RESERVATIONS, &[&budgets, &id, &key, &now])),
-        )
-        .await?;
-    let locked = locked_budgets(&locked)?;
-    tx.gate().learn(locked.values());
-    let loaded = Loaded::new(&read, &locked)?;
-    Ok((locked, loaded))
+/// The decision's time from the first row of [`sql::CLOCK`].
+fn clock(rows: &[Row]) -> Result<Timestamp, PgError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| PgError::corrupt("clock", "no row"))?;
+    Ok(Timestamp::from_micros(row.try_get(0)?))
 }
 
 pub(crate) struct Create {
-    pub(crate) new: NewBudget,
-    pub(crate) now: Timestamp,
+    new: NewBudget,
+    now: Timestamp,
+    /// The time of the first attempt that read one, kept for the retries: a retry after an
+    /// unknown outcome recognises the row it may have written by it.
+    decided_at: OnceLock<i64>,
+}
+
+impl Create {
+    pub(crate) fn new(new: NewBudget, now: Timestamp) -> Self {
+        Self {
+            new,
+            now,
+            decided_at: OnceLock::new(),
+        }
+    }
 }
 
 #[async_trait]
@@ -108,9 +68,20 @@ impl Op for Create {
     async fn attempt(&self, tx: &mut Tx<'_>, retry: Retry) -> Result<Budget, PgError> {
         let mut seeds = vec![self.new.id.as_str()];
         seeds.extend(self.new.parent.as_ref().map(BudgetId::as_str));
-        let (locked, _) = tx
-            .begin((sql::LOCK_CHAIN, &[&seeds, &Uuid::nil()]), None)
+        let caller_now = self
+            .decided_at
+            .get()
+            .copied()
+            .or_else(|| tx.caller_now(self.now));
+        let no_reservations: Vec<Uuid> = Vec::new();
+        let (locked, time) = tx
+            .begin(
+                (sql::LOCK_BATCH, &[&seeds, &no_reservations]),
+                Some((sql::CLOCK, &[&caller_now])),
+            )
             .await?;
+        let now = clock(&time)?;
+        let now = Timestamp::from_micros(*self.decided_at.get_or_init(|| now.as_micros()));
         let snapshot = Snapshot::with_budgets(locked_budgets(&locked)?.into_values());
         if retry.after_unknown_outcome {
             // The earlier attempt may have committed: its row, stamped with this command's
@@ -118,7 +89,7 @@ impl Op for Create {
             if let Some(existing) = snapshot.budgets.get(&self.new.id) {
                 if existing.parent == self.new.parent
                     && existing.limit == self.new.limit
-                    && existing.created_at == self.now
+                    && existing.created_at == now
                 {
                     let existing = existing.clone();
                     tx.finish().await?;
@@ -126,113 +97,7 @@ impl Op for Create {
                 }
             }
         }
-        tx.apply(rules::create_budget(&snapshot, &self.new, self.now))
-            .await
-    }
-}
-
-pub(crate) struct Reserve {
-    pub(crate) cmd: ReserveCommand,
-    pub(crate) now: Timestamp,
-}
-
-#[async_trait]
-impl Op for Reserve {
-    type Output = ReserveOutcome;
-
-    fn name(&self) -> &'static str {
-        "reserve"
-    }
-
-    fn safe_to_repeat(&self) -> bool {
-        self.cmd.idempotency_key.is_some()
-    }
-
-    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<ReserveOutcome, PgError> {
-        let cmd = &self.cmd;
-        let key = cmd.idempotency_key.as_ref().map(|k| k.as_str());
-        let (budgets, loaded) = lock_and_load(
-            tx,
-            &[cmd.budget_id.as_str()],
-            cmd.reservation_id,
-            key,
-            self.now,
-        )
-        .await?;
-        // The reservation with this command's id, if it exists (a retry whose earlier attempt
-        // committed although its reply was lost: the rule answers it as a replay), else the
-        // one holding the idempotency key.
-        let snapshot = Snapshot {
-            budgets,
-            reservation: loaded.target.or(loaded.by_key),
-            expired: loaded.due,
-            charge: None,
-        };
-        tx.apply(rules::reserve(&snapshot, cmd, self.now)).await
-    }
-}
-
-/// Locks the reservation's chain and loads it with the reservation, as commit and rollback need.
-async fn settle_snapshot(
-    tx: &mut Tx<'_>,
-    id: ReservationId,
-    now: Timestamp,
-) -> Result<Snapshot, PgError> {
-    let (budgets, loaded) = lock_and_load(tx, &[], id, None, now).await?;
-    Ok(Snapshot {
-        budgets,
-        reservation: loaded.target,
-        expired: loaded.due,
-        charge: None,
-    })
-}
-
-pub(crate) struct Commit {
-    pub(crate) cmd: CommitCommand,
-    pub(crate) now: Timestamp,
-}
-
-#[async_trait]
-impl Op for Commit {
-    type Output = CommitOutcome;
-
-    fn name(&self) -> &'static str {
-        "commit"
-    }
-
-    /// The rule answers an identical repeat as a replay.
-    fn safe_to_repeat(&self) -> bool {
-        true
-    }
-
-    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<CommitOutcome, PgError> {
-        let snapshot = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
-        tx.apply(rules::commit(&snapshot, &self.cmd, self.now))
-            .await
-    }
-}
-
-pub(crate) struct Rollback {
-    pub(crate) cmd: RollbackCommand,
-    pub(crate) now: Timestamp,
-}
-
-#[async_trait]
-impl Op for Rollback {
-    type Output = RollbackOutcome;
-
-    fn name(&self) -> &'static str {
-        "rollback"
-    }
-
-    /// The rule releases a hold once; a repeat releases nothing more.
-    fn safe_to_repeat(&self) -> bool {
-        true
-    }
-
-    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<RollbackOutcome, PgError> {
-        let snapshot = settle_snapshot(tx, self.cmd.reservation_id, self.now).await?;
-        tx.apply(rules::rollback(&snapshot, &self.cmd, self.now))
+        tx.apply(rules::create_budget(&snapshot, &self.new, now))
             .await
     }
 }
@@ -255,11 +120,16 @@ impl Op for Sweep {
     }
 
     async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<SweepOutcome, PgError> {
-        let now = self.now.as_micros();
+        let caller_now = tx.caller_now(self.now);
         let max = i64::try_from(self.max).unwrap_or(i64::MAX);
-        let (locked, _) = tx
-            .begin((sql::LOCK_DUE_CHAINS, &[&now, &max]), None)
+        let (locked, time) = tx
+            .begin(
+                (sql::LOCK_DUE_CHAINS, &[&caller_now, &max]),
+                Some((sql::CLOCK, &[&caller_now])),
+            )
             .await?;
+        // Read after the lock: at least the time the candidates were chosen by.
+        let now = clock(&time)?;
         if locked.is_empty() {
             tx.finish().await?;
             return Ok(SweepOutcome::default());
@@ -267,7 +137,7 @@ impl Op for Sweep {
         let budgets = locked_budgets(&locked)?;
         let ids: Vec<&str> = budgets.keys().map(BudgetId::as_str).collect();
         let expired = tx
-            .query(sql::READ_DUE, &[&ids, &now, &max])
+            .query(sql::READ_DUE, &[&ids, &now.as_micros(), &max])
             .await?
             .iter()
             .map(rows::reservation)
@@ -278,8 +148,22 @@ impl Op for Sweep {
             expired,
             charge: None,
         };
-        tx.apply(rules::sweep(&snapshot, self.now)).await
+        tx.apply(rules::sweep(&snapshot, now)).await
     }
+}
+
+/// The budgets of [`sql::STATUS`] or [`sql::STATUSES`] rows (each once, in row order) and the
+/// due reservations.
+fn budgets_and_due(rows: &[Row]) -> Result<(Vec<Budget>, Vec<Reservation>), PgError> {
+    let (mut budgets, mut due) = (Vec::<Budget>::new(), Vec::new());
+    for row in rows {
+        let (budget, hold) = rows::budget_and_due(row)?;
+        if budgets.last().map(|b| &b.id) != Some(&budget.id) {
+            budgets.push(budget);
+        }
+        due.extend(hold);
+    }
+    Ok((budgets, due))
 }
 
 /// The reads: one statement each, outside any transaction.
@@ -288,6 +172,17 @@ pub(crate) enum Read {
     Budgets,
     Reservation(ReservationId),
     Events(EventQuery),
+    /// The whole log after (transaction id, seq), at most `limit` events.
+    Log {
+        after: (u64, u64),
+        limit: usize,
+    },
+    /// A budget's live status at `now`.
+    Status(BudgetId, Timestamp),
+    /// Every budget's live status at `now`.
+    Statuses(Timestamp),
+    /// The charge with this key.
+    Charge(IdempotencyKey),
 }
 
 #[derive(Default)]
@@ -295,6 +190,10 @@ pub(crate) struct ReadResult {
     pub(crate) budgets: Vec<Budget>,
     pub(crate) reservation: Option<Reservation>,
     pub(crate) events: Vec<Event>,
+    /// With [`Read::Log`]: the cursor after the last event read, or the one given.
+    pub(crate) next: (u64, u64),
+    pub(crate) statuses: Vec<Status>,
+    pub(crate) charge: Option<tokenbudget_core::Charge>,
 }
 
 #[async_trait]
@@ -307,6 +206,10 @@ impl Op for Read {
             Self::Budgets => "list_budgets",
             Self::Reservation(_) => "reservation",
             Self::Events(_) => "events",
+            Self::Log { .. } => "log_after",
+            Self::Status(..) => "status",
+            Self::Statuses(_) => "statuses",
+            Self::Charge(_) => "charge_by_key",
         }
     }
 
@@ -343,6 +246,38 @@ impl Op for Read {
                     }
                 };
                 result.events = rows.iter().map(rows::event).collect::<Result<_, _>>()?;
+            }
+            Self::Log { after, limit } => {
+                result.next = *after;
+                // Both are BIGINT: nothing lies beyond i64::MAX.
+                let (Ok(xid), Ok(seq)) = (i64::try_from(after.0), i64::try_from(after.1)) else {
+                    return Ok(result);
+                };
+                let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+                let rows = tx.query(sql::LOG_AFTER, &[&xid, &seq, &limit]).await?;
+                for row in &rows {
+                    let (event, xid) = rows::log_event(row)?;
+                    result.next = (xid, event.seq);
+                    result.events.push(event);
+                }
+            }
+            Self::Status(id, now) => {
+                let now = tx.caller_now(*now);
+                let rows = tx.query(sql::STATUS, &[&id.as_str(), &now]).await?;
+                let (budgets, due) = budgets_and_due(&rows)?;
+                if let Some(budget) = budgets.first() {
+                    result.statuses.push(Status::live(budget, &due));
+                }
+            }
+            Self::Statuses(now) => {
+                let now = tx.caller_now(*now);
+                let rows = tx.query(sql::STATUSES, &[&now]).await?;
+                let (budgets, due) = budgets_and_due(&rows)?;
+                result.statuses = live_statuses(budgets, &due);
+            }
+            Self::Charge(key) => {
+                let rows = tx.query(sql::CHARGE, &[&key.as_str()]).await?;
+                result.charge = rows.first().map(rows::charge).transpose()?;
             }
         }
         Ok(result)

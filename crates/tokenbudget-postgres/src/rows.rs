@@ -5,8 +5,8 @@
 
 use tokenbudget_core::rules::Changes;
 use tokenbudget_core::{
-    Budget, BudgetId, Event, EventKind, IdempotencyKey, Reservation, ReservationId,
-    ReservationState, Timestamp,
+    Budget, BudgetId, Charge, Event, EventKind, IdempotencyKey, NewEvent, Reservation,
+    ReservationId, ReservationState, Timestamp,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -45,26 +45,31 @@ pub(crate) fn budget(row: &Row) -> Result<Budget, PgError> {
 
 /// A row starting with `reservation_columns!()`.
 pub(crate) fn reservation(row: &Row) -> Result<Reservation, PgError> {
-    let state: String = row.try_get(3)?;
+    reservation_at(row, 0)
+}
+
+/// `reservation_columns!()` from column `at` on.
+fn reservation_at(row: &Row, at: usize) -> Result<Reservation, PgError> {
+    let state: String = row.try_get(at + 3)?;
     Ok(Reservation {
-        id: ReservationId::from_uuid(row.try_get(0)?),
-        budget_id: budget_id("reservation budget", row.try_get(1)?)?,
-        tokens: amount("reservation tokens", row.try_get(2)?)?,
+        id: ReservationId::from_uuid(row.try_get(at)?),
+        budget_id: budget_id("reservation budget", row.try_get(at + 1)?)?,
+        tokens: amount("reservation tokens", row.try_get(at + 2)?)?,
         state: ReservationState::parse(&state)
             .ok_or_else(|| PgError::corrupt("reservation state", state))?,
-        created_at: Timestamp::from_micros(row.try_get(4)?),
-        expires_at: Timestamp::from_micros(row.try_get(5)?),
+        created_at: Timestamp::from_micros(row.try_get(at + 4)?),
+        expires_at: Timestamp::from_micros(row.try_get(at + 5)?),
         idempotency_key: row
-            .try_get::<_, Option<String>>(6)?
+            .try_get::<_, Option<String>>(at + 6)?
             .map(IdempotencyKey::new)
             .transpose()
             .map_err(|e| PgError::corrupt("idempotency key", e))?,
         actual: row
-            .try_get::<_, Option<i64>>(7)?
+            .try_get::<_, Option<i64>>(at + 7)?
             .map(|a| amount("reservation actual", a))
             .transpose()?,
         settled_at: row
-            .try_get::<_, Option<i64>>(8)?
+            .try_get::<_, Option<i64>>(at + 8)?
             .map(Timestamp::from_micros),
     })
 }
@@ -82,7 +87,73 @@ pub(crate) fn event(row: &Row) -> Result<Event, PgError> {
     })
 }
 
-/// The 30 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
+/// A row of [`CHARGE`](crate::sql::CHARGE).
+pub(crate) fn charge(row: &Row) -> Result<Charge, PgError> {
+    Ok(Charge {
+        key: IdempotencyKey::new(row.try_get::<_, String>(0)?)
+            .map_err(|e| PgError::corrupt("charge key", e))?,
+        budget_id: budget_id("charge budget", row.try_get(1)?)?,
+        tokens: amount("charge tokens", row.try_get(2)?)?,
+        note: row.try_get(3)?,
+        at: Timestamp::from_micros(row.try_get(4)?),
+    })
+}
+
+/// A row of [`STATUS`](crate::sql::STATUS) or [`STATUSES`](crate::sql::STATUSES): the budget
+/// and, when the row has one, a due reservation.
+pub(crate) fn budget_and_due(row: &Row) -> Result<(Budget, Option<Reservation>), PgError> {
+    let budget = budget(row)?;
+    if row.try_get::<_, Option<Uuid>>(7)?.is_none() {
+        return Ok((budget, None));
+    }
+    Ok((budget, Some(reservation_at(row, 7)?)))
+}
+
+/// A row of [`LOG_AFTER`](crate::sql::LOG_AFTER): the event and its transaction id.
+pub(crate) fn log_event(row: &Row) -> Result<(Event, u64), PgError> {
+    let xid: i64 = row.try_get(4)?;
+    let xid = u64::try_from(xid).map_err(|_| PgError::corrupt("event xid", xid))?;
+    Ok((event(row)?, xid))
+}
+
+/// What one write statement writes: the [`Changes`] of one decision, or the merged changes of
+/// a batch's decisions (several new reservations and charges; each budget and reservation
+/// once, in its last state).
+#[derive(Debug, Default)]
+pub(crate) struct BatchChanges {
+    pub(crate) new_budget: Option<Budget>,
+    pub(crate) budgets: Vec<Budget>,
+    pub(crate) new_reservations: Vec<Reservation>,
+    pub(crate) reservations: Vec<Reservation>,
+    pub(crate) new_charges: Vec<Charge>,
+    pub(crate) events: Vec<NewEvent>,
+}
+
+impl BatchChanges {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.new_budget.is_none()
+            && self.budgets.is_empty()
+            && self.new_reservations.is_empty()
+            && self.reservations.is_empty()
+            && self.new_charges.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+impl From<Changes> for BatchChanges {
+    fn from(c: Changes) -> Self {
+        Self {
+            new_budget: c.new_budget,
+            budgets: c.budgets,
+            new_reservations: c.new_reservation.into_iter().collect(),
+            reservations: c.reservations,
+            new_charges: c.new_charge.into_iter().collect(),
+            events: c.events,
+        }
+    }
+}
+
+/// The 36 parameters of [`WRITE_CHANGES`](crate::sql::WRITE_CHANGES), owned.
 #[derive(Debug, Default)]
 pub(crate) struct WriteParams {
     nb_id: Vec<String>,
@@ -110,6 +181,12 @@ pub(crate) struct WriteParams {
     r_state: Vec<&'static str>,
     r_actual: Vec<Option<i64>>,
     r_settled: Vec<Option<i64>>,
+    r_expires: Vec<i64>,
+    nc_key: Vec<String>,
+    nc_budget: Vec<String>,
+    nc_tokens: Vec<i64>,
+    nc_note: Vec<Option<String>>,
+    nc_at: Vec<i64>,
     e_budget: Vec<String>,
     e_at: Vec<i64>,
     e_type: Vec<&'static str>,
@@ -119,8 +196,9 @@ pub(crate) struct WriteParams {
 
 impl WriteParams {
     /// Flattens `changes` into parallel arrays. Full rows are written for budgets; for
-    /// existing reservations only what a rule can change (state, actual, settled_at).
-    pub(crate) fn new(changes: &Changes) -> Result<Self, PgError> {
+    /// existing reservations only what a rule can change (state, actual, settled_at,
+    /// expires_at).
+    pub(crate) fn new(changes: &BatchChanges) -> Result<Self, PgError> {
         let mut p = Self::default();
         if let Some(b) = &changes.new_budget {
             p.nb_id.push(b.id.to_string());
@@ -138,7 +216,7 @@ impl WriteParams {
             p.b_reserved.push(bigint(b.reserved)?);
             p.b_held.push(bigint(b.held)?);
         }
-        if let Some(r) = &changes.new_reservation {
+        for r in &changes.new_reservations {
             p.nr_id.push(*r.id.as_uuid());
             p.nr_budget.push(r.budget_id.to_string());
             p.nr_tokens.push(bigint(r.tokens)?);
@@ -155,6 +233,14 @@ impl WriteParams {
             p.r_state.push(r.state.as_str());
             p.r_actual.push(r.actual.map(bigint).transpose()?);
             p.r_settled.push(r.settled_at.map(Timestamp::as_micros));
+            p.r_expires.push(r.expires_at.as_micros());
+        }
+        for c in &changes.new_charges {
+            p.nc_key.push(c.key.as_str().to_owned());
+            p.nc_budget.push(c.budget_id.to_string());
+            p.nc_tokens.push(bigint(c.tokens)?);
+            p.nc_note.push(c.note.clone());
+            p.nc_at.push(c.at.as_micros());
         }
         for e in &changes.events {
             p.e_budget.push(e.budget_id.to_string());
@@ -170,7 +256,7 @@ impl WriteParams {
     }
 
     /// The parameters, in statement order.
-    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 30] {
+    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 36] {
         [
             &self.nb_id,
             &self.nb_parent,
@@ -202,6 +288,12 @@ impl WriteParams {
             &self.e_type,
             &self.e_reservation,
             &self.e_kind,
+            &self.r_expires,
+            &self.nc_key,
+            &self.nc_budget,
+            &self.nc_tokens,
+            &self.nc_note,
+            &self.nc_at,
         ]
     }
 }

@@ -6,8 +6,14 @@ use tokio_postgres::Client;
 use crate::error::PgError;
 
 /// The migrations, in order. A migration is never edited once released: add a new one.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "trees_and_log_order",
+        include_str!("../migrations/0002_trees_and_log_order.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(crate) const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -5,16 +5,20 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokenbudget_core::rules::{CommitCommand, ReserveCommand, RollbackCommand};
+use tokenbudget_core::rules::{
+    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand,
+};
 use tokenbudget_core::{
-    Budget, BudgetId, BudgetStore, CommitOutcome, Event, EventQuery, NewBudget, Reservation,
-    ReservationId, ReserveOutcome, Result, RollbackOutcome, SweepOutcome, Timestamp,
+    Budget, BudgetId, BudgetStore, ChargeOutcome, CommitOutcome, Event, EventQuery, ExtendOutcome,
+    IdempotencyKey, LogCursor, LogPage, NewBudget, Reservation, ReservationId, ReserveOutcome,
+    Result, RollbackOutcome, Status, SweepOutcome, Timestamp,
 };
 
+use crate::batch::{fail_all, Answer, Answers, Batch, Cmd};
 use crate::config::{redact, Config};
 use crate::error::PgError;
-use crate::gate::{Gate, Target};
-use crate::ops::{Commit, Create, Read, Reserve, Rollback, Sweep};
+use crate::gate::{Gate, Runner, Target};
+use crate::ops::{Create, Read, Sweep};
 use crate::pool::{self, PoolStatus};
 use crate::schema;
 use crate::tx::{self, Op, Retry, Shared};
@@ -25,6 +29,7 @@ use crate::tx::{self, Op, Retry, Shared};
 #[derive(Clone)]
 pub struct PostgresStore {
     shared: Arc<Shared>,
+    runner: Arc<dyn Runner>,
 }
 
 impl PostgresStore {
@@ -40,8 +45,9 @@ impl PostgresStore {
         let config = config.with_url(url);
         config.validate()?;
         let pool = pool::build(&config)?;
-        let gate = Arc::new(Gate::new(config.root_concurrency));
+        let gate = Arc::new(Gate::new(config.root_concurrency, config.max_batch));
         let shared = Arc::new(Shared { pool, config, gate });
+        let runner: Arc<dyn Runner> = Arc::new(BatchRunner(shared.clone()));
         let mut retry = Retry::default();
         loop {
             match migrate(&shared).await {
@@ -54,7 +60,7 @@ impl PostgresStore {
                 Err(e) => return Err(e.into_core(true)),
             }
         }
-        Ok(Self { shared })
+        Ok(Self { shared, runner })
     }
 
     /// Opens the store at `url` with the defaults (see [`Config::new`]).
@@ -83,34 +89,31 @@ impl PostgresStore {
         self.shared.pool.close();
     }
 
-    /// Runs a writing operation in its own task (see [`tx`](crate::tx) on cancellation), after
-    /// waiting for its turn on `target`'s budget tree (see [`gate`](crate::gate)).
-    async fn write<O: Op>(&self, target: Option<Target<'_>>, op: O) -> Result<O::Output> {
-        let safe = op.safe_to_repeat();
-        let pass = match target {
-            Some(target) => {
-                let wait = self.shared.config.wait_timeout;
-                self.shared
-                    .gate
-                    .enter(target, wait)
-                    .await
-                    .map_err(|()| PgError::Busy(wait).into_core(safe))?
-            }
-            None => None,
-        };
-        tx::spawn(self.shared.clone(), op, pass)
-            .await
-            .map_err(|e| e.into_core(safe))
+    /// Runs a write of a budget tree: batched with the others queued on `target`'s tree (see
+    /// [`gate`](crate::gate)), each batch one transaction in a task of its own (see
+    /// [`tx`](crate::tx) on cancellation).
+    async fn submit(&self, target: Target<'_>, cmd: Cmd, now: Timestamp) -> Result<Answer> {
+        self.shared.gate.run(&self.runner, target, cmd, now).await
     }
 
-    /// Runs a commit or rollback of reservation `id` in its turn on the reservation's tree. The
-    /// gate then forgets the reservation, unless the operation failed in a way a retry may fix.
-    async fn settle<O: Op>(&self, id: ReservationId, op: O) -> Result<O::Output> {
-        let result = self.write(Some(Target::Reservation(id)), op).await;
-        if result.as_ref().map_or_else(|e| !e.is_retryable(), |_| true) {
+    /// Runs a commit, rollback or extend of reservation `id` on the reservation's tree. After a
+    /// commit or rollback the gate forgets the reservation, unless the operation failed in a
+    /// way a retry may fix.
+    async fn settle(&self, id: ReservationId, cmd: Cmd, now: Timestamp) -> Result<Answer> {
+        let forget = matches!(cmd, Cmd::Commit(_) | Cmd::Rollback(_));
+        let result = self.submit(Target::Reservation(id), cmd, now).await;
+        if forget && result.as_ref().map_or_else(|e| !e.is_retryable(), |_| true) {
             self.shared.gate.settled(id);
         }
         result
+    }
+
+    /// Runs a write that is not batched (create, sweep) in its own task.
+    async fn write_alone<O: Op>(&self, op: O) -> Result<O::Output> {
+        let safe = op.safe_to_repeat();
+        tx::spawn(self.shared.clone(), op)
+            .await
+            .map_err(|e| e.into_core(safe))
     }
 
     /// Runs a read: no transaction, so it may run in the caller's task.
@@ -119,6 +122,27 @@ impl PostgresStore {
             .await
             .map_err(|e| e.into_core(true))
     }
+}
+
+/// Runs the gate's batches: one [`Batch`] transaction each, in a task of its own.
+struct BatchRunner(Arc<Shared>);
+
+#[async_trait]
+impl Runner for BatchRunner {
+    async fn run(&self, cmds: Vec<(Cmd, Timestamp)>) -> Answers {
+        let list: Vec<Cmd> = cmds.iter().map(|(cmd, _)| cmd.clone()).collect();
+        match tx::spawn(self.0.clone(), Batch { cmds }).await {
+            Ok(answers) => answers,
+            Err(e) => fail_all(e, &list),
+        }
+    }
+}
+
+/// The answer of the kind asked for (a batch answers each command with its own kind).
+fn expect<T>(answer: Answer, pick: fn(Answer) -> Option<T>) -> Result<T> {
+    pick(answer).ok_or_else(|| {
+        tokenbudget_core::Error::storage("postgres", false, "a batch answered with another kind")
+    })
 }
 
 async fn migrate(shared: &Shared) -> Result<(), PgError> {
@@ -144,14 +168,18 @@ impl BudgetStore for PostgresStore {
     }
 
     async fn create_budget(&self, new: NewBudget, now: Timestamp) -> Result<Budget> {
-        self.write(None, Create { new, now }).await
+        self.write_alone(Create::new(new, now)).await
     }
 
     async fn reserve(&self, cmd: ReserveCommand, now: Timestamp) -> Result<ReserveOutcome> {
         let (id, budget) = (cmd.reservation_id, cmd.budget_id.clone());
-        let outcome = self
-            .write(Some(Target::Budget(&budget)), Reserve { cmd, now })
+        let answer = self
+            .submit(Target::Budget(&budget), Cmd::Reserve(cmd), now)
             .await?;
+        let outcome = expect(answer, |a| match a {
+            Answer::Reserve(outcome) => Some(outcome),
+            _ => None,
+        })?;
         if let ReserveOutcome::Granted(grant) = &outcome {
             if !grant.replayed {
                 self.shared.gate.granted(id, &budget);
@@ -161,18 +189,80 @@ impl BudgetStore for PostgresStore {
     }
 
     async fn commit(&self, cmd: CommitCommand, now: Timestamp) -> Result<CommitOutcome> {
-        self.settle(cmd.reservation_id, Commit { cmd, now }).await
+        let answer = self
+            .settle(cmd.reservation_id, Cmd::Commit(cmd), now)
+            .await?;
+        expect(answer, |a| match a {
+            Answer::Commit(outcome) => Some(outcome),
+            _ => None,
+        })
     }
 
     async fn rollback(&self, cmd: RollbackCommand, now: Timestamp) -> Result<RollbackOutcome> {
-        self.settle(cmd.reservation_id, Rollback { cmd, now }).await
+        let answer = self
+            .settle(cmd.reservation_id, Cmd::Rollback(cmd), now)
+            .await?;
+        expect(answer, |a| match a {
+            Answer::Rollback(outcome) => Some(outcome),
+            _ => None,
+        })
+    }
+
+    async fn extend(&self, cmd: ExtendCommand, now: Timestamp) -> Result<ExtendOutcome> {
+        let answer = self
+            .settle(cmd.reservation_id, Cmd::Extend(cmd), now)
+            .await?;
+        expect(answer, |a| match a {
+            Answer::Extend(outcome) => Some(outcome),
+            _ => None,
+        })
+    }
+
+    async fn charge(&self, cmd: ChargeCommand, now: Timestamp) -> Result<ChargeOutcome> {
+        let budget = cmd.budget_id.clone();
+        let answer = self
+            .submit(Target::Budget(&budget), Cmd::Charge(cmd), now)
+            .await?;
+        expect(answer, |a| match a {
+            Answer::Charge(outcome) => Some(outcome),
+            _ => None,
+        })
+    }
+
+    async fn charge_by_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<tokenbudget_core::Charge>> {
+        self.read(Read::Charge(key.clone())).await.map(|r| r.charge)
+    }
+
+    async fn status(&self, id: &BudgetId, now: Timestamp) -> Result<Option<Status>> {
+        self.read(Read::Status(id.clone(), now))
+            .await
+            .map(|r| r.statuses.into_iter().next())
+    }
+
+    async fn statuses(&self, now: Timestamp) -> Result<Vec<Status>> {
+        self.read(Read::Statuses(now)).await.map(|r| r.statuses)
+    }
+
+    /// In (transaction id, seq) order, and only below the oldest transaction still running
+    /// on the server (see the crate docs): `commit` is the writing transaction's id.
+    async fn log_after(&self, after: LogCursor, limit: usize) -> Result<LogPage> {
+        let after = (after.commit, after.seq);
+        let read = self.read(Read::Log { after, limit }).await?;
+        let (commit, seq) = read.next;
+        Ok(LogPage {
+            events: read.events,
+            next: LogCursor { commit, seq },
+        })
     }
 
     async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<SweepOutcome> {
         if max == 0 {
             return Ok(SweepOutcome::default());
         }
-        self.write(None, Sweep { now, max }).await
+        self.write_alone(Sweep { now, max }).await
     }
 
     async fn budget(&self, id: &BudgetId) -> Result<Option<Budget>> {

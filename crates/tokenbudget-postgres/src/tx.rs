@@ -23,15 +23,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
-use tokenbudget_core::rules::{Changes, Decision};
+use tokenbudget_core::rules::Decision;
+use tokenbudget_core::Timestamp;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Statement};
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{ClockSource, Config};
 use crate::error::{is_connection_failure, PgError};
-use crate::gate::{Gate, Pass};
-use crate::rows::WriteParams;
+use crate::gate::Gate;
+use crate::rows::{BatchChanges, WriteParams};
 use crate::sql;
 
 /// Statement parameters.
@@ -89,14 +90,26 @@ pub(crate) struct Tx<'c> {
     object: &'c Object,
     state: State,
     gate: &'c Gate,
+    clock: ClockSource,
 }
 
 impl<'c> Tx<'c> {
-    fn new(object: &'c Object, gate: &'c Gate) -> Self {
+    fn new(object: &'c Object, gate: &'c Gate, clock: ClockSource) -> Self {
         Self {
             object,
             state: State::Idle,
             gate,
+            clock,
+        }
+    }
+
+    /// The time to pass to the statements that read the decision's clock: the caller's `now`
+    /// with [`ClockSource::Caller`], NULL (the database's clock) with
+    /// [`ClockSource::Database`].
+    pub(crate) fn caller_now(&self, now: Timestamp) -> Option<i64> {
+        match self.clock {
+            ClockSource::Caller => Some(now.as_micros()),
+            ClockSource::Database => None,
         }
     }
 
@@ -160,16 +173,17 @@ impl<'c> Tx<'c> {
         decision: tokenbudget_core::Result<Decision<T>>,
     ) -> Result<T, PgError> {
         let decision = decision?;
-        self.commit(&decision.changes).await?;
+        self.commit(&decision.changes.into()).await?;
         Ok(decision.outcome)
     }
 
     /// Commits a transaction that wrote nothing.
     pub(crate) async fn finish(&mut self) -> Result<(), PgError> {
-        self.commit(&Changes::default()).await
+        self.commit(&BatchChanges::default()).await
     }
 
-    async fn commit(&mut self, changes: &Changes) -> Result<(), PgError> {
+    /// Writes `changes` in one statement pipelined with `COMMIT`.
+    pub(crate) async fn commit(&mut self, changes: &BatchChanges) -> Result<(), PgError> {
         let client = self.client();
         let result = if changes.is_empty() {
             self.state = State::CommitSent;
@@ -196,21 +210,9 @@ impl<'c> Tx<'c> {
 }
 
 /// Runs `op` in its own task, so that dropping the returned future never interrupts a
-/// transaction (see the module docs). The task keeps `pass`, the operation's turn on its budget
-/// tree, until the transaction has ended.
-pub(crate) async fn spawn<O: Op>(
-    shared: Arc<Shared>,
-    op: O,
-    pass: Option<Pass>,
-) -> Result<O::Output, PgError> {
-    let task = tokio::spawn(
-        async move {
-            let output = run(shared, op).await;
-            drop(pass);
-            output
-        }
-        .in_current_span(),
-    );
+/// transaction (see the module docs).
+pub(crate) async fn spawn<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, PgError> {
+    let task = tokio::spawn(run(shared, op).in_current_span());
     match task.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(PgError::Panicked(panic_message(e.into_panic()))),
@@ -224,7 +226,7 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
     let mut retry = Retry::default();
     loop {
         let result = match shared.pool.get().await {
-            Ok(object) => attempt(&object, &shared.gate, &op, retry).await,
+            Ok(object) => attempt(&object, &shared, &op, retry).await,
             Err(e) => Err(PgError::Pool(e)),
         };
         let err = match result {
@@ -233,10 +235,17 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
         };
         retry.after_unknown_outcome |= err.outcome_unknown();
         if !err.is_transient() || retry.attempt + 1 >= config.max_attempts {
-            if retry.attempt > 0 {
-                tracing::warn!(op = op.name(), attempts = retry.attempt + 1, error = %err, "giving up");
+            if retry.attempt == 0 || matches!(err, PgError::Rejected(_)) {
+                return Err(err);
             }
-            return Err(err);
+            tracing::warn!(op = op.name(), attempts = retry.attempt + 1, error = %err, "giving up");
+            // The error must say the outcome is unknown even when the last attempt failed in
+            // another way: the first may have committed.
+            return Err(PgError::GaveUp {
+                attempts: retry.attempt + 1,
+                outcome_unknown: retry.after_unknown_outcome,
+                last: Box::new(err),
+            });
         }
         let delay = backoff(config, retry.attempt);
         tracing::debug!(op = op.name(), attempt = retry.attempt, ?delay, error = %err, "retrying");
@@ -247,11 +256,11 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
 
 async fn attempt<O: Op>(
     object: &Object,
-    gate: &Gate,
+    shared: &Shared,
     op: &O,
     retry: Retry,
 ) -> Result<O::Output, PgError> {
-    let mut tx = Tx::new(object, gate);
+    let mut tx = Tx::new(object, &shared.gate, shared.config.clock);
     let result = op.attempt(&mut tx, retry).await;
     if result.is_err() && tx.state == State::Open {
         rollback(object).await;

@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::net::ToSocketAddrs;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::proxy::Proxy;
+use common::proxy::{through, upstream, Proxy};
 use common::workload::{self, XorShift};
 use tokenbudget_core::{
     BudgetId, DynBudgetStore, EventKind, EventQuery, ReservationId, ReservationState,
@@ -96,37 +94,6 @@ async fn terminated_backends_leave_no_partial_state_and_lose_no_acknowledged_ope
         workload::sessions_in_transaction(&admin, &application_name).await,
         0
     );
-}
-
-/// The first address of the test database, for the proxy to forward to.
-fn upstream(url: &str) -> std::net::SocketAddr {
-    let config = tokio_postgres::Config::from_str(url).unwrap();
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => "127.0.0.1".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
-/// `url` with its host and port replaced by the proxy's.
-fn through(url: &str, proxy: &Proxy) -> String {
-    let config = tokio_postgres::Config::from_str(url).unwrap();
-    let user = config.get_user().unwrap_or("postgres");
-    let dbname = config.get_dbname().unwrap_or(user);
-    let password = config
-        .get_password()
-        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
-        .unwrap_or_default();
-    format!(
-        "postgres://{user}{password}@{}:{}/{dbname}",
-        proxy.addr.ip(),
-        proxy.addr.port()
-    )
 }
 
 async fn events_of(store: &DynBudgetStore, budget: &str) -> Vec<EventKind> {
@@ -248,9 +215,11 @@ async fn a_pool_of_one_survives_a_thousand_cancelled_operations() {
     let mut granted: Vec<ReservationId> = Vec::new();
     let (mut cancelled, mut completed) = (0u32, 0u32);
     for _ in 0..1_000 {
-        // Mostly shorter than an operation, sometimes long enough to drain the queue.
+        // Mostly shorter than an operation (zero: cancelled at its first wait, whatever the
+        // machine's speed), one in eight without a deadline (it completes and drains the
+        // queue), so both counts below hold on any machine.
         let deadline = match rng.below(8) {
-            0 => Duration::from_millis(50),
+            0 => Duration::MAX,
             1 | 2 => Duration::ZERO,
             _ => Duration::from_micros(rng.below(3_000)),
         };
@@ -329,5 +298,109 @@ async fn a_pool_of_one_survives_a_thousand_cancelled_operations() {
         .into_result()
         .expect("room");
     t.commit(grant.reservation.id, 5).await.expect("commit");
+    workload::verify_consistency(&store, &admin, &schema).await;
+}
+
+/// Runs `op` again for as long as it fails with a retryable error (restoring the proxy before
+/// each retry), as a caller that trusts `is_retryable()` would. Returns the final result and
+/// how many times `op` ran.
+async fn retrying<T, F, Fut>(proxy: &Proxy, mut op: F) -> (tokenbudget_core::Result<T>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = tokenbudget_core::Result<T>>,
+{
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        match op().await {
+            Err(e) if e.is_retryable() && runs < 10 => proxy.restore(),
+            other => return (other, runs),
+        }
+    }
+}
+
+/// The first attempt commits but its reply is lost; every retry then fails to connect. The
+/// error must not invite a retry unless repeating the operation is safe, so a caller that
+/// retries on `is_retryable()` never holds twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_unknown_commit_outcome_only_safe_retries_are_invited() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let schema = common::unique_schema();
+    let _drop = common::SchemaGuard(url.clone(), schema.clone());
+    let proxy = Proxy::start(upstream(&url)).await;
+    let config = common::config(&through(&url, &proxy), &schema)
+        .with_pool_size(1)
+        .with_max_attempts(3)
+        .with_retry_delays(Duration::from_millis(1), Duration::from_millis(5));
+    let store: DynBudgetStore = Arc::new(PostgresStore::open_with(config).await.expect("open"));
+    let t = Tracker::new(store.clone());
+    t.create_workflow("wf", 1_000).await.unwrap();
+    let held = |reserved, holds| {
+        let t = t.clone();
+        async move {
+            let status = t.status("wf").await.unwrap();
+            assert_eq!(
+                (status.reserved, status.held),
+                (reserved, holds),
+                "held twice"
+            );
+        }
+    };
+
+    // Reserve without an idempotency key: a repeat would hold again, so no retry is invited.
+    proxy.arm_and_cut();
+    let (result, runs) = retrying(&proxy, || t.reserve("wf", 100, ReserveOptions::new())).await;
+    proxy.restore();
+    let err = result.unwrap_err();
+    assert_eq!((runs, proxy.fired()), (1, 1), "{err}");
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(
+        err.to_string().contains("gave up after 3 attempts"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("outcome is unknown"), "{err}");
+    held(100, 1).await;
+
+    // With a key, a repeat is a replay: retrying is invited and holds nothing more.
+    proxy.arm_and_cut();
+    let key: tokenbudget_core::IdempotencyKey = "req-1".parse().unwrap();
+    let (result, runs) = retrying(&proxy, || {
+        t.reserve(
+            "wf",
+            50,
+            ReserveOptions::new().with_idempotency_key(key.clone()),
+        )
+    })
+    .await;
+    let grant = result.unwrap().into_result().unwrap();
+    assert_eq!((runs, proxy.fired()), (2, 2));
+    assert!(grant.replayed, "the retry found the first grant");
+    held(150, 2).await;
+
+    // Commit: an identical repeat is a replay.
+    proxy.arm_and_cut();
+    let (result, runs) = retrying(&proxy, || t.commit(grant.reservation.id, 30)).await;
+    let committed = result.unwrap();
+    assert_eq!((runs, proxy.fired()), (2, 3));
+    assert!(committed.replayed);
+    held(100, 1).await;
+
+    // Create: a repeat by the caller cannot tell its own row from another's, so no retry is
+    // invited; the budget exists once.
+    proxy.arm_and_cut();
+    let (result, runs) = retrying(&proxy, || t.create_workflow("wf2", 10)).await;
+    proxy.restore();
+    let err = result.unwrap_err();
+    assert_eq!((runs, proxy.fired()), (1, 4));
+    assert!(!err.is_retryable(), "{err:?}");
+    assert_eq!(
+        events_of(&store, "wf2").await.len(),
+        1,
+        "one BUDGET_CREATED"
+    );
+
+    let admin = common::admin(&url).await;
     workload::verify_consistency(&store, &admin, &schema).await;
 }

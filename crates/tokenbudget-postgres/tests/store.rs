@@ -4,15 +4,15 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::workload;
 use tokenbudget_core::rules::{CommitCommand, ReserveCommand};
 use tokenbudget_core::{
-    BudgetId, BudgetStore, DynBudgetStore, Error, IdempotencyKey, NewBudget, ReservationId,
-    ReserveOptions, Timestamp, Tracker, MAX_TOKENS,
+    BudgetId, BudgetStore, DynBudgetStore, Error, EventQuery, IdempotencyKey, NewBudget,
+    ReservationId, ReserveOptions, Timestamp, Tracker, MAX_TOKENS,
 };
-use tokenbudget_postgres::{Config, PostgresStore};
+use tokenbudget_postgres::{ClockSource, Config, PostgresStore};
 
 async fn count(admin: &tokio_postgres::Client, schema: &str, table: &str) -> i64 {
     admin
@@ -50,7 +50,13 @@ async fn ten_instances_opening_at_once_migrate_exactly_once() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(versions, [(1, "initial".to_owned())]);
+    assert_eq!(
+        versions,
+        [
+            (1, "initial".to_owned()),
+            (2, "trees_and_log_order".to_owned())
+        ]
+    );
     for (n, store) in stores.iter().enumerate() {
         let id = BudgetId::new(format!("wf-{n}")).unwrap();
         store
@@ -105,8 +111,7 @@ async fn bad_configuration_and_an_unreachable_database_are_typed_errors() {
         "the password leaked: {err}"
     );
 
-    // Nothing listens on port 1: fails fast, retryable, after the bounded retries.
-    let started = Instant::now();
+    // Nothing listens on port 1: retryable, after the bounded retries.
     let config = Config::new("postgres://postgres:secret@127.0.0.1:1/x")
         .unwrap()
         .with_max_attempts(3)
@@ -124,7 +129,6 @@ async fn bad_configuration_and_an_unreachable_database_are_typed_errors() {
         "{err:?}"
     );
     assert!(!err.to_string().contains("secret"));
-    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,6 +296,20 @@ async fn hold_row_lock(url: &str, schema: &str, budget: &str) -> tokio::sync::on
     release_tx
 }
 
+/// Whether a session named `application_name` is waiting for a lock now.
+async fn waiting_for_a_lock(admin: &tokio_postgres::Client, application_name: &str) -> bool {
+    let waiting: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND wait_event_type = 'Lock'",
+            &[&application_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    waiting > 0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
     let Some(url) = common::require_database() else {
@@ -310,12 +328,10 @@ async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
 
     // Locking the workflow blocks its phase too: the whole chain is locked.
     let release = hold_row_lock(&url, &schema, "wf").await;
-    let started = Instant::now();
     let err = t
         .reserve("wf:a", 10, ReserveOptions::new())
         .await
         .unwrap_err();
-    let elapsed = started.elapsed();
     assert!(
         matches!(
             err,
@@ -329,8 +345,8 @@ async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
     );
     assert!(err.to_string().contains("lock"), "{err}");
     assert!(
-        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5),
-        "three attempts of 100 ms each, not {elapsed:?}"
+        err.to_string().contains("gave up after 3 attempts: "),
+        "{err}"
     );
     drop(release);
     let status = t.status("wf:a").await.unwrap();
@@ -340,13 +356,27 @@ async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
         "a failed reserve held tokens"
     );
 
-    // Released during the retries: the operation succeeds.
+    // Released during the retries: the operation succeeds. (A store allowed many attempts, and
+    // the lock released once its transaction is seen waiting, so no step depends on speed.)
+    let patient = PostgresStore::open_with(
+        common::config(&url, &schema)
+            .with_application_name(format!("tbp_{schema}"))
+            .with_lock_timeout(Duration::from_millis(100))
+            .with_max_attempts(1_000)
+            .with_retry_delays(Duration::from_millis(1), Duration::from_millis(5)),
+    )
+    .await
+    .unwrap();
+    let t = Tracker::new(Arc::new(patient));
+    let admin = common::admin(&url).await;
     let release = hold_row_lock(&url, &schema, "wf").await;
     let reserve = tokio::spawn({
         let t = t.clone();
         async move { t.reserve("wf:a", 10, ReserveOptions::new()).await }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    while !waiting_for_a_lock(&admin, &format!("tbp_{schema}")).await {
+        tokio::task::yield_now().await;
+    }
     drop(release);
     let grant = reserve
         .await
@@ -371,36 +401,32 @@ async fn a_caller_dropped_while_its_transaction_waits_leaves_it_to_finish_cleanl
     let admin = common::admin(&url).await;
 
     let release = hold_row_lock(&url, &schema, "wf").await;
-    // The caller gives up while the store's transaction is blocked on the row lock (BEGIN
-    // sent, inside the transaction).
-    let gave_up = tokio::time::timeout(
-        Duration::from_millis(200),
-        t.reserve("wf", 40, ReserveOptions::new()),
-    )
-    .await;
-    assert!(gave_up.is_err());
-    let waiting: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND wait_event_type = 'Lock'",
-            &[&application_name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        waiting, 1,
+    // The caller gives up (its future is dropped) once the store's transaction is seen blocked
+    // on the row lock (BEGIN sent, inside the transaction).
+    tokio::select! {
+        outcome = t.reserve("wf", 40, ReserveOptions::new()) => {
+            panic!("the reserve ended while the row was locked: {outcome:?}")
+        }
+        () = async {
+            while !waiting_for_a_lock(&admin, &application_name).await {
+                tokio::task::yield_now().await;
+            }
+        } => {}
+    }
+    assert!(
+        waiting_for_a_lock(&admin, &application_name).await,
         "the transaction should still be waiting for the lock"
     );
     drop(release);
 
     // The transaction runs to its end in its own task: the grant happened exactly once, the
     // connection is back in the pool outside any transaction, and the next operation works.
-    for _ in 0..100 {
+    // (The bound only turns a hang into a failure.)
+    for _ in 0..6_000 {
         if t.status("wf").await.unwrap().held == 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let status = t.status("wf").await.unwrap();
     assert_eq!((status.reserved, status.held), (40, 1));
@@ -417,4 +443,149 @@ async fn a_caller_dropped_while_its_transaction_waits_leaves_it_to_finish_cleanl
         .unwrap();
     t.commit(grant.reservation.id, 1).await.unwrap();
     workload::verify_consistency(&store, &admin, &schema).await;
+}
+
+/// A schema at version 1 (its own DDL, as released) holding a store's data migrates to
+/// version 2 at open: every row kept, reservations given their tree's root, events the xid 0
+/// that puts them first in log order, and the data works with the new queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_migrates_to_version_2_keeping_its_data() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let (source, old) = (common::unique_schema(), common::unique_schema());
+    let _drop = (
+        common::SchemaGuard(url.clone(), source.clone()),
+        common::SchemaGuard(url.clone(), old.clone()),
+    );
+    // Data written by the store: a workflow with two phases, a hold that will be due, a hold
+    // that will not, a commit and a rollback.
+    let config = |schema: &str| common::config(&url, schema).with_clock(ClockSource::Caller);
+    let store: DynBudgetStore = Arc::new(PostgresStore::open_with(config(&source)).await.unwrap());
+    let (t, clock) = tokenbudget_core::testkit::tracker(store.clone());
+    t.create_workflow("wf", 1_000).await.unwrap();
+    t.create_phase("wf:a", "wf", 1_000).await.unwrap();
+    t.create_phase("wf:b", "wf", 1_000).await.unwrap();
+    let short = ReserveOptions::new().with_timeout(Duration::from_secs(1));
+    let due = t
+        .reserve("wf:a", 800, short)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let kept = t
+        .reserve("wf:b", 100, ReserveOptions::new())
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let done = t
+        .reserve("wf:a", 50, ReserveOptions::new())
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    t.commit(done.reservation.id, 40).await.unwrap();
+    let back = t
+        .reserve("wf:b", 20, ReserveOptions::new())
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    t.rollback(back.reservation.id).await.unwrap();
+    let budgets = store.list_budgets().await.unwrap();
+    let events = store.events(EventQuery::all()).await.unwrap();
+    let ids = [
+        due.reservation.id,
+        kept.reservation.id,
+        done.reservation.id,
+        back.reservation.id,
+    ];
+    let mut reservations = Vec::new();
+    for id in ids {
+        reservations.push(store.reservation(id).await.unwrap().unwrap());
+    }
+
+    // The same rows in a schema made by version 1's own migration.
+    let admin = common::admin(&url).await;
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{old}\"; SET search_path TO \"{old}\";
+             CREATE TABLE tokenbudget_migrations (
+                 version integer PRIMARY KEY, name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             {v1}
+             INSERT INTO tokenbudget_migrations (version, name) VALUES (1, 'initial');
+             INSERT INTO budgets SELECT * FROM \"{source}\".budgets;
+             INSERT INTO reservations
+                 SELECT id, budget_id, tokens, state, created_at, expires_at, idempotency_key,
+                        actual, settled_at
+                 FROM \"{source}\".reservations;
+             INSERT INTO events (budget_id, at, type, reservation_id, kind)
+                 SELECT budget_id, at, type, reservation_id, kind FROM \"{source}\".events
+                 ORDER BY seq;
+             RESET search_path;",
+            v1 = include_str!("../migrations/0001_initial.sql"),
+        ))
+        .await
+        .unwrap();
+
+    let migrated: DynBudgetStore = Arc::new(PostgresStore::open_with(config(&old)).await.unwrap());
+    let versions: Vec<i32> = admin
+        .query(
+            &format!("SELECT version FROM \"{old}\".tokenbudget_migrations ORDER BY 1"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(migrated.list_budgets().await.unwrap(), budgets);
+    assert_eq!(migrated.events(EventQuery::all()).await.unwrap(), events);
+    for reservation in &reservations {
+        assert_eq!(
+            migrated.reservation(reservation.id).await.unwrap().as_ref(),
+            Some(reservation)
+        );
+    }
+    let filled: Vec<(String, i64)> = admin
+        .query(
+            &format!(
+                "SELECT root, count(*) FROM \"{old}\".reservations GROUP BY root
+                 UNION ALL SELECT 'xid ' || xid::text, count(*) FROM \"{old}\".events GROUP BY xid"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        filled,
+        [
+            ("wf".to_owned(), 4),
+            ("xid 0".to_owned(), events.len() as i64)
+        ]
+    );
+
+    // The migrated data works: wf:a's due hold is released by a reserve on its sibling.
+    let t = Tracker::builder(migrated.clone())
+        .clock(clock.clone())
+        .build();
+    clock.advance(Duration::from_secs(2));
+    t.reserve("wf:b", 800, ReserveOptions::new())
+        .await
+        .unwrap()
+        .into_result()
+        .expect("the migrated due hold refused a sibling");
+    let due = migrated
+        .reservation(due.reservation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(due.state, tokenbudget_core::ReservationState::Expired);
+    workload::verify_consistency(&migrated, &admin, &old).await;
 }

@@ -4,20 +4,21 @@
 //! here is read under SQLite's write lock, merged with the batch's earlier writes still in the
 //! [`Unit`].
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use sqlx::SqliteConnection;
 use tokenbudget_core::rules::{
-    self, CommitCommand, Decision, ReserveCommand, RollbackCommand, Snapshot,
+    self, ChargeCommand, CommitCommand, Decision, ExtendCommand, ReserveCommand, RollbackCommand,
+    Snapshot,
 };
 use tokenbudget_core::{
-    Budget, BudgetId, CommitOutcome, IdempotencyKey, NewBudget, ReservationId, ReserveOutcome,
+    Budget, ChargeOutcome, CommitOutcome, ExtendOutcome, NewBudget, ReservationId, ReserveOutcome,
     RollbackOutcome, SweepOutcome, Timestamp,
 };
 
 use crate::error::Result;
-use crate::sql::{self, Leaf};
+use crate::sql::{self, Leaf, Want};
 use crate::unit::Unit;
 
 /// A command the store runs as one write transaction.
@@ -55,6 +56,7 @@ impl Operation for Create {
         if let Some(parent) = &self.new.parent {
             add_budgets(&mut snapshot, sql::chain(conn, Leaf::Budget(parent)).await?);
         }
+        unit.learn(snapshot.budgets.values());
         Ok(rules::create_budget(&snapshot, &self.new, self.now)?)
     }
 }
@@ -75,15 +77,14 @@ impl Operation for Reserve {
     ) -> Result<Decision<ReserveOutcome>> {
         let cmd = &self.cmd;
         unit.flush_if_new(conn, Some(&cmd.budget_id), None).await?;
-        let snapshot = load(
-            conn,
-            unit,
-            Leaf::Budget(&cmd.budget_id),
-            cmd.reservation_id,
-            cmd.idempotency_key.as_ref(),
-            self.now,
-        )
-        .await?;
+        let want = Want {
+            leaf: Leaf::Budget(&cmd.budget_id),
+            reservation: Some(cmd.reservation_id),
+            key: cmd.idempotency_key.as_ref(),
+            charge: None,
+            now: self.now,
+        };
+        let snapshot = load(conn, unit, want).await?;
         Ok(rules::reserve(&snapshot, cmd, self.now)?)
     }
 }
@@ -126,6 +127,53 @@ impl Operation for Rollback {
     }
 }
 
+/// Push a held reservation's expiry later.
+pub(crate) struct Extend {
+    pub cmd: ExtendCommand,
+    pub now: Timestamp,
+}
+
+impl Operation for Extend {
+    type Outcome = ExtendOutcome;
+
+    async fn decide(
+        &self,
+        conn: &mut SqliteConnection,
+        unit: &mut Unit,
+    ) -> Result<Decision<ExtendOutcome>> {
+        let snapshot = settle_snapshot(conn, unit, self.cmd.reservation_id, self.now).await?;
+        Ok(rules::extend(&snapshot, &self.cmd, self.now)?)
+    }
+}
+
+/// Record usage that had no reservation.
+pub(crate) struct Charge {
+    pub cmd: ChargeCommand,
+    pub now: Timestamp,
+}
+
+impl Operation for Charge {
+    type Outcome = ChargeOutcome;
+
+    async fn decide(
+        &self,
+        conn: &mut SqliteConnection,
+        unit: &mut Unit,
+    ) -> Result<Decision<ChargeOutcome>> {
+        let cmd = &self.cmd;
+        unit.flush_if_new(conn, Some(&cmd.budget_id), None).await?;
+        let want = Want {
+            leaf: Leaf::Budget(&cmd.budget_id),
+            reservation: None,
+            key: None,
+            charge: Some(&cmd.key),
+            now: self.now,
+        };
+        let snapshot = load(conn, unit, want).await?;
+        Ok(rules::charge(&snapshot, cmd, self.now)?)
+    }
+}
+
 /// Release expired holds.
 pub(crate) struct Sweep {
     pub now: Timestamp,
@@ -155,12 +203,14 @@ impl Operation for Sweep {
                 add_budgets(&mut snapshot, sql::chain(conn, Leaf::Budget(origin)).await?);
             }
         }
+        unit.learn(snapshot.budgets.values());
         Ok(rules::sweep(&snapshot, self.now)?)
     }
 }
 
-/// For commit and rollback: the reservation, its budget's chain and the expired holds on it.
-/// An unknown reservation leaves the snapshot empty; the rule answers `ReservationNotFound`.
+/// For commit, rollback and extend: the reservation, its budget's chain and the tree's
+/// expired holds. An unknown reservation leaves the snapshot empty; the rule answers
+/// `ReservationNotFound`.
 async fn settle_snapshot(
     conn: &mut SqliteConnection,
     unit: &mut Unit,
@@ -168,28 +218,63 @@ async fn settle_snapshot(
     now: Timestamp,
 ) -> Result<Snapshot> {
     unit.flush_if_new(conn, None, Some(id)).await?;
-    load(conn, unit, Leaf::ReservationOf(id), id, None, now).await
+    let want = Want {
+        leaf: Leaf::ReservationOf(id),
+        reservation: Some(id),
+        key: None,
+        charge: None,
+        now,
+    };
+    load(conn, unit, want).await
 }
 
-/// Reads the chain from `leaf` with the reservations reserve, commit and rollback need, in
-/// one statement, and merges the batch's earlier writes into it.
-async fn load(
-    conn: &mut SqliteConnection,
-    unit: &Unit,
-    leaf: Leaf<'_>,
-    id: ReservationId,
-    key: Option<&IdempotencyKey>,
-    now: Timestamp,
-) -> Result<Snapshot> {
-    let (budgets, reservations) = sql::load(conn, leaf, id, key, now).await?;
-    let budgets: Vec<Budget> = budgets.into_iter().map(|b| unit.budget(b)).collect();
-    let chain: HashSet<&BudgetId> = budgets.iter().map(|b| &b.id).collect();
-    let (expired, reservation) = unit.reservations(reservations, &chain, id, key, now);
-    Ok(Snapshot {
-        expired,
-        reservation,
-        ..Snapshot::with_budgets(budgets)
+/// Reads what `want` asks for in one statement ([`sql::load`]) and merges the batch's earlier
+/// writes into it. Should the merge need rows only the database can give (see
+/// [`Unit::reservations`]), writes what is waiting and reads again.
+async fn load(conn: &mut SqliteConnection, unit: &mut Unit, want: Want<'_>) -> Result<Snapshot> {
+    let loaded = sql::load(conn, want).await?;
+    if let Some(snapshot) = merge(unit, loaded, &want) {
+        return Ok(snapshot);
+    }
+    unit.flush(conn).await?;
+    let loaded = sql::load(conn, want).await?;
+    merge(unit, loaded, &want).ok_or_else(|| {
+        crate::error::SqliteError::corrupt(
+            "snapshot",
+            "a due hold's chain is missing from the database",
+        )
     })
+}
+
+/// `loaded` as the batch left it, or `None` when the unit cannot answer for its own rows.
+fn merge(unit: &mut Unit, loaded: sql::Loaded, want: &Want<'_>) -> Option<Snapshot> {
+    unit.learn(&loaded.budgets);
+    let root = loaded
+        .budgets
+        .first()
+        .and_then(|leaf| unit.root_of(&leaf.id))
+        .cloned();
+    let (expired, reservation) = unit.reservations(
+        loaded.reservations,
+        root.as_ref(),
+        want.reservation,
+        want.key,
+        want.now,
+    )?;
+    let mut snapshot = Snapshot {
+        reservation,
+        charge: want.charge.and_then(|key| unit.charge(loaded.charge, key)),
+        ..Snapshot::with_budgets(loaded.budgets.into_iter().map(|b| unit.budget(b)))
+    };
+    // The unit's own due holds (made earlier in the batch) have chains the database did not
+    // return: the batch wrote every budget of them.
+    for hold in &expired {
+        if !snapshot.budgets.contains_key(&hold.budget_id) {
+            add_budgets(&mut snapshot, unit.written_chain(&hold.budget_id)?);
+        }
+    }
+    snapshot.expired = expired;
+    Some(snapshot)
 }
 
 fn add_budgets(snapshot: &mut Snapshot, budgets: Vec<Budget>) {

@@ -18,14 +18,21 @@ pub(crate) struct Migration {
 }
 
 /// Every migration this build knows, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "budgets, reservations, events",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "budgets, reservations, events",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "reservations know their tree's root; charges",
+        sql: include_str!("../migrations/0002_tree_holds_and_charges.sql"),
+    },
+];
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokenbudget_schema (
     version     INTEGER PRIMARY KEY NOT NULL,
@@ -125,45 +132,144 @@ mod tests {
             .await
             .unwrap();
 
-        let v2 = Migration {
-            version: 2,
+        let v3 = Migration {
+            version: 3,
             description: "test: a column",
-            sql: "ALTER TABLE budgets ADD COLUMN note TEXT NOT NULL DEFAULT 'v2'",
+            sql: "ALTER TABLE budgets ADD COLUMN note TEXT NOT NULL DEFAULT 'v3'",
         };
-        let newer = [MIGRATIONS[0], v2];
-        assert_eq!(migrate(&mut conn, &newer).await.unwrap(), [2]);
+        let newer = [MIGRATIONS[0], MIGRATIONS[1], v3];
+        assert_eq!(migrate(&mut conn, &newer).await.unwrap(), [2, 3]);
         assert_eq!(migrate(&mut conn, &newer).await.unwrap(), Vec::<i64>::new());
-        assert_eq!(version(&mut conn).await.unwrap(), 2);
+        assert_eq!(version(&mut conn).await.unwrap(), 3);
         let note: String = sqlx::query_scalar("SELECT note FROM budgets WHERE id = 'wf'")
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(note, "v2");
+        assert_eq!(note, "v3");
 
         // This build's list now looks old to the database: a clear error, nothing changed.
         let err = migrate(&mut conn, MIGRATIONS).await.unwrap_err();
         assert!(matches!(
             err,
             SqliteError::SchemaTooNew {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ));
         assert!(err
             .to_string()
             .contains("newer than the newest this build knows"));
-        assert_eq!(version(&mut conn).await.unwrap(), 2);
+        assert_eq!(version(&mut conn).await.unwrap(), 3);
+    }
+
+    /// id, budget_id, tokens, state, created_at, expires_at, idempotency_key.
+    type ReservationRow = (String, String, i64, String, i64, i64, Option<String>);
+
+    #[tokio::test]
+    async fn version_2_gives_every_reservation_its_root_and_keeps_every_row() {
+        let mut conn = memory().await;
+        assert_eq!(migrate(&mut conn, &MIGRATIONS[..1]).await.unwrap(), [1]);
+        // A v1 database: two trees, three levels in one, reservations in every state.
+        sqlx::query(
+            "INSERT INTO budgets VALUES ('wf', NULL, 1000, 5, 30, 2, 1), \
+                 ('wf:a', 'wf', 500, 5, 20, 1, 2), ('wf:a:x', 'wf:a', 100, 0, 20, 1, 3), \
+                 ('wf:b', 'wf', 500, 0, 10, 1, 4), ('other', NULL, 10, 0, 0, 0, 5); \
+             INSERT INTO reservations VALUES \
+                 ('r1', 'wf:a:x', 20, 'held', 10, 99, 'k1', NULL, NULL), \
+                 ('r2', 'wf:b', 10, 'held', 11, 98, NULL, NULL, NULL), \
+                 ('r3', 'wf:a', 7, 'committed', 12, 97, NULL, 5, 13), \
+                 ('r4', 'other', 3, 'released', 14, 96, 'k4', NULL, 15);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let before: Vec<ReservationRow> = sqlx::query_as(
+            "SELECT id, budget_id, tokens, state, created_at, expires_at, idempotency_key \
+                 FROM reservations ORDER BY id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+
+        assert_eq!(migrate(&mut conn, MIGRATIONS).await.unwrap(), [2]);
+        let after: Vec<ReservationRow> = sqlx::query_as(
+            "SELECT id, budget_id, tokens, state, created_at, expires_at, idempotency_key \
+                 FROM reservations ORDER BY id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(after, before, "every row kept as it was");
+        let roots: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, root FROM reservations ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let want = [("r1", "wf"), ("r2", "wf"), ("r3", "wf"), ("r4", "other")];
+        assert_eq!(roots, want.map(|(r, root)| (r.to_owned(), root.to_owned())),);
+        // The indexes came back with the table: a duplicate key is still refused.
+        let dup = sqlx::query(
+            "INSERT INTO reservations (id, budget_id, root, tokens, state, created_at, \
+             expires_at, idempotency_key) VALUES ('r5', 'wf', 'wf', 1, 'held', 0, 0, 'k1')",
+        )
+        .execute(&mut conn)
+        .await;
+        assert!(dup.is_err(), "the idempotency key index is gone");
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'reservations' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "reservations_held_by_expiry",
+                "reservations_held_by_root",
+                "reservations_idempotency_key"
+            ]
+        );
+        let charges: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(charges, 0);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_whose_budget_has_no_root_stops_the_migration() {
+        let mut conn = memory().await;
+        migrate(&mut conn, &MIGRATIONS[..1]).await.unwrap();
+        // Corrupt: a two-budget cycle (only possible with foreign keys off), no root.
+        sqlx::query(
+            "PRAGMA foreign_keys = OFF; \
+             INSERT INTO budgets VALUES ('a', 'b', 10, 0, 1, 1, 0), ('b', 'a', 10, 0, 1, 1, 0); \
+             INSERT INTO reservations VALUES ('r1', 'a', 1, 'held', 0, 0, NULL, NULL, NULL);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        assert!(migrate(&mut conn, MIGRATIONS).await.is_err());
+        assert_eq!(version(&mut conn).await.unwrap(), 1, "nothing applied");
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reservations")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(kept, 1);
     }
 
     #[tokio::test]
     async fn a_failing_migration_leaves_the_database_as_it_was() {
         let mut conn = memory().await;
         let broken = Migration {
-            version: 2,
+            version: 3,
             description: "test: broken",
             sql: "CREATE TABLE extra (x INTEGER); SELECT * FROM no_such_table;",
         };
-        assert!(migrate(&mut conn, &[MIGRATIONS[0], broken]).await.is_err());
+        assert!(migrate(&mut conn, &[MIGRATIONS[0], MIGRATIONS[1], broken])
+            .await
+            .is_err());
         assert_eq!(version(&mut conn).await.unwrap(), 0);
         let tables: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")

@@ -5,7 +5,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use tokenbudget_core::{
-    Budget, BudgetId, Event, EventKind, EventQuery, IdempotencyKey, NewEvent, Reservation,
+    Budget, BudgetId, Charge, Event, EventKind, EventQuery, IdempotencyKey, NewEvent, Reservation,
     ReservationId, ReservationState, Timestamp, MAX_DEPTH,
 };
 
@@ -24,29 +24,31 @@ pub(crate) enum Leaf<'a> {
     ReservationOf(ReservationId),
 }
 
+/// The recursive CTE `chain (id, depth)`: the leaf (bound as `?1`: a budget id, or with
+/// `of_reservation` a reservation id whose budget is the leaf) and its ancestors, bounded one
+/// level past [`MAX_DEPTH`] (bound as `?2`) so a corrupt cycle cannot loop forever; the rules
+/// report a chain that deep as a broken snapshot.
+fn chain_cte(of_reservation: bool) -> &'static str {
+    if of_reservation {
+        "WITH RECURSIVE chain (id, depth) AS (
+             SELECT (SELECT budget_id FROM reservations WHERE id = ?1), 0
+             UNION ALL
+             SELECT b.parent, chain.depth + 1 FROM budgets b JOIN chain ON b.id = chain.id
+             WHERE b.parent IS NOT NULL AND chain.depth < ?2
+         )"
+    } else {
+        "WITH RECURSIVE chain (id, depth) AS (
+             SELECT ?1, 0
+             UNION ALL
+             SELECT b.parent, chain.depth + 1 FROM budgets b JOIN chain ON b.id = chain.id
+             WHERE b.parent IS NOT NULL AND chain.depth < ?2
+         )"
+    }
+}
+
 impl Leaf<'_> {
-    /// The recursive CTE `chain (id, depth)`: the leaf (bound as `?1`) and its ancestors,
-    /// bounded one level past [`MAX_DEPTH`] (bound as `?2`) so a corrupt cycle cannot loop
-    /// forever; the rules report a chain that deep as a broken snapshot.
     fn cte(self) -> &'static str {
-        match self {
-            Self::Budget(_) => {
-                "WITH RECURSIVE chain (id, depth) AS (
-                     SELECT ?1, 0
-                     UNION ALL
-                     SELECT b.parent, chain.depth + 1 FROM budgets b JOIN chain ON b.id = chain.id
-                     WHERE b.parent IS NOT NULL AND chain.depth < ?2
-                 )"
-            }
-            Self::ReservationOf(_) => {
-                "WITH RECURSIVE chain (id, depth) AS (
-                     SELECT (SELECT budget_id FROM reservations WHERE id = ?1), 0
-                     UNION ALL
-                     SELECT b.parent, chain.depth + 1 FROM budgets b JOIN chain ON b.id = chain.id
-                     WHERE b.parent IS NOT NULL AND chain.depth < ?2
-                 )"
-            }
-        }
+        chain_cte(matches!(self, Self::ReservationOf(_)))
     }
 
     fn bind_value(self) -> String {
@@ -73,56 +75,168 @@ pub(crate) async fn chain(conn: &mut SqliteConnection, leaf: Leaf<'_>) -> Result
         .collect()
 }
 
-/// What reserve, commit and rollback read, in one statement: the chain's budgets (leaf first),
-/// and, as the [`Unit`](crate::unit::Unit) needs them, the held reservations on the chain due
-/// at `now` and the reservation with id `id` or holding `key`.
+/// What a writing operation asks [`load`] for, besides its chain and its tree's due holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Want<'a> {
+    /// Where the chain starts.
+    pub leaf: Leaf<'a>,
+    /// The reservation with this id (reserve's retry, commit, rollback, extend).
+    pub reservation: Option<ReservationId>,
+    /// The reservation holding this idempotency key (reserve).
+    pub key: Option<&'a IdempotencyKey>,
+    /// The charge with this key (charge).
+    pub charge: Option<&'a IdempotencyKey>,
+    /// Holds with `expires_at <= now` are due.
+    pub now: Timestamp,
+}
+
+/// What [`load`] read.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// The chain's budgets (leaf first), then the budgets of the due holds' chains not on it.
+    pub budgets: Vec<Budget>,
+    /// The tree's held reservations due at `now`, and the one asked for by id or key.
+    pub reservations: Vec<Reservation>,
+    /// The charge asked for.
+    pub charge: Option<Charge>,
+}
+
+/// What the writing operations read, in one statement: the chain's budgets (leaf first);
+/// every held reservation due at `now` made anywhere in the chain's tree (all budgets sharing
+/// its root, one probe of `reservations_held_by_root`) with the budgets of their chains; and,
+/// as `want` asks, the reservation with an id or holding a key, and a charge. The batch's
+/// [`Unit`](crate::unit::Unit) merges its own writes into the answer.
 ///
-/// One statement is one round trip to sqlx's worker thread; the two kinds of row share its
-/// columns, each column holding one SQL type in both.
-pub(crate) async fn load(
-    conn: &mut SqliteConnection,
-    leaf: Leaf<'_>,
-    id: ReservationId,
-    key: Option<&IdempotencyKey>,
-    now: Timestamp,
-) -> Result<(Vec<Budget>, Vec<Reservation>)> {
-    // Columns: kind (0 budget, 1 reservation), then
-    //   budget:      id, parent,    limit_tokens, used,       reserved,   held,   created_at, NULL,  NULL,            depth
-    //   reservation: id, budget_id, tokens,       created_at, expires_at, actual, settled_at, state, idempotency_key, 0
-    let sql = format!(
-        "{} SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
-                chain.depth FROM budgets JOIN chain USING (id) \
-         UNION SELECT {LOADED} WHERE state = 'held' AND expires_at <= ?5 \
-                                     AND budget_id IN (SELECT id FROM chain) \
-         UNION SELECT {LOADED} WHERE id = ?3 \
-         UNION SELECT {LOADED} WHERE idempotency_key = ?4 \
-         ORDER BY 1, 11",
-        leaf.cte()
-    );
-    let rows = sqlx::query(&sql)
-        .bind(leaf.bind_value())
+/// One statement is one round trip to sqlx's worker thread; the kinds of row share its
+/// columns, each column holding one SQL type in all of them.
+pub(crate) async fn load(conn: &mut SqliteConnection, want: Want<'_>) -> Result<Loaded> {
+    let rows = sqlx::query(load_sql(&want))
+        .bind(want.leaf.bind_value())
         .bind(MAX_DEPTH as i64)
-        .bind(id.to_string())
-        .bind(key.map(IdempotencyKey::as_str))
-        .bind(now.as_micros())
+        .bind(want.reservation.map(|id| id.to_string()))
+        .bind(want.key.map(IdempotencyKey::as_str))
+        .bind(want.now.as_micros())
+        .bind(want.charge.map(IdempotencyKey::as_str))
         .fetch_all(conn)
         .await?;
-    let (mut budgets, mut reservations) = (Vec::new(), Vec::new());
+    let mut loaded = Loaded::default();
     for row in &rows {
-        if row.try_get::<i64, _>(0)? == 0 {
-            budgets.push(budget_at(row, 1)?);
-        } else {
-            reservations.push(reservation_in(row, LOADED_COLUMNS)?);
+        match row.try_get::<i64, _>(0)? {
+            0 => loaded.budgets.push(budget_at(row, 1)?),
+            1 => loaded
+                .reservations
+                .push(reservation_in(row, LOADED_COLUMNS)?),
+            _ => loaded.charge = Some(charge_at(row)?),
         }
     }
-    Ok((budgets, reservations))
+    Ok(loaded)
+}
+
+/// [`load`]'s statement for `want`: the branches it asks for, nothing more (each shape is
+/// built once, and is one entry of sqlx's statement cache).
+fn load_sql(want: &Want<'_>) -> &'static str {
+    static SHAPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let shapes = SHAPES.get_or_init(|| {
+        (0..16)
+            .map(|i| build_load_sql(i & 1 != 0, i & 2 != 0, i & 4 != 0, i & 8 != 0))
+            .collect()
+    });
+    let i = usize::from(matches!(want.leaf, Leaf::ReservationOf(_)))
+        | usize::from(want.reservation.is_some()) << 1
+        | usize::from(want.key.is_some()) << 2
+        | usize::from(want.charge.is_some()) << 3;
+    &shapes[i]
+}
+
+/// Columns: kind (0 budget, 1 reservation, 2 charge), then
+///   budget:      id,  parent,    limit_tokens, used,       reserved,   held,   created_at, NULL,  NULL,            depth
+///   reservation: id,  budget_id, tokens,       created_at, expires_at, actual, settled_at, state, idempotency_key, 0
+///   charge:      key, budget_id, tokens,       at,         NULL,       NULL,   NULL,       NULL,  note,            0
+/// Budgets come leaf first (`depth`), those only on due holds' chains after the chain.
+fn build_load_sql(of_reservation: bool, by_id: bool, by_key: bool, charge: bool) -> String {
+    let mut sql = format!(
+        "{}, \
+         due AS (SELECT * FROM reservations WHERE state = 'held' AND expires_at <= ?5 \
+                 AND root = (SELECT id FROM chain ORDER BY depth DESC LIMIT 1)), \
+         above (id) AS (SELECT budget_id FROM due \
+                        UNION SELECT b.parent FROM budgets b JOIN above ON b.id = above.id \
+                        WHERE b.parent IS NOT NULL) \
+         SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
+                chain.depth FROM budgets JOIN chain USING (id) \
+         UNION SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
+                ?2 + 1 FROM budgets \
+                WHERE id IN (SELECT id FROM above EXCEPT SELECT id FROM chain) \
+         UNION SELECT {LOADED} FROM due",
+        chain_cte(of_reservation)
+    );
+    if by_id {
+        sql.push_str(&format!(
+            " UNION SELECT {LOADED} FROM reservations WHERE id = ?3"
+        ));
+    }
+    if by_key {
+        sql.push_str(&format!(
+            " UNION SELECT {LOADED} FROM reservations WHERE idempotency_key = ?4"
+        ));
+    }
+    if charge {
+        sql.push_str(
+            " UNION SELECT 2, key, budget_id, tokens, at, NULL, NULL, NULL, NULL, note, 0 \
+             FROM charges WHERE key = ?6",
+        );
+    }
+    sql.push_str(" ORDER BY 1, 11");
+    sql
 }
 
 /// The reservation rows of [`load`]. `UNION` (not `UNION ALL`): a reservation both due and
 /// asked for by id comes once.
-const LOADED: &str =
-    "1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, state, \
-                      idempotency_key, 0 FROM reservations";
+const LOADED: &str = "1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, \
+                      state, idempotency_key, 0";
+
+/// The charge with `key`.
+pub(crate) async fn charge_by_key(
+    conn: &mut SqliteConnection,
+    key: &IdempotencyKey,
+) -> Result<Option<Charge>> {
+    sqlx::query(
+        "SELECT 2, key, budget_id, tokens, at, NULL, NULL, NULL, NULL, note \
+         FROM charges WHERE key = ?1",
+    )
+    .bind(key.as_str())
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(charge_at)
+    .transpose()
+}
+
+/// What `status` and `statuses` read, in one statement (one consistent snapshot): every
+/// budget, and every held reservation due at `now`.
+pub(crate) async fn everything_due(
+    conn: &mut SqliteConnection,
+    now: Timestamp,
+) -> Result<(Vec<Budget>, Vec<Reservation>)> {
+    let sql = format!(
+        "SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, 0 \
+         FROM budgets \
+         UNION ALL SELECT {LOADED} FROM reservations WHERE state = 'held' AND expires_at <= ?1 \
+         ORDER BY 1, 2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now.as_micros())
+        .fetch_all(conn)
+        .await?;
+    let (mut budgets, mut due) = (Vec::new(), Vec::new());
+    for row in &rows {
+        if row.try_get::<i64, _>(0)? == 0 {
+            budgets.push(budget_at(row, 1)?);
+        } else {
+            due.push(reservation_in(row, LOADED_COLUMNS)?);
+        }
+    }
+    Ok((budgets, due))
+}
 
 /// One budget.
 pub(crate) async fn budget_by_id(
@@ -221,8 +335,10 @@ pub(crate) async fn events(conn: &mut SqliteConnection, query: &EventQuery) -> R
 pub(crate) struct Flush<'a> {
     pub new_budgets: &'a [&'a Budget],
     pub budgets: &'a [&'a Budget],
-    pub new_reservations: &'a [&'a Reservation],
+    /// Each with the root of its budget's tree.
+    pub new_reservations: &'a [(&'a Reservation, &'a BudgetId)],
     pub reservations: &'a [&'a Reservation],
+    pub charges: &'a [&'a Charge],
     pub events: &'a [NewEvent],
 }
 
@@ -232,8 +348,8 @@ pub(crate) struct Flush<'a> {
 const MAX_ROWS: usize = 64;
 
 /// Writes `flush` in multi-row statements: new budgets (a parent before its child), budget
-/// updates, new reservations, reservation updates, then the events in order (each taking the
-/// next sequence number).
+/// updates, new reservations, reservation updates, charges, then the events in order (each
+/// taking the next sequence number).
 pub(crate) async fn flush(conn: &mut SqliteConnection, flush: Flush<'_>) -> Result<()> {
     for rows in chunks(flush.new_budgets) {
         let sql = format!(
@@ -274,15 +390,16 @@ pub(crate) async fn flush(conn: &mut SqliteConnection, flush: Flush<'_>) -> Resu
     }
     for rows in chunks(flush.new_reservations) {
         let sql = format!(
-            "INSERT INTO reservations (id, budget_id, tokens, state, created_at, expires_at, \
-             idempotency_key, actual, settled_at) VALUES {}",
-            placeholders(rows.len(), 9)
+            "INSERT INTO reservations (id, budget_id, root, tokens, state, created_at, \
+             expires_at, idempotency_key, actual, settled_at) VALUES {}",
+            placeholders(rows.len(), 10)
         );
         let mut query = sqlx::query(&sql);
-        for r in rows {
+        for (r, root) in rows {
             query = query
                 .bind(r.id.to_string())
                 .bind(r.budget_id.as_str())
+                .bind(root.as_str())
                 .bind(amount("tokens", r.tokens)?)
                 .bind(r.state.as_str())
                 .bind(r.created_at.as_micros())
@@ -309,6 +426,22 @@ pub(crate) async fn flush(conn: &mut SqliteConnection, flush: Flush<'_>) -> Resu
                 .bind(r.expires_at.as_micros())
                 .bind(r.actual.map(|a| amount("actual", a)).transpose()?)
                 .bind(r.settled_at.map(Timestamp::as_micros));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    for rows in chunks(flush.charges) {
+        let sql = format!(
+            "INSERT INTO charges (key, budget_id, tokens, note, at) VALUES {}",
+            placeholders(rows.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for c in rows {
+            query = query
+                .bind(c.key.as_str())
+                .bind(c.budget_id.as_str())
+                .bind(amount("charge tokens", c.tokens)?)
+                .bind(c.note.as_deref())
+                .bind(c.at.as_micros());
         }
         query.execute(&mut *conn).await?;
     }
@@ -421,6 +554,19 @@ fn reservation_in(row: &SqliteRow, at: [usize; 9]) -> Result<Reservation> {
         settled_at: row
             .try_get::<Option<i64>, _>(at[8])?
             .map(Timestamp::from_micros),
+    })
+}
+
+/// A charge row of [`load`] or [`charge_by_key`]: key, budget, tokens and time in columns 1
+/// to 4, the note in column 9.
+fn charge_at(row: &SqliteRow) -> Result<Charge> {
+    let key: String = row.try_get(1)?;
+    Ok(Charge {
+        key: IdempotencyKey::new(key).map_err(|e| SqliteError::corrupt("charge key", e))?,
+        budget_id: budget_id("charge budget id", row.try_get(2)?)?,
+        tokens: unsigned("charge tokens", row.try_get(3)?)?,
+        at: Timestamp::from_micros(row.try_get(4)?),
+        note: row.try_get(9)?,
     })
 }
 

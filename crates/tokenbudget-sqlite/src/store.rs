@@ -13,11 +13,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Sqlite, SqliteConnection};
-use tokenbudget_core::rules::CommitCommand;
-use tokenbudget_core::rules::{ReserveCommand, RollbackCommand};
+use tokenbudget_core::model::live_statuses;
+use tokenbudget_core::rules::{
+    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand,
+};
 use tokenbudget_core::{
-    Budget, BudgetId, BudgetStore, CommitOutcome, Error, Event, EventQuery, NewBudget, Reservation,
-    ReservationId, ReserveOutcome, RollbackOutcome, SweepOutcome, Timestamp,
+    Budget, BudgetId, BudgetStore, Charge, ChargeOutcome, CommitOutcome, Error, Event, EventQuery,
+    ExtendOutcome, IdempotencyKey, LogCursor, LogPage, NewBudget, Reservation, ReservationId,
+    ReserveOutcome, RollbackOutcome, Status, SweepOutcome, Timestamp,
 };
 use tokio::sync::{oneshot, Mutex, MutexGuard};
 
@@ -418,6 +421,79 @@ impl BudgetStore for SqliteStore {
         now: Timestamp,
     ) -> tokenbudget_core::Result<RollbackOutcome> {
         self.write(ops::Rollback { cmd, now }).await
+    }
+
+    async fn extend(
+        &self,
+        cmd: ExtendCommand,
+        now: Timestamp,
+    ) -> tokenbudget_core::Result<ExtendOutcome> {
+        self.write(ops::Extend { cmd, now }).await
+    }
+
+    async fn charge(
+        &self,
+        cmd: ChargeCommand,
+        now: Timestamp,
+    ) -> tokenbudget_core::Result<ChargeOutcome> {
+        self.write(ops::Charge { cmd, now }).await
+    }
+
+    async fn charge_by_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> tokenbudget_core::Result<Option<Charge>> {
+        let mut conn = self.reader().await?;
+        Ok(sql::charge_by_key(&mut conn, key).await?)
+    }
+
+    /// One statement: the budget's chain and its tree's due holds with their chains, which
+    /// holds every due hold made on the budget or under it.
+    async fn status(
+        &self,
+        id: &BudgetId,
+        now: Timestamp,
+    ) -> tokenbudget_core::Result<Option<Status>> {
+        let mut conn = self.reader().await?;
+        let want = sql::Want {
+            leaf: sql::Leaf::Budget(id),
+            reservation: None,
+            key: None,
+            charge: None,
+            now,
+        };
+        let loaded = sql::load(&mut conn, want).await?;
+        drop(conn);
+        Ok(live_statuses(loaded.budgets, &loaded.reservations)
+            .into_iter()
+            .find(|s| &s.id == id))
+    }
+
+    /// One statement: every budget and every due hold.
+    async fn statuses(&self, now: Timestamp) -> tokenbudget_core::Result<Vec<Status>> {
+        let mut conn = self.reader().await?;
+        let (budgets, due) = sql::everything_due(&mut conn, now).await?;
+        drop(conn);
+        Ok(live_statuses(budgets, &due))
+    }
+
+    /// Writes are serialized (one write lock, sequence numbers taken under it, readers see
+    /// whole commits), so the log's order is `seq` and `commit` is always 0; a cursor's
+    /// `commit` is not looked at.
+    async fn log_after(&self, after: LogCursor, limit: usize) -> tokenbudget_core::Result<LogPage> {
+        let query = EventQuery {
+            budget_id: None,
+            after_seq: after.seq,
+            limit,
+        };
+        let mut conn = self.reader().await?;
+        let events = sql::events(&mut conn, &query).await?;
+        drop(conn);
+        let next = events.last().map_or(after, |e| LogCursor {
+            commit: 0,
+            seq: e.seq,
+        });
+        Ok(LogPage { events, next })
     }
 
     async fn sweep_expired(

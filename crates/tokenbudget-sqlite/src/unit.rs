@@ -15,6 +15,13 @@
 //! Operations on such rows, and creates and sweeps (which read more widely), call
 //! [`Unit::flush_if_new`] or flush first and then read as usual.
 //!
+//! The due holds of a tree are asked of the database by the tree's root (a column of every
+//! reservation). The unit answers the same question for its own rows with the parent links of
+//! every budget the batch has read or written ([`Unit::learn`]): parent links never change,
+//! and a rule can only change a reservation whose chain it was given, so every reservation
+//! the unit holds has a known root. Should one not (a bug), the unit says so and the
+//! operation flushes and reads again from the database.
+//!
 //! A failed flush cannot say which operation's write it was, so the batch then runs again
 //! writing after each operation ([`Unit::eager`]), where a failure belongs to one operation.
 
@@ -23,11 +30,11 @@ use std::collections::{HashMap, HashSet};
 use sqlx::SqliteConnection;
 use tokenbudget_core::rules::Changes;
 use tokenbudget_core::{
-    Budget, BudgetId, IdempotencyKey, NewEvent, Reservation, ReservationId, ReservationState,
-    Timestamp,
+    Budget, BudgetId, Charge, IdempotencyKey, NewEvent, Reservation, ReservationId,
+    ReservationState, Timestamp, MAX_DEPTH,
 };
 
-use crate::error::Result;
+use crate::error::{Result, SqliteError};
 use crate::sql;
 
 /// The writes of a batch's operations not yet in the database; see the module docs.
@@ -45,6 +52,11 @@ pub(crate) struct Unit {
     reservation_index: HashMap<ReservationId, usize>,
     /// Which of `reservations` the database does not have yet.
     new_reservations: HashSet<ReservationId>,
+    /// Charges written (all new: a charge is never updated), in order.
+    charges: Vec<Charge>,
+    /// The parent of every budget the batch has seen, written or read; kept across flushes
+    /// (parent links never change).
+    parents: HashMap<BudgetId, Option<BudgetId>>,
     /// Events, in order.
     events: Vec<NewEvent>,
 }
@@ -65,11 +77,39 @@ impl Unit {
 
     /// True when nothing waits to be written.
     pub(crate) fn is_empty(&self) -> bool {
-        self.budgets.is_empty() && self.reservations.is_empty() && self.events.is_empty()
+        self.budgets.is_empty()
+            && self.reservations.is_empty()
+            && self.charges.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// Remembers the parent links of `budgets` (read from the database or a snapshot).
+    pub(crate) fn learn<'a>(&mut self, budgets: impl IntoIterator<Item = &'a Budget>) {
+        for b in budgets {
+            if !self.parents.contains_key(&b.id) {
+                self.parents.insert(b.id.clone(), b.parent.clone());
+            }
+        }
+    }
+
+    /// The root of `budget`'s tree, if the batch has seen its whole chain.
+    pub(crate) fn root_of<'a>(&'a self, budget: &'a BudgetId) -> Option<&'a BudgetId> {
+        let mut at = budget;
+        for _ in 0..=MAX_DEPTH {
+            match self.parents.get(at)? {
+                Some(parent) => at = parent,
+                None => return Some(at),
+            }
+        }
+        None
     }
 
     /// Takes an operation's changes; they count as written for every later read.
     pub(crate) fn record(&mut self, changes: &Changes) {
+        self.learn(changes.new_budget.iter().chain(&changes.budgets));
+        if let Some(c) = &changes.new_charge {
+            self.charges.push(c.clone());
+        }
         if let Some(b) = &changes.new_budget {
             self.new_budgets.insert(b.id.clone());
             self.put_budget(b);
@@ -120,6 +160,17 @@ impl Unit {
             .reservations
             .iter()
             .partition(|r| self.new_reservations.contains(&r.id));
+        let new_reservations = new_reservations
+            .into_iter()
+            .map(|r| match self.root_of(&r.budget_id) {
+                Some(root) => Ok((r, root)),
+                None => Err(SqliteError::corrupt(
+                    "reservation root",
+                    format!("the batch never saw the chain of budget {}", r.budget_id),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let charges: Vec<&Charge> = self.charges.iter().collect();
         sql::flush(
             conn,
             sql::Flush {
@@ -127,11 +178,14 @@ impl Unit {
                 budgets: &budgets,
                 new_reservations: &new_reservations,
                 reservations: &reservations,
+                charges: &charges,
                 events: &self.events,
             },
         )
         .await?;
+        let parents = std::mem::take(&mut self.parents);
         *self = Self::new(self.eager);
+        self.parents = parents;
         Ok(())
     }
 
@@ -159,41 +213,80 @@ impl Unit {
         }
     }
 
-    /// The reservations a command needs, as this batch left them: the held ones on `chain`
-    /// due at `now` (earliest first), and the one with id `id`, else the one holding `key`.
+    /// The charge with `key` as this batch left it: the unit's, else the database's.
+    pub(crate) fn charge(&self, from_db: Option<Charge>, key: &IdempotencyKey) -> Option<Charge> {
+        self.charges
+            .iter()
+            .find(|c| &c.key == key)
+            .cloned()
+            .or(from_db)
+    }
+
+    /// The reservations a command needs, as this batch left them: the held ones made anywhere
+    /// in the tree of `root` due at `now` (earliest first), and the one with id `id`, else the
+    /// one holding `key`.
     ///
-    /// `from_db` must hold what the database returned for the same question; the unit's
-    /// versions replace those rows, and its own rows are asked the question too.
+    /// `from_db` must hold what the database returned for the same question, and the batch
+    /// must have [learned](Unit::learn) the chains the database returned; the unit's versions
+    /// replace those rows, and its own rows are asked the question too. `None` when one of the
+    /// unit's own held rows has a chain the batch never saw, so that whether it is in the tree
+    /// is unknown: flush and ask the database.
     pub(crate) fn reservations(
         &self,
         from_db: Vec<Reservation>,
-        chain: &HashSet<&BudgetId>,
-        id: ReservationId,
+        root: Option<&BudgetId>,
+        id: Option<ReservationId>,
         key: Option<&IdempotencyKey>,
         now: Timestamp,
-    ) -> (Vec<Reservation>, Option<Reservation>) {
+    ) -> Option<(Vec<Reservation>, Option<Reservation>)> {
         let mut rows: Vec<Reservation> = from_db
             .into_iter()
             .filter(|r| !self.reservation_index.contains_key(&r.id))
             .collect();
+        let from_db = rows.len();
         rows.extend(self.reservations.iter().cloned());
-        let mut due: Vec<Reservation> = rows
-            .iter()
-            .filter(|r| {
-                r.state == ReservationState::Held
-                    && r.expires_at <= now
-                    && chain.contains(&r.budget_id)
-            })
-            .cloned()
-            .collect();
+        let mut due = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            if r.state != ReservationState::Held || r.expires_at > now {
+                continue;
+            }
+            match self.root_of(&r.budget_id) {
+                Some(at) if Some(at) == root => due.push(r.clone()),
+                Some(_) => {}
+                // A database row the due holds did not include (asked for by id or key), so
+                // not in the tree: the database returns every due hold of the tree with its
+                // chain. One of the unit's own: unknown.
+                None if i < from_db => {}
+                None => return None,
+            }
+        }
         due.sort_by_key(|r| (r.expires_at, r.id));
-        let target = rows.iter().find(|r| r.id == id).or_else(|| {
-            key.and_then(|key| {
-                rows.iter()
-                    .find(|r| r.idempotency_key.as_ref() == Some(key))
-            })
-        });
-        (due, target.cloned())
+        let target = id
+            .and_then(|id| rows.iter().find(|r| r.id == id))
+            .or_else(|| {
+                key.and_then(|key| {
+                    rows.iter()
+                        .find(|r| r.idempotency_key.as_ref() == Some(key))
+                })
+            });
+        Some((due, target.cloned()))
+    }
+
+    /// The budgets of `chain` as this batch left them, leaf first: `None` unless the batch
+    /// has written every one (the unit's own due holds' chains, which the database cannot
+    /// know).
+    pub(crate) fn written_chain(&self, leaf: &BudgetId) -> Option<Vec<Budget>> {
+        let mut chain = Vec::new();
+        let mut at = Some(leaf);
+        while let Some(id) = at {
+            if chain.len() > MAX_DEPTH {
+                return None;
+            }
+            let b = &self.budgets[*self.budget_index.get(id)?];
+            chain.push(b.clone());
+            at = b.parent.as_ref();
+        }
+        Some(chain)
     }
 }
 
@@ -205,10 +298,14 @@ mod tests {
         ReservationId::from_uuid(uuid::Uuid::from_u128(n))
     }
 
+    fn bid(s: &str) -> BudgetId {
+        BudgetId::new(s).unwrap()
+    }
+
     fn held(n: u128, budget: &str, expires: i64, key: Option<&str>) -> Reservation {
         Reservation {
             id: rid(n),
-            budget_id: BudgetId::new(budget).unwrap(),
+            budget_id: bid(budget),
             tokens: 10,
             state: ReservationState::Held,
             created_at: Timestamp::from_micros(0),
@@ -219,9 +316,35 @@ mod tests {
         }
     }
 
+    fn budget(id: &str, parent: Option<&str>) -> Budget {
+        Budget {
+            id: bid(id),
+            parent: parent.map(bid),
+            limit: 100,
+            used: 0,
+            reserved: 0,
+            held: 0,
+            created_at: Timestamp::from_micros(0),
+        }
+    }
+
+    /// Two trees: wf > {wf:a > wf:a:x, wf:b}, and other.
+    fn trees() -> Vec<Budget> {
+        vec![
+            budget("wf", None),
+            budget("wf:a", Some("wf")),
+            budget("wf:a:x", Some("wf:a")),
+            budget("wf:b", Some("wf")),
+            budget("other", None),
+        ]
+    }
+
+    /// A unit that wrote `new` and `updated`, along with every budget of `trees` (as the
+    /// rules would, having changed the reservations' chains).
     fn written(new: Option<Reservation>, updated: Vec<Reservation>) -> Unit {
         let mut unit = Unit::new(false);
         unit.record(&Changes {
+            budgets: trees(),
             new_reservation: new,
             reservations: updated,
             ..Changes::default()
@@ -231,29 +354,34 @@ mod tests {
 
     #[test]
     fn the_units_rows_replace_the_databases_and_answer_the_same_question() {
-        let b = BudgetId::new("b").unwrap();
-        let chain: HashSet<&BudgetId> = [&b].into_iter().collect();
+        let wf = bid("wf");
         let now = Timestamp::from_micros(100);
-        let mut settled = held(1, "b", 50, None);
+        let mut settled = held(1, "wf:b", 50, None);
         settled.state = ReservationState::Committed;
         // The database still has r1 held and due; the batch committed it, and created r2
         // (due, holding key "k").
-        let unit = written(Some(held(2, "b", 60, Some("k"))), vec![settled.clone()]);
-        let from_db = vec![held(1, "b", 50, None)];
+        let unit = written(Some(held(2, "wf:a", 60, Some("k"))), vec![settled.clone()]);
+        let from_db = vec![held(1, "wf:b", 50, None)];
 
-        let (due, target) = unit.reservations(from_db.clone(), &chain, rid(9), None, now);
+        let (due, target) = unit
+            .reservations(from_db.clone(), Some(&wf), Some(rid(9)), None, now)
+            .unwrap();
         assert_eq!(
             due,
-            vec![held(2, "b", 60, Some("k"))],
+            vec![held(2, "wf:a", 60, Some("k"))],
             "r1 is settled, r2 is due"
         );
         assert_eq!(target, None);
 
-        let (_, target) = unit.reservations(from_db.clone(), &chain, rid(1), None, now);
+        let (_, target) = unit
+            .reservations(from_db.clone(), Some(&wf), Some(rid(1)), None, now)
+            .unwrap();
         assert_eq!(target, Some(settled), "by id: the batch's version");
 
         let key = IdempotencyKey::new("k").unwrap();
-        let (_, target) = unit.reservations(from_db, &chain, rid(9), Some(&key), now);
+        let (_, target) = unit
+            .reservations(from_db, Some(&wf), None, Some(&key), now)
+            .unwrap();
         assert_eq!(
             target.map(|r| r.id),
             Some(rid(2)),
@@ -262,21 +390,106 @@ mod tests {
     }
 
     #[test]
-    fn holds_off_the_chain_or_not_yet_due_are_left_out() {
-        let b = BudgetId::new("b").unwrap();
-        let chain: HashSet<&BudgetId> = [&b].into_iter().collect();
+    fn due_holds_anywhere_in_the_tree_count_and_other_trees_or_later_ones_do_not() {
+        let wf = bid("wf");
         let unit = written(
             Some(held(2, "other", 10, None)),
-            vec![held(3, "b", 500, None)],
+            vec![held(3, "wf:b", 500, None), held(6, "wf:a:x", 30, None)],
         );
-        let (due, _) = unit.reservations(
-            vec![held(4, "b", 20, None), held(5, "b", 10, None)],
-            &chain,
-            rid(9),
-            None,
-            Timestamp::from_micros(100),
-        );
+        // The database's answer for wf's tree; r7 (asked for by id) is in another tree.
+        let from_db = vec![
+            held(4, "wf:a", 20, None),
+            held(5, "wf", 10, None),
+            held(7, "other", 5, None),
+        ];
+        let (due, target) = unit
+            .reservations(
+                from_db,
+                Some(&wf),
+                Some(rid(7)),
+                None,
+                Timestamp::from_micros(100),
+            )
+            .unwrap();
         let ids: Vec<_> = due.iter().map(|r| r.id).collect();
-        assert_eq!(ids, vec![rid(5), rid(4)], "earliest first");
+        assert_eq!(
+            ids,
+            vec![rid(5), rid(4), rid(6)],
+            "earliest first; r2 and r7 are another tree's, r3 not due"
+        );
+        assert_eq!(target.map(|r| r.id), Some(rid(7)));
+    }
+
+    #[test]
+    fn a_held_row_of_the_unit_with_an_unknown_chain_asks_for_the_database() {
+        let mut unit = Unit::new(false);
+        unit.record(&Changes {
+            new_reservation: Some(held(1, "stranger", 10, None)),
+            ..Changes::default()
+        });
+        let wf = bid("wf");
+        let now = Timestamp::from_micros(100);
+        assert!(unit
+            .reservations(Vec::new(), Some(&wf), None, None, now)
+            .is_none());
+        // A database row with an unknown chain was not among the tree's due holds: not in it.
+        let unit = written(None, Vec::new());
+        let (due, _) = unit
+            .reservations(
+                vec![held(2, "stranger", 10, None)],
+                Some(&wf),
+                Some(rid(2)),
+                None,
+                now,
+            )
+            .unwrap();
+        assert!(due.is_empty());
+    }
+
+    #[test]
+    fn roots_and_written_chains_come_from_what_the_batch_saw() {
+        let unit = written(None, Vec::new());
+        assert_eq!(unit.root_of(&bid("wf:a:x")), Some(&bid("wf")));
+        assert_eq!(unit.root_of(&bid("other")), Some(&bid("other")));
+        assert_eq!(unit.root_of(&bid("nope")), None);
+        let chain: Vec<_> = unit
+            .written_chain(&bid("wf:a:x"))
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(chain, [bid("wf:a:x"), bid("wf:a"), bid("wf")]);
+
+        let mut partial = Unit::new(false);
+        partial.record(&Changes {
+            budgets: vec![budget("wf:a", Some("wf"))],
+            ..Changes::default()
+        });
+        assert_eq!(partial.root_of(&bid("wf:a")), None, "wf never seen");
+        assert!(partial.written_chain(&bid("wf:a")).is_none());
+        partial.learn(&[budget("wf", None)]);
+        assert_eq!(partial.root_of(&bid("wf:a")), Some(&bid("wf")));
+    }
+
+    #[test]
+    fn a_charge_of_the_batch_answers_before_the_database() {
+        let mut unit = Unit::new(false);
+        let charge = |tokens| Charge {
+            key: IdempotencyKey::new("c").unwrap(),
+            budget_id: bid("wf"),
+            tokens,
+            note: None,
+            at: Timestamp::from_micros(0),
+        };
+        let key = IdempotencyKey::new("c").unwrap();
+        assert_eq!(unit.charge(Some(charge(1)), &key), Some(charge(1)));
+        unit.record(&Changes {
+            new_charge: Some(charge(2)),
+            ..Changes::default()
+        });
+        assert!(!unit.is_empty());
+        assert_eq!(unit.charge(None, &key), Some(charge(2)));
+        let other = IdempotencyKey::new("d").unwrap();
+        assert_eq!(unit.charge(None, &other), None);
     }
 }

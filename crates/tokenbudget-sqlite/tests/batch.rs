@@ -7,10 +7,13 @@
 
 use std::time::Duration;
 
-use tokenbudget_core::rules::{CommitCommand, ReserveCommand, RollbackCommand};
+use tokenbudget_core::rules::{
+    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand,
+};
 use tokenbudget_core::testkit::{check_replay_matches_store, LogCheck};
 use tokenbudget_core::{
-    BudgetId, BudgetStore, IdempotencyKey, NewBudget, ReservationId, ReservationState, Timestamp,
+    BudgetId, BudgetStore, Error, EventQuery, IdempotencyKey, NewBudget, ReservationId,
+    ReservationState, Timestamp,
 };
 use tokenbudget_sqlite::SqliteStore;
 
@@ -154,6 +157,183 @@ async fn one_batch_creates_then_uses_budgets_and_reservations() {
     assert_eq!((wf.used, wf.reserved), (20, 80));
     assert_eq!((phase.used, phase.reserved), (20, 0));
     check_replay_matches_store(&store, LogCheck { strict_limit: true })
+        .await
+        .unwrap();
+}
+
+fn released_events(events: &[tokenbudget_core::Event], budget: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e.budget_id.as_str() == budget && e.kind.type_name() == "TOKENS_RELEASED")
+        .count()
+}
+
+/// wf (100) > wf:a (100) > wf:a:x (100), wf:b (100).
+async fn tree(store: &SqliteStore) {
+    for (name, parent) in [
+        ("wf", None),
+        ("wf:a", Some("wf")),
+        ("wf:a:x", Some("wf:a")),
+        ("wf:b", Some("wf")),
+    ] {
+        store
+            .create_budget(new_budget(name, parent, 100), T0)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn one_batch_releases_a_due_hold_on_another_branch_once_and_sees_it_released() {
+    let (_dir, store) = open().await;
+    tree(&store).await;
+    // In the database: r1 on wf:a:x (80, due at +1 s).
+    assert!(store
+        .reserve(reserve(1, "wf:a:x", 80, 1), T0)
+        .await
+        .unwrap()
+        .granted()
+        .is_some());
+
+    let now = at(2);
+    let wf = id("wf");
+    let (on_b, on_a, again_b, status) = tokio::join!(
+        // Another branch: r1 counts on wf, and is released first.
+        store.reserve(reserve(2, "wf:b", 90, 60), now),
+        // r1 is released in the batch's memory only: this reserve must not release it again.
+        store.reserve(reserve(3, "wf:a", 10, 60), now),
+        // wf has 100 - 90 - 10 = 0 left.
+        store.reserve(reserve(4, "wf:b", 1, 60), now),
+        store.status(&wf, now),
+    );
+    assert!(on_b.unwrap().granted().is_some());
+    assert!(on_a.unwrap().granted().is_some());
+    let refusal = again_b.unwrap().refused().cloned().unwrap();
+    assert_eq!((refusal.budget_id, refusal.available), (id("wf"), 0));
+    // status reads outside the batch: before it (r1 left out, live) or after it.
+    let status = status.unwrap().unwrap();
+    assert!(status.held == 0 || status.held == 2, "{status:?}");
+
+    let r1 = store.reservation(rid(1)).await.unwrap().unwrap();
+    assert_eq!(r1.state, ReservationState::Expired);
+    let events = store.events(EventQuery::all()).await.unwrap();
+    for budget in ["wf", "wf:a", "wf:a:x"] {
+        assert_eq!(released_events(&events, budget), 1, "{budget}");
+    }
+    let wf = store.budget(&id("wf")).await.unwrap().unwrap();
+    assert_eq!((wf.used, wf.reserved, wf.held), (0, 100, 2));
+    check_replay_matches_store(&store, LogCheck { strict_limit: true })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_hold_made_earlier_in_the_batch_that_is_due_for_a_later_operation_is_released_once() {
+    let (_dir, store) = open().await;
+    tree(&store).await;
+    let (r1, r2, r3, r4) = tokio::join!(
+        // Made in the batch, due one second later: the database never sees it held.
+        store.reserve(reserve(1, "wf:a:x", 70, 1), T0),
+        // Later: r1 (only in the batch's memory, on another branch) is due and released.
+        store.reserve(reserve(2, "wf:b", 90, 60), at(2)),
+        // Released already: not again.
+        store.reserve(reserve(3, "wf:a", 10, 60), at(3)),
+        store.reserve(reserve(4, "wf:a", 1, 60), at(3)),
+    );
+    assert!(r1.unwrap().granted().is_some());
+    assert!(r2.unwrap().granted().is_some());
+    assert!(r3.unwrap().granted().is_some());
+    assert!(r4.unwrap().refused().is_some(), "wf is full");
+    let r1 = store.reservation(rid(1)).await.unwrap().unwrap();
+    assert_eq!(r1.state, ReservationState::Expired);
+    let events = store.events(EventQuery::all()).await.unwrap();
+    for budget in ["wf", "wf:a", "wf:a:x"] {
+        assert_eq!(released_events(&events, budget), 1, "{budget}");
+    }
+    let x = store.budget(&id("wf:a:x")).await.unwrap().unwrap();
+    assert_eq!((x.reserved, x.held), (0, 0));
+    check_replay_matches_store(&store, LogCheck { strict_limit: true })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_extend_in_the_batch_keeps_a_hold_the_database_has_as_due_from_being_released() {
+    let (_dir, store) = open().await;
+    tree(&store).await;
+    assert!(store
+        .reserve(reserve(1, "wf:a", 60, 10), T0)
+        .await
+        .unwrap()
+        .granted()
+        .is_some());
+    let extend = |secs| ExtendCommand {
+        reservation_id: rid(1),
+        timeout: Duration::from_secs(secs),
+    };
+    let (extended, refused, extended_again) = tokio::join!(
+        // At +5 s r1 still holds: extended to +65 s.
+        store.extend(extend(60), at(5)),
+        // At +20 s the database still says r1 is due (+10 s); the batch says +65 s: it
+        // holds, and the sibling finds only 40.
+        store.reserve(reserve(2, "wf:b", 50, 60), at(20)),
+        // And can be extended again (held, not due).
+        store.extend(extend(100), at(20)),
+    );
+    let extended = extended.unwrap().reservation;
+    assert_eq!(extended.expires_at, at(65));
+    let refusal = refused.unwrap().refused().cloned().unwrap();
+    assert_eq!((refusal.budget_id, refusal.available), (id("wf"), 40));
+    assert_eq!(extended_again.unwrap().reservation.expires_at, at(120));
+    let r1 = store.reservation(rid(1)).await.unwrap().unwrap();
+    assert_eq!((r1.state, r1.expires_at), (ReservationState::Held, at(120)));
+    let events = store.events(EventQuery::all()).await.unwrap();
+    assert_eq!(released_events(&events, "wf"), 0);
+    check_replay_matches_store(&store, LogCheck { strict_limit: true })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_charge_in_the_batch_is_replayed_or_refused_by_its_key_in_the_same_batch() {
+    let (_dir, store) = open().await;
+    tree(&store).await;
+    let charge = |budget: &str, tokens| ChargeCommand {
+        key: IdempotencyKey::new("usage-1").unwrap(),
+        budget_id: id(budget),
+        tokens,
+        note: Some("imported".to_owned()),
+    };
+    let (first, replay, conflict, over) = tokio::join!(
+        store.charge(charge("wf:a", 30), T0),
+        // Only in the batch's memory so far: a replay, not a second row.
+        store.charge(charge("wf:a", 30), at(1)),
+        store.charge(charge("wf:b", 30), at(1)),
+        // Another key, past wf:b's room after the first charge: recorded, an overrun on wf.
+        store.charge(
+            ChargeCommand {
+                key: IdempotencyKey::new("usage-2").unwrap(),
+                ..charge("wf:b", 90)
+            },
+            at(1)
+        ),
+    );
+    let first = first.unwrap();
+    assert!(!first.replayed);
+    let replay = replay.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.charge, first.charge);
+    assert!(matches!(conflict, Err(Error::ChargeConflict { .. })));
+    assert_eq!(over.unwrap().overrun, 20);
+    let stored = store
+        .charge_by_key(&IdempotencyKey::new("usage-1").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(first.charge));
+    let wf = store.budget(&id("wf")).await.unwrap().unwrap();
+    assert_eq!(wf.used, 120);
+    // Past the limit on purpose (a charge is a fact): no strict limit here.
+    check_replay_matches_store(&store, LogCheck::default())
         .await
         .unwrap();
 }

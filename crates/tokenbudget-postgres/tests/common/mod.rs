@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokenbudget_core::testkit::StoreHarness;
 use tokenbudget_core::DynBudgetStore;
-use tokenbudget_postgres::{Config, PostgresStore};
+use tokenbudget_postgres::{ClockSource, Config, PostgresStore};
 use tokio_postgres::config::Host;
 use tokio_postgres::NoTls;
 
@@ -154,7 +154,9 @@ impl StoreHarness for PgHarness {
     async fn fresh_store(&self) -> DynBudgetStore {
         let schema = unique_schema();
         self.schemas.lock().unwrap().push(schema.clone());
-        let store = PostgresStore::open_with(config(&self.url, &schema))
+        // The suite injects its clock: decide with it, not the database's.
+        let config = config(&self.url, &schema).with_clock(ClockSource::Caller);
+        let store = PostgresStore::open_with(config)
             .await
             .unwrap_or_else(|e| panic!("open a Postgres store on schema {schema}: {e}"));
         std::sync::Arc::new(store)

@@ -1,0 +1,135 @@
+//! `count_tokens` answered locally, for translated routes.
+
+use tokenbudget_counter::{
+    Content, ContentBlock, Encoding, Estimator, LocalCounter, Message, OpenAiCounter, Role,
+};
+
+use crate::anthropic::AnthropicRequest;
+use crate::openai::{ChatMessage, ContentPart, UserContent};
+use crate::request::{translate_messages, translate_tools};
+use crate::Result;
+
+/// Tokens counted for each image: about what Anthropic charges for the largest image it
+/// accepts without resizing (~1.15 megapixels / 750). The image's size is not decoded.
+pub const IMAGE_TOKENS: u64 = 1_600;
+
+/// A local `count_tokens` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCountAnswer {
+    /// The prompt's tokens.
+    pub input_tokens: u64,
+    /// True only when the routed model's tokenizer counted plain-text messages (no tools,
+    /// no images, no tool calls).
+    pub exact: bool,
+}
+
+impl TokenCountAnswer {
+    /// The response body of `POST /v1/messages/count_tokens`: `{"input_tokens": N}`.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({ "input_tokens": self.input_tokens }).to_string()
+    }
+}
+
+/// Counts the prompt of `req` as it will reach `upstream_model`: the translated messages
+/// and tool definitions, with the model's own tokenizer when it is an OpenAI-family name
+/// ([`Encoding::try_for_model`]), else the [`Estimator`].
+///
+/// # Behavior
+/// - Counts what is sent: the system prompt, each message with the cookbook's per-message
+///   framing, tool calls (name and arguments), tool results, the adapted tool definitions as
+///   JSON, and [`IMAGE_TOKENS`] per image.
+/// - Fails like [`translate_request`](crate::translate_request) on untranslatable content
+///   (a 400), but does not require `max_tokens`.
+pub fn count_tokens(req: &AnthropicRequest, upstream_model: &str) -> Result<TokenCountAnswer> {
+    let messages = translate_messages(req)?;
+    let tools = translate_tools(req)?.unwrap_or_default();
+    let mut images = 0u64;
+    let mut plain = tools.is_empty();
+    let counted: Vec<Message> = messages
+        .iter()
+        .map(|m| {
+            let (message, pieces_plain) = counter_message(m, &mut images);
+            plain &= pieces_plain;
+            message
+        })
+        .collect();
+    let tools_text = if tools.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&tools).unwrap_or_default()
+    };
+    let (message_count, tools_count, exact_counter) = match Encoding::try_for_model(upstream_model)
+    {
+        Some(encoding) => {
+            let counter = OpenAiCounter::new(encoding);
+            let count = counter.count_messages_sync(&counted);
+            (
+                count.tokens,
+                counter.count_tokens(&tools_text),
+                count.is_exact(),
+            )
+        }
+        None => {
+            let estimator = Estimator::default();
+            let count = estimator.count_messages_sync(&counted);
+            (count.tokens, estimator.estimate(&tools_text), false)
+        }
+    };
+    Ok(TokenCountAnswer {
+        input_tokens: message_count + tools_count + images * IMAGE_TOKENS,
+        exact: exact_counter && plain && images == 0,
+    })
+}
+
+/// The counter's view of a message, and whether it is a plain string.
+fn counter_message(message: &ChatMessage, images: &mut u64) -> (Message, bool) {
+    let text = |role: Role, text: &str| (Message::new(role, text), true);
+    match message {
+        ChatMessage::System { content } => text(Role::System, content),
+        ChatMessage::Tool { content, .. } => text(Role::Tool, content),
+        ChatMessage::User {
+            content: UserContent::Text(content),
+        } => text(Role::User, content),
+        ChatMessage::User {
+            content: UserContent::Parts(parts),
+        } => {
+            let blocks = parts
+                .iter()
+                .filter_map(|part| match part {
+                    ContentPart::Text { text } => Some(ContentBlock::Text { text: text.clone() }),
+                    ContentPart::ImageUrl { .. } => {
+                        *images += 1;
+                        None
+                    }
+                })
+                .collect::<Vec<_>>();
+            (Message::new(Role::User, Content::Blocks(blocks)), false)
+        }
+        ChatMessage::Assistant {
+            content,
+            tool_calls,
+        } => {
+            let Some(calls) = tool_calls.as_ref().filter(|c| !c.is_empty()) else {
+                return text(Role::Assistant, content.as_deref().unwrap_or_default());
+            };
+            let mut blocks = Vec::with_capacity(calls.len() * 2 + 1);
+            if let Some(content) = content {
+                blocks.push(ContentBlock::Text {
+                    text: content.clone(),
+                });
+            }
+            for call in calls {
+                blocks.push(ContentBlock::Text {
+                    text: call.function.name.clone(),
+                });
+                blocks.push(ContentBlock::Text {
+                    text: call.function.arguments.clone(),
+                });
+            }
+            (
+                Message::new(Role::Assistant, Content::Blocks(blocks)),
+                false,
+            )
+        }
+    }
+}

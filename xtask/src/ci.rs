@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: the one entry point of `.ci/run`.
 //!
 //! Formatting, clippy with `-D warnings`, the whole test suite with every feature on, and
-//! the `tokenbudget` facade without default features, with them, and with `full`.
+//! the `tokenbudget` facade without default features, with them, and with `full`, then
+//! `cargo xtask e2e` (the real Claude Code CLI and Python SDKs through the gateway).
 //! Services the tests need (PostgreSQL) are started here when they are installed but down,
 //! so a fresh machine needs nothing by hand.
 
@@ -28,6 +29,8 @@ pub fn main(_args: &[String]) -> Result {
     run(cargo().args(["test", "-p", "tokenbudget", "--no-default-features"]))?;
     run(cargo().args(["test", "-p", "tokenbudget"]))?;
     run(cargo().args(["build", "-p", "tokenbudget", "--features", "full"]))?;
+    // Real clients through the gateway: Claude Code and the Python SDKs (installs them).
+    crate::e2e::main(&[])?;
     Ok(())
 }
 

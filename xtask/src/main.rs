@@ -4,8 +4,10 @@
 
 mod accuracy;
 mod bench;
+mod bench_gateway;
 mod ci;
 mod demo;
+mod e2e;
 mod run;
 mod soak;
 
@@ -19,8 +21,12 @@ tasks:
   ci        what .ci/run runs: fmt check, clippy -D warnings, feature builds, the whole test suite
   bench     tracker load on every backend beside its raw-SQL baseline, then the counter benches
             [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S] [--skip-counter]
+  bench-gateway  direct vs through the gateway: added TTFB p50/p99, req/s at 1/64/512 clients,
+            non-streaming and streaming; RSS with 1,000 open streams
   soak      the test suite with its hammers, kill loops and proptest cases lengthened
             [--factor N (default 10)] [-- <cargo test arguments>]
+  e2e       real clients (Claude Code, the anthropic and openai Python SDKs) through the gateway
+            against the in-repo fake upstream; installs them under target/e2e
   accuracy  token counters on the committed corpus: exact-match rates, estimator error per category
 ";
 
@@ -36,7 +42,9 @@ fn main() -> ExitCode {
     let result = match task {
         "ci" => ci::main(rest),
         "demo" => demo::main(rest),
+        "e2e" => e2e::main(rest),
         "bench" => bench::main(rest),
+        "bench-gateway" => bench_gateway::main(rest),
         "accuracy" => accuracy::main(rest),
         "soak" => soak::main(rest),
         "help" | "-h" | "--help" => {

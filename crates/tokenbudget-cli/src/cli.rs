@@ -83,6 +83,11 @@ pub enum Command {
     /// Reports on the usage ledger, and its verification against the sources.
     #[command(subcommand)]
     Usage(crate::usage::UsageCommand),
+    /// Run the HTTP gateway (Anthropic and OpenAI compatible) that enforces budgets.
+    Gateway(crate::gateway::GatewayArgs),
+    /// Create, list and revoke gateway keys.
+    #[command(subcommand)]
+    Key(crate::key::KeyCommand),
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,5 @@
 //! The usage ledger for `import` and `usage`: opened by the same URL as the budgets, and the
-//! price of a response.
+//! price of a response from `tokenbudget-prices`.
 
 use tokenbudget_ledger::{DynUsageStore, Usage};
 
@@ -43,40 +43,25 @@ pub async fn open(url: &str) -> Result<DynUsageStore, Failure> {
     ))
 }
 
-/// List prices in nano-USD per token (= milli-USD per million tokens): input, output, 5-minute
-/// cache writes, 1-hour cache writes, cache reads. The first entry whose name occurs in the
-/// model wins, so more specific names come first.
-///
-/// # Note
-///
-/// A stand-in until the price crate (`tokenbudget-prices`, with the full table and its
-/// updates) lands: reports call only [`cost`], which then delegates to it.
-const PRICES: &[(&str, [u64; 5])] = &[
-    ("opus-4-5", [5_000, 25_000, 6_250, 10_000, 500]),
-    ("opus-4", [15_000, 75_000, 18_750, 30_000, 1_500]),
-    ("claude-3-opus", [15_000, 75_000, 18_750, 30_000, 1_500]),
-    ("sonnet-4", [3_000, 15_000, 3_750, 6_000, 300]),
-    ("3-7-sonnet", [3_000, 15_000, 3_750, 6_000, 300]),
-    ("3-5-sonnet", [3_000, 15_000, 3_750, 6_000, 300]),
-    ("haiku-4-5", [1_000, 5_000, 1_250, 2_000, 100]),
-    ("3-5-haiku", [800, 4_000, 1_000, 1_600, 80]),
-    ("3-haiku", [250, 1_250, 300, 500, 30]),
-];
+/// A web search request: $10 per 1,000 (Anthropic's list price), in micro-USD.
+const WEB_SEARCH_MICROS: u64 = 10_000;
 
-/// A web search request: $10 per 1,000, in nano-USD.
-const WEB_SEARCH: u64 = 10_000_000;
-
-/// The cost of one response in micro-USD (rounded to the nearest), `None` for a model
-/// without a price.
+/// The cost of one response in micro-USD from the embedded price table (its token kinds, the
+/// long-context tier, rounded up once), plus its web search requests; `None` for a model the
+/// table does not price, which reports show as unpriced rather than free.
 pub fn cost(model: &str, usage: &Usage) -> Option<u64> {
-    let (_, p) = PRICES.iter().find(|(name, _)| model.contains(name))?;
-    let nano = u128::from(usage.input) * u128::from(p[0])
-        + u128::from(usage.output) * u128::from(p[1])
-        + u128::from(usage.cache_write_5m) * u128::from(p[2])
-        + u128::from(usage.cache_write_1h) * u128::from(p[3])
-        + u128::from(usage.cache_read) * u128::from(p[4])
-        + u128::from(usage.web_search_requests) * u128::from(WEB_SEARCH);
-    u64::try_from((nano + 500) / 1_000).ok()
+    let priced = tokenbudget::prices::Usage {
+        input: usage.input,
+        output: usage.output,
+        cache_write_5m: usage.cache_write_5m,
+        cache_write_1h: usage.cache_write_1h,
+        cache_read: usage.cache_read,
+    };
+    let tokens = tokenbudget::prices::PriceTable::embedded()
+        .cost(model, &priced)
+        .ok()?
+        .micros();
+    tokens.checked_add(usage.web_search_requests.checked_mul(WEB_SEARCH_MICROS)?)
 }
 
 #[cfg(test)]
@@ -96,8 +81,8 @@ mod tests {
         };
         // 3 + 15 + 3.75 + 6 + 0.30 + 0.01 dollars.
         assert_eq!(cost("claude-sonnet-4-5-20250929", &usage), Some(28_060_000));
+        // 5 + 25 + 6.25 + 10 + 0.50 + 0.01 dollars.
         assert_eq!(cost("claude-opus-4-5-20251101", &usage), Some(46_760_000));
-        assert_eq!(cost("claude-opus-4-1-20250805", &usage), Some(140_260_000));
-        assert_eq!(cost("gpt-5", &usage), None);
+        assert_eq!(cost("not-a-model-anyone-prices", &usage), None);
     }
 }

@@ -8,7 +8,9 @@ mod cli;
 mod cost;
 mod count;
 mod failure;
+mod gateway;
 mod import;
+mod key;
 mod ledger;
 mod output;
 mod reserve;
@@ -73,10 +75,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(cmd) => import::run(cmd, &cli.db, &mut out).await?,
         Command::Usage(cmd) => usage::run(cmd, &cli.db, &mut out).await?,
         command => {
-            // One command per process: no background sweeper (`tokenbudget sweep` is there).
+            // One command per process needs no background sweeper (`tokenbudget sweep` is
+            // there); the gateway is a server, and runs one.
+            let sweep = matches!(command, Command::Gateway(_))
+                .then_some(tokenbudget::DEFAULT_SWEEP_INTERVAL);
             let budgets = TokenBudget::builder()
                 .url(cli.db.as_str())
-                .sweep_every(None)
+                .sweep_every(sweep)
                 .build()
                 .await
                 .map_err(|e| {
@@ -101,6 +106,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 } => reserve::extend(reservation, timeout, &budgets, &mut out).await?,
                 Command::Charge(args) => reserve::charge(args, &budgets, &mut out).await?,
                 Command::Sweep => reserve::sweep(&budgets, &mut out).await?,
+                Command::Gateway(args) => gateway::run(args, &cli.db, budgets).await?,
+                Command::Key(cmd) => key::run(cmd, &cli.db, &budgets, &mut out).await?,
             }
         }
     }

@@ -1,0 +1,177 @@
+//! Direct to the fake upstream vs through the gateway (SQLite store): added time to first
+//! byte p50/p99 and requests/s at 1/64/512 clients, non-streaming and streaming; then RSS
+//! with 1,000 open streams. Run by `cargo xtask bench-gateway` (release build).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokenbudget::TokenBudget;
+use tokenbudget_gateway::fake::{self, Fake, Mode};
+use tokenbudget_gateway::{keys, Gateway, Settings};
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    stream: bool,
+    clients: usize,
+    total: usize,
+) -> (Vec<Duration>, f64) {
+    let body = serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "stream": stream,
+        "messages": [{"role": "user", "content": "benchmark"}]});
+    let started = Instant::now();
+    let per = total.div_ceil(clients);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, key, body) =
+            (client.clone(), url.to_owned(), key.to_owned(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ttfb = Vec::with_capacity(per);
+            for _ in 0..per {
+                let t = Instant::now();
+                let mut r = client
+                    .post(&url)
+                    .header("x-api-key", &key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("send");
+                assert!(r.status().is_success(), "{}", r.status());
+                let _first = r.chunk().await.expect("first chunk");
+                ttfb.push(t.elapsed());
+                while r.chunk().await.expect("chunk").is_some() {}
+            }
+            ttfb
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort();
+    let rps = all.len() as f64 / secs;
+    (all, rps)
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let fake = Arc::new(Fake::default());
+    fake.set_chunk(64);
+    let upstream = fake::start(fake.clone()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let budgets = TokenBudget::open(&db).await.expect("store");
+    budgets
+        .create_workflow("bench", 1 << 60)
+        .await
+        .expect("budget");
+    let keys = keys::open(&db).await.expect("keys");
+    let (key, record) = keys::generate("bench".try_into().expect("id"), None, None).expect("key");
+    keys.insert(&record).await.expect("insert");
+    let settings = Settings::default()
+        .with_anthropic_url(&upstream)
+        .expect("url");
+    let gateway = Gateway::new(budgets, keys, settings).expect("gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gw_url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(tokenbudget_gateway::serve(
+        gateway.clone(),
+        listener,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("client");
+
+    println!("| mode | clients | direct p50/p99 ms | gateway p50/p99 ms | added p50/p99 ms | direct req/s | gateway req/s |");
+    println!("|---|---|---|---|---|---|---|");
+    for stream in [false, true] {
+        for clients in [1usize, 64, 512] {
+            let total = (clients * 4).clamp(200, 2048);
+            let (d, drps) = load(
+                &client,
+                &format!("{upstream}/v1/messages"),
+                "x",
+                stream,
+                clients,
+                total,
+            )
+            .await;
+            let (g, grps) = load(
+                &client,
+                &format!("{gw_url}/v1/messages"),
+                &key,
+                stream,
+                clients,
+                total,
+            )
+            .await;
+            let (d50, d99, g50, g99) = (
+                percentile(&d, 0.5),
+                percentile(&d, 0.99),
+                percentile(&g, 0.5),
+                percentile(&g, 0.99),
+            );
+            println!(
+                "| {} | {clients} | {d50:.2}/{d99:.2} | {g50:.2}/{g99:.2} | {:.2}/{:.2} | {drps:.0} | {grps:.0} |",
+                if stream { "stream" } else { "non-stream" },
+                g50 - d50,
+                g99 - d99
+            );
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(60), gateway.settled())
+        .await
+        .expect("settled");
+
+    fake.set_mode(Mode::Hang);
+    let before = rss_mb();
+    let mut open = Vec::new();
+    let body = serde_json::json!({"model": "m", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "hold"}]});
+    for _ in 0..1000 {
+        let mut r = client
+            .post(format!("{gw_url}/v1/messages"))
+            .header("x-api-key", &key)
+            .json(&body)
+            .send()
+            .await
+            .expect("open");
+        let _ = r.chunk().await.expect("first chunk");
+        open.push(r);
+    }
+    let during = rss_mb();
+    println!("\nopen streams through the gateway: {}; process RSS {before:.0} MB before, {during:.0} MB with 1,000 open (fake upstream and clients included)", gateway.open_streams());
+    drop(open);
+    tokio::time::timeout(Duration::from_secs(60), gateway.settled())
+        .await
+        .expect("settled");
+    println!(
+        "after the clients left: open streams {}, unsettled {}",
+        gateway.open_streams(),
+        gateway.unsettled()
+    );
+}

@@ -1,0 +1,351 @@
+//! The gateway's settings: command-line values and `gateway.toml`, validated at start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::usage::Weights;
+
+/// How the prompt part of a reservation is sized for Claude requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptCount {
+    /// An upper bound from the UTF-8 size and documented fixed costs. Defaults to this.
+    #[default]
+    Bound,
+    /// The local estimator: smaller holds, but an adversarial prompt can exceed it.
+    Estimate,
+}
+
+/// What to do when the budget store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// 503 in the API's shape, nothing forwarded. Defaults to this.
+    #[default]
+    Closed,
+    /// Forward anyway (not implemented in this build: refused at start).
+    Open,
+}
+
+/// A duration as written: `"30s"`, `"10m"`; a bare number is refused (which unit?).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Text(String),
+    Number(i64),
+}
+
+/// `[timeouts]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTimeouts {
+    connect: Option<RawDuration>,
+    first_byte: Option<RawDuration>,
+    idle: Option<RawDuration>,
+    total: Option<RawDuration>,
+}
+
+/// `gateway.toml` as written. Tables the gateway does not read (`[upstreams.*]`,
+/// `[[routes]]`, for the translation routes) are left to their readers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct RawFile {
+    anthropic_url: Option<String>,
+    openai_url: Option<String>,
+    timeouts: RawTimeouts,
+    reservation_timeout: Option<RawDuration>,
+    min_output_tokens: Option<u64>,
+    openai_default_max_tokens: Option<u64>,
+    prompt_count: Option<PromptCount>,
+    weights: Option<Weights>,
+    on_store_error: Option<OnStoreError>,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a connection. Defaults to 10 s.
+    pub connect: Duration,
+    /// From sending the request to the response headers. Defaults to 10 min (Claude Code's
+    /// own client waits that long).
+    pub first_byte: Duration,
+    /// Between two body chunks. Defaults to 5 min.
+    pub idle: Duration,
+    /// The whole response. Defaults to 60 min.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(600),
+            idle: Duration::from_secs(300),
+            total: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Everything the gateway runs with.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Anthropic base URL (no trailing `/v1`). Defaults to `https://api.anthropic.com`.
+    pub anthropic_url: String,
+    /// OpenAI-compatible base URL (ending in `/v1`). Defaults to none.
+    pub openai_url: Option<String>,
+    /// The gateway's own Anthropic credential (`ANTHROPIC_API_KEY`).
+    pub anthropic_api_key: Option<String>,
+    /// The gateway's own OpenAI credential (`OPENAI_API_KEY`).
+    pub openai_api_key: Option<String>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// How long a reservation lasts without an extension. Defaults to 10 min; streams extend
+    /// it every half of that.
+    pub reservation_timeout: Duration,
+    /// The least output a clamped request may be given. Defaults to 1,024 tokens.
+    pub min_output_tokens: u64,
+    /// `max_tokens` set on OpenAI requests that carry none. Defaults to 4,096.
+    pub openai_default_max_tokens: u64,
+    /// Prompt sizing for Claude. Defaults to [`PromptCount::Bound`].
+    pub prompt_count: PromptCount,
+    /// Per-kind weights. Defaults to 1 each.
+    pub weights: Weights,
+    /// Store-down behaviour. Defaults to [`OnStoreError::Closed`].
+    pub on_store_error: OnStoreError,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials never reach a log.
+        f.debug_struct("Settings")
+            .field("anthropic_url", &self.anthropic_url)
+            .field("openai_url", &self.openai_url)
+            .field(
+                "anthropic_api_key",
+                &self.anthropic_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "openai_api_key",
+                &self.openai_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("timeouts", &self.timeouts)
+            .field("reservation_timeout", &self.reservation_timeout)
+            .field("min_output_tokens", &self.min_output_tokens)
+            .field("prompt_count", &self.prompt_count)
+            .field("weights", &self.weights)
+            .field("on_store_error", &self.on_store_error)
+            .finish()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            anthropic_url: "https://api.anthropic.com".into(),
+            openai_url: None,
+            anthropic_api_key: None,
+            openai_api_key: None,
+            timeouts: Timeouts::default(),
+            reservation_timeout: Duration::from_secs(600),
+            min_output_tokens: 1024,
+            openai_default_max_tokens: 4096,
+            prompt_count: PromptCount::Bound,
+            weights: Weights::default(),
+            on_store_error: OnStoreError::Closed,
+        }
+    }
+}
+
+fn config_err(setting: &str, reason: impl Into<String>) -> Error {
+    Error::Config {
+        setting: setting.into(),
+        reason: reason.into(),
+    }
+}
+
+fn duration(setting: &str, raw: &RawDuration) -> Result<Duration> {
+    match raw {
+        RawDuration::Number(n) => Err(config_err(
+            setting,
+            format!("{n} has no unit: write e.g. \"{n}ms\", \"{n}s\" or \"{n}m\""),
+        )),
+        RawDuration::Text(text) => {
+            let d = humantime::parse_duration(text.trim()).map_err(|e| {
+                config_err(
+                    setting,
+                    format!("{text:?}: {e} (write e.g. \"30s\", \"10m\")"),
+                )
+            })?;
+            if d.is_zero() {
+                return Err(config_err(setting, "must be more than zero"));
+            }
+            Ok(d)
+        }
+    }
+}
+
+fn url(setting: &str, value: &str) -> Result<String> {
+    let parsed = reqwest::Url::parse(value)
+        .map_err(|e| config_err(setting, format!("{value:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(config_err(
+            setting,
+            format!("{value:?}: expected http(s)://host[:port][/path]"),
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+impl Settings {
+    /// Reads `gateway.toml` text over the defaults; errors name the setting.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let setting = e
+                .span()
+                .and_then(|s| text.get(s))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|| "gateway.toml".into());
+            config_err(&setting, e.message().to_owned())
+        })?;
+        let mut s = Self::default();
+        if let Some(u) = raw.anthropic_url {
+            s.anthropic_url = url("anthropic_url", &u)?;
+        }
+        if let Some(u) = raw.openai_url {
+            s.openai_url = Some(url("openai_url", &u)?);
+        }
+        let t = &raw.timeouts;
+        for (name, value, slot) in [
+            ("timeouts.connect", &t.connect, &mut s.timeouts.connect),
+            (
+                "timeouts.first_byte",
+                &t.first_byte,
+                &mut s.timeouts.first_byte,
+            ),
+            ("timeouts.idle", &t.idle, &mut s.timeouts.idle),
+            ("timeouts.total", &t.total, &mut s.timeouts.total),
+        ] {
+            if let Some(v) = value {
+                *slot = duration(name, v)?;
+            }
+        }
+        if let Some(v) = &raw.reservation_timeout {
+            s.reservation_timeout = duration("reservation_timeout", v)?;
+        }
+        if let Some(n) = raw.min_output_tokens {
+            s.min_output_tokens = n;
+        }
+        if let Some(n) = raw.openai_default_max_tokens {
+            s.openai_default_max_tokens = n;
+        }
+        if let Some(p) = raw.prompt_count {
+            s.prompt_count = p;
+        }
+        if let Some(w) = raw.weights {
+            s.weights = w;
+        }
+        if let Some(o) = raw.on_store_error {
+            s.on_store_error = o;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Reads the file at `path` (see [`Settings::from_toml`]).
+    pub fn from_file(path: &PathBuf) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| config_err("--config", format!("{}: {e}", path.display())))?;
+        Self::from_toml(&text)
+    }
+
+    /// Sets the Anthropic URL (validated).
+    pub fn with_anthropic_url(mut self, value: &str) -> Result<Self> {
+        self.anthropic_url = url("--anthropic-url", value)?;
+        Ok(self)
+    }
+
+    /// Sets the OpenAI-compatible URL (validated).
+    pub fn with_openai_url(mut self, value: &str) -> Result<Self> {
+        self.openai_url = Some(url("--openai-url", value)?);
+        Ok(self)
+    }
+
+    /// Takes the upstream credentials from the environment (`ANTHROPIC_API_KEY`,
+    /// `OPENAI_API_KEY`) where not already set.
+    pub fn with_env_credentials(mut self) -> Self {
+        let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        self.anthropic_api_key = self.anthropic_api_key.or_else(|| env("ANTHROPIC_API_KEY"));
+        self.openai_api_key = self.openai_api_key.or_else(|| env("OPENAI_API_KEY"));
+        self
+    }
+
+    /// Checks the settings hold together.
+    pub fn validate(&self) -> Result<()> {
+        if self.on_store_error == OnStoreError::Open {
+            return Err(config_err(
+                "on_store_error",
+                "\"open\" (forwarding with a local journal) is not available in this build; use \"closed\"",
+            ));
+        }
+        if self.weights.output == 0 {
+            return Err(config_err("weights.output", "must be at least 1"));
+        }
+        if self.timeouts.first_byte > self.timeouts.total {
+            return Err(config_err(
+                "timeouts.first_byte",
+                "is longer than timeouts.total",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting_of(text: &str) -> String {
+        match Settings::from_toml(text) {
+            Err(Error::Config { setting, .. }) => setting,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations_take_units_and_errors_name_the_setting() {
+        let s = Settings::from_toml("[timeouts]\nidle = \"90s\"\ntotal = \"2h\"\n").unwrap();
+        assert_eq!(s.timeouts.idle, Duration::from_secs(90));
+        assert_eq!(s.timeouts.total, Duration::from_secs(7200));
+        assert_eq!(setting_of("[timeouts]\nidle = 1000\n"), "timeouts.idle");
+        assert_eq!(
+            setting_of("[timeouts]\nconnect = \"soon\"\n"),
+            "timeouts.connect"
+        );
+        assert_eq!(
+            setting_of("reservation_timeout = \"0s\"\n"),
+            "reservation_timeout"
+        );
+        assert_eq!(setting_of("anthropic_url = \"ftp://x\"\n"), "anthropic_url");
+        assert_eq!(setting_of("on_store_error = \"open\"\n"), "on_store_error");
+        assert!(setting_of("[timeouts]\nbogus = \"1s\"\n").contains("bogus"));
+    }
+
+    #[test]
+    fn defaults_suit_slow_models_and_unknown_tables_are_left_alone() {
+        let s = Settings::from_toml("[upstreams.local]\nkind = \"openai\"\n").unwrap();
+        assert_eq!(s.timeouts.first_byte, Duration::from_secs(600));
+        assert_eq!(s.weights, Weights::default());
+        let shown = format!(
+            "{:?}",
+            Settings {
+                anthropic_api_key: Some("sk-secret".into()),
+                ..s
+            }
+        );
+        assert!(!shown.contains("sk-secret"));
+    }
+}

@@ -1,0 +1,237 @@
+//! The one finalizer per request: every path (completed, refused upstream, cut, error event,
+//! client gone, timeout, shutdown) reaches [`Finalizer::finish`], and only the first call
+//! settles. Dropping an unfinished finalizer (the client went away, the server stopped)
+//! settles it as a cut.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokenbudget::{BudgetId, ReservationId};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::gateway::Gateway;
+use crate::ledger::{LedgerRecord, Settled};
+use crate::reader::UsageReader;
+
+/// How the request ended, as the relaying code saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The response body ended normally.
+    Completed,
+    /// The upstream never accepted the request (unreachable, or an error status).
+    NotAccepted,
+    /// Cut mid-response, for this reason.
+    Cut(&'static str),
+}
+
+/// What the settlement needs besides the usage.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub gateway: Gateway,
+    pub reservation: ReservationId,
+    pub budget: BudgetId,
+    /// Charged as input when the upstream accepted but never reported usage.
+    pub prompt_bound: u64,
+    pub route: &'static str,
+    pub key_id: String,
+    pub session: Option<String>,
+    pub request_id: Option<String>,
+    pub model: Option<String>,
+    pub started: Instant,
+    /// Stops the reservation's extender when settled.
+    _extender: DropGuard,
+}
+
+/// Settles its request exactly once.
+#[derive(Debug)]
+pub(crate) struct Finalizer {
+    pending: Option<Pending>,
+    /// Usage read so far.
+    pub reader: UsageReader,
+}
+
+impl Finalizer {
+    /// A finalizer for an admitted reservation; starts extending it every half timeout.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gateway: &Gateway,
+        reservation: ReservationId,
+        budget: BudgetId,
+        prompt_bound: u64,
+        route: &'static str,
+        key_id: String,
+        session: Option<String>,
+        model: Option<String>,
+    ) -> Self {
+        gateway.inner.unsettled.fetch_add(1, Ordering::SeqCst);
+        let token = CancellationToken::new();
+        spawn_extender(gateway, reservation, token.clone());
+        Self {
+            pending: Some(Pending {
+                gateway: gateway.clone(),
+                reservation,
+                budget,
+                prompt_bound,
+                route,
+                key_id,
+                session,
+                request_id: None,
+                model,
+                started: Instant::now(),
+                _extender: token.drop_guard(),
+            }),
+            reader: UsageReader::default(),
+        }
+    }
+
+    /// Records the upstream's request id for the ledger.
+    pub fn set_request_id(&mut self, id: Option<String>) {
+        if let Some(p) = self.pending.as_mut() {
+            p.request_id = id;
+        }
+    }
+
+    /// Settles (the first call only): the settlement runs on the gateway's task tracker so
+    /// it completes even when the connection is gone, and shutdown waits for it.
+    pub fn finish(&mut self, ending: Ending) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let reader = self.reader.clone();
+        let tasks = pending.gateway.inner.tasks.clone();
+        tasks.spawn(settle(pending, reader, ending));
+    }
+}
+
+impl Drop for Finalizer {
+    fn drop(&mut self) {
+        self.finish(Ending::Cut("client disconnected"));
+    }
+}
+
+fn spawn_extender(gateway: &Gateway, reservation: ReservationId, stop: CancellationToken) {
+    let timeout = gateway.inner.settings.reservation_timeout;
+    let every = (timeout / 2).max(Duration::from_millis(100));
+    let budgets = gateway.inner.budgets.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = budgets.extend(reservation, timeout).await {
+                tracing::warn!(%reservation, error = %e, "could not extend a reservation");
+            }
+        }
+    });
+}
+
+/// What to commit, pure: `None` means roll back.
+pub(crate) fn decide(
+    reader: &UsageReader,
+    ending: Ending,
+    prompt_bound: u64,
+) -> Option<(crate::usage::Usage, bool)> {
+    match ending {
+        Ending::NotAccepted => None,
+        Ending::Completed if reader.complete && reader.error.is_none() => {
+            Some((reader.usage, false))
+        }
+        // Ended without its last event, with an error event, cut, abandoned or timed out:
+        // the upstream accepted the request, so never zero.
+        _ => Some((reader.partial(prompt_bound), true)),
+    }
+}
+
+async fn settle(p: Pending, reader: UsageReader, ending: Ending) {
+    let inner = &p.gateway.inner;
+    let weights = inner.settings.weights;
+    let decision = decide(&reader, ending, p.prompt_bound);
+    let (usage, cost, estimated, settled) = match decision {
+        None => {
+            if let Err(e) = inner.budgets.rollback(p.reservation).await {
+                tracing::error!(reservation = %p.reservation, error = %e, "rollback failed");
+            }
+            (
+                crate::usage::Usage::default(),
+                0,
+                false,
+                Settled::RolledBack,
+            )
+        }
+        Some((usage, estimated)) => {
+            let cost = weights.cost(&usage);
+            if let Err(e) = inner.budgets.commit(p.reservation, cost).await {
+                tracing::error!(reservation = %p.reservation, cost, error = %e, "commit failed");
+            }
+            crate::metrics::tokens(&usage);
+            let settled = if estimated {
+                Settled::Partial
+            } else {
+                Settled::Completed
+            };
+            (usage, cost, estimated, settled)
+        }
+    };
+    if let Ending::Cut(reason) = ending {
+        tracing::info!(reservation = %p.reservation, reason, cost, "settled a cut response");
+    }
+    crate::metrics::settlement(match settled {
+        Settled::Completed => "completed",
+        Settled::RolledBack => "rolled_back",
+        Settled::Partial => "partial",
+    });
+    crate::metrics::latency(p.route, p.started.elapsed().as_secs_f64());
+    let record = LedgerRecord {
+        message_id: reader.message_id.clone(),
+        request_id: p.request_id.clone(),
+        budget_id: p.budget.clone(),
+        reservation_id: p.reservation,
+        key_id: p.key_id.clone(),
+        session_id: p.session.clone(),
+        model: reader.model.clone().or(p.model.clone()),
+        usage,
+        cost,
+        estimated,
+        settled,
+        at: chrono::Utc::now(),
+    };
+    if let Err(e) = inner.ledger.record(record).await {
+        tracing::error!(reservation = %p.reservation, error = %e, "ledger write failed");
+    }
+    inner.unsettled.fetch_sub(1, Ordering::SeqCst);
+    inner.settled.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::Usage;
+
+    #[test]
+    fn every_ending_decides_once_and_never_zero_after_acceptance() {
+        let mut done = UsageReader::default();
+        done.anthropic_event(
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":10,"output_tokens":1}}}"#,
+        );
+        done.anthropic_event(r#"{"type":"message_delta","usage":{"output_tokens":5}}"#);
+        done.anthropic_event(r#"{"type":"message_stop"}"#);
+        let full = Usage {
+            input: 10,
+            output: 5,
+            ..Usage::default()
+        };
+        assert_eq!(decide(&done, Ending::Completed, 99), Some((full, false)));
+        assert_eq!(decide(&done, Ending::NotAccepted, 99), None);
+        assert_eq!(decide(&done, Ending::Cut("x"), 99), Some((full, true)));
+
+        let nothing = UsageReader::default();
+        let (usage, estimated) = decide(&nothing, Ending::Completed, 99).unwrap();
+        assert!(estimated);
+        assert_eq!(usage.input, 99);
+
+        let mut errored = done.clone();
+        errored.error = Some("overloaded_error".into());
+        assert_eq!(decide(&errored, Ending::Completed, 99), Some((full, true)));
+    }
+}

@@ -1,0 +1,113 @@
+//! `POST /v1/messages` and `POST /v1/messages/count_tokens`: Anthropic pass-through.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+use tokenbudget::{Encoding, Estimator};
+
+use super::{call, parse_json, Call};
+use crate::admit::Ask;
+use crate::bound::{claude_prompt_bound, prompt_size};
+use crate::config::PromptCount;
+use crate::error::{ApiError, Error, Result};
+use crate::forward::{self, Upstream};
+use crate::gateway::Gateway;
+use crate::reader::Api;
+
+/// `POST /v1/messages`.
+pub(crate) async fn messages(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match messages_inner(&gw, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            crate::metrics::request("messages", e.status_and_type().0.as_u16(), None);
+            ApiError(Api::Anthropic, e).into_response()
+        }
+    }
+}
+
+async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> Result<Response> {
+    let mut body = parse_json(&original)?;
+    let caller = gw.authorize(headers, &body).await?;
+    let max_tokens = body
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| {
+            Error::InvalidRequest("max_tokens: a positive integer is required".into())
+        })?;
+    let prompt = match gw.inner.settings.prompt_count {
+        PromptCount::Bound => claude_prompt_bound(&body),
+        PromptCount::Estimate => {
+            let estimator = Estimator::new(Encoding::Cl100kBase);
+            prompt_size(&body, &|text: &str| estimator.estimate(text))
+        }
+    };
+    let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
+    let url = format!("{}/v1/messages", gw.inner.settings.anthropic_url);
+    call(
+        gw,
+        Call {
+            route: "messages",
+            api: Api::Anthropic,
+            upstream: Upstream::Anthropic,
+            url,
+            headers,
+            caller,
+            model,
+            ask: Ask {
+                prompt,
+                max_tokens,
+                min_output: gw.inner.settings.min_output_tokens,
+            },
+            body: &mut body,
+            original,
+            max_field: "max_tokens",
+            rewritten: false,
+            hide_usage: false,
+        },
+    )
+    .await
+}
+
+/// `POST /v1/messages/count_tokens`: authenticated, forwarded as it is, costs nothing.
+pub(crate) async fn count_tokens(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result: Result<Response> = async {
+        let value = parse_json(&body)?;
+        let caller = gw.authorize(&headers, &value).await?;
+        let url = format!(
+            "{}/v1/messages/count_tokens",
+            gw.inner.settings.anthropic_url
+        );
+        let up = forward::upstream_headers(
+            &gw,
+            &headers,
+            Upstream::Anthropic,
+            caller.forwards_credential,
+        );
+        let response = forward::send(&gw, reqwest::Method::POST, url, up, Some(body)).await?;
+        passthrough(&gw, response).await
+    }
+    .await;
+    result.unwrap_or_else(|e| ApiError(Api::Anthropic, e).into_response())
+}
+
+/// A whole upstream response as the client's.
+pub(crate) async fn passthrough(gw: &Gateway, response: reqwest::Response) -> Result<Response> {
+    let status = response.status();
+    let headers = forward::client_headers(response.headers());
+    let bytes = forward::read_body(response, gw.inner.settings.timeouts.total).await?;
+    let mut out = Response::new(axum::body::Body::from(bytes));
+    *out.status_mut() = axum::http::StatusCode::from_u16(status.as_u16())
+        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    *out.headers_mut() = headers;
+    Ok(out)
+}

@@ -1,0 +1,63 @@
+//! Serving with graceful shutdown: on the signal, stop accepting, let open responses finish
+//! for a grace period, then drop what is left (each dropped stream settles as cut), and wait
+//! for every settlement.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::gateway::Gateway;
+
+/// Serves `gateway` on `listener` until `shutdown` resolves; then gives open responses
+/// `grace` to finish and settles everything before returning.
+pub async fn serve(
+    gateway: Gateway,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signal.cancel();
+    });
+    let graceful = stop.clone();
+    let server = axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(async move { graceful.cancelled().await });
+    let outcome = tokio::select! {
+        result = server => result,
+        () = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over: settling the responses still open as cut");
+            gateway.inner.cut_streams.cancel();
+            Ok(())
+        }
+    };
+    gateway.inner.tasks.close();
+    gateway.inner.tasks.wait().await;
+    gateway.settled().await;
+    outcome
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,111 @@
+//! A gateway in front of the fake upstream, on 127.0.0.1, with a memory store.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokenbudget::{MemoryStore, TokenBudget};
+use tokenbudget_gateway::fake::{self, Fake};
+use tokenbudget_gateway::{keys, Gateway, KeyStore, MemoryKeyStore, MemoryLedger, Settings};
+
+pub const UPSTREAM_KEY: &str = "sk-ant-gateway-own-secret";
+
+pub struct Harness {
+    pub fake: Arc<Fake>,
+    pub gateway: Gateway,
+    pub url: String,
+    pub key: String,
+    pub keys: Arc<MemoryKeyStore>,
+    pub ledger: Arc<MemoryLedger>,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn start(limit: u64, tweak: impl FnOnce(&mut Settings)) -> Harness {
+    let fake = Arc::new(Fake::default());
+    let upstream = fake::start(fake.clone()).await.unwrap();
+    let budgets = TokenBudget::builder()
+        .store(MemoryStore::shared())
+        .build()
+        .await
+        .unwrap();
+    budgets.create_workflow("team", limit).await.unwrap();
+    let keys = Arc::new(MemoryKeyStore::default());
+    let (key, record) =
+        keys::generate("team".try_into().unwrap(), Some("test".into()), None).unwrap();
+    keys.insert(&record).await.unwrap();
+    let mut settings = Settings::default()
+        .with_anthropic_url(&upstream)
+        .unwrap()
+        .with_openai_url(&format!("{upstream}/v1"))
+        .unwrap();
+    settings.anthropic_api_key = Some(UPSTREAM_KEY.into());
+    settings.openai_api_key = Some("sk-openai-gateway-own".into());
+    settings.min_output_tokens = 50;
+    tweak(&mut settings);
+    let ledger = Arc::new(MemoryLedger::default());
+    let gateway = Gateway::with_ledger(budgets, keys.clone(), settings, ledger.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(tokenbudget_gateway::serve(
+        gateway.clone(),
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    Harness {
+        fake,
+        gateway,
+        url,
+        key,
+        keys,
+        ledger,
+        client: reqwest::Client::new(),
+        stop: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl Harness {
+    pub fn messages(&self, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}/v1/messages", self.url))
+            .header("x-api-key", &self.key)
+            .header("anthropic-version", "2023-06-01")
+            .json(body)
+    }
+
+    pub async fn status(&self, id: &str) -> tokenbudget::Status {
+        self.gateway.budgets().status(id).await.unwrap()
+    }
+
+    /// Waits for every admitted request to be settled.
+    pub async fn settled(&self) {
+        tokio::time::timeout(Duration::from_secs(30), self.gateway.settled())
+            .await
+            .expect("every request settles");
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub fn request(text: &str, max_tokens: u64, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": max_tokens,
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+    })
+}

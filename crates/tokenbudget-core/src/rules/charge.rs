@@ -5,7 +5,7 @@ use crate::event::EventKind;
 use crate::model::{check_amount, check_note, Charge};
 use crate::outcome::ChargeOutcome;
 use crate::rules::snapshot::{ChargeCommand, Decision, Snapshot};
-use crate::rules::work::Work;
+use crate::rules::work::{repeat_differs, Work};
 use crate::time::Timestamp;
 
 /// Records `cmd.tokens` as used on the budget and every ancestor, with no reservation.
@@ -24,19 +24,10 @@ pub fn charge(
     check_amount("tokens", cmd.tokens, 0)?;
     check_note(cmd.note.as_deref())?;
     if let Some(existing) = snapshot.charge.as_ref().filter(|c| c.key == cmd.key) {
-        let differs = if existing.budget_id != cmd.budget_id {
-            Some(format!(
-                "budget {} then, {} now",
-                existing.budget_id, cmd.budget_id
-            ))
-        } else if existing.tokens != cmd.tokens {
-            Some(format!(
-                "{} tokens then, {} now",
-                existing.tokens, cmd.tokens
-            ))
-        } else {
-            None
-        };
+        let differs = repeat_differs(
+            (&existing.budget_id, existing.tokens),
+            (&cmd.budget_id, cmd.tokens),
+        );
         if let Some(reason) = differs {
             return Err(Error::ChargeConflict {
                 key: cmd.key.clone(),

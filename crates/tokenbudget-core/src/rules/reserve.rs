@@ -5,7 +5,7 @@ use crate::event::EventKind;
 use crate::model::{check_amount, Reservation, ReservationState};
 use crate::outcome::{Grant, Refusal, ReserveOutcome};
 use crate::rules::snapshot::{Decision, ReserveCommand, Snapshot};
-use crate::rules::work::Work;
+use crate::rules::work::{repeat_differs, Work};
 use crate::rules::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::time::Timestamp;
 
@@ -53,19 +53,10 @@ pub fn reserve(
     }
     if let (Some(key), Some(existing)) = (&cmd.idempotency_key, &snapshot.reservation) {
         if existing.idempotency_key.as_ref() == Some(key) {
-            let differs = if existing.budget_id != cmd.budget_id {
-                Some(format!(
-                    "budget {} then, {} now",
-                    existing.budget_id, cmd.budget_id
-                ))
-            } else if existing.tokens != cmd.tokens {
-                Some(format!(
-                    "{} tokens then, {} now",
-                    existing.tokens, cmd.tokens
-                ))
-            } else {
-                None
-            };
+            let differs = repeat_differs(
+                (&existing.budget_id, existing.tokens),
+                (&cmd.budget_id, cmd.tokens),
+            );
             if let Some(reason) = differs {
                 return Err(Error::IdempotencyConflict {
                     key: key.clone(),

@@ -201,6 +201,19 @@ impl Work {
     }
 }
 
+/// What differs between a keyed command's first use (`then`: budget and tokens) and its
+/// repeat (`now`), or `None` when the repeat asks for the same: the reason of an idempotency
+/// conflict, shared by reserve and charge.
+pub(crate) fn repeat_differs(then: (&BudgetId, u64), now: (&BudgetId, u64)) -> Option<String> {
+    if then.0 != now.0 {
+        Some(format!("budget {} then, {} now", then.0, now.0))
+    } else if then.1 != now.1 {
+        Some(format!("{} tokens then, {} now", then.1, now.1))
+    } else {
+        None
+    }
+}
+
 /// The store handed the rules a snapshot that breaks its contract (a missing ancestor,
 /// totals that do not add up). Not retryable: it is a bug or a corrupt database.
 pub(crate) fn snapshot_bug(id: &BudgetId) -> Error {

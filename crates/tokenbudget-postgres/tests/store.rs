@@ -542,7 +542,7 @@ async fn a_version_1_schema_migrates_to_version_2_keeping_its_data() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     assert_eq!(migrated.list_budgets().await.unwrap(), budgets);
     assert_eq!(migrated.events(EventQuery::all()).await.unwrap(), events);
     for reservation in &reservations {

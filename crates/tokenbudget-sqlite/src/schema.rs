@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(note, "v3");
 
         // This build's list now looks old to the database: a clear error, nothing changed.
-        let err = migrate(&mut conn, &MIGRATIONS[..1]).await.unwrap_err();
+        let err = migrate(&mut conn, &MIGRATIONS[..2]).await.unwrap_err();
         assert!(matches!(
             err,
             SqliteError::SchemaTooNew {
@@ -196,7 +196,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(migrate(&mut conn, MIGRATIONS).await.unwrap(), [2]);
+        assert_eq!(migrate(&mut conn, &MIGRATIONS[..2]).await.unwrap(), [2]);
         let after: Vec<ReservationRow> = sqlx::query_as(
             "SELECT id, budget_id, tokens, state, created_at, expires_at, idempotency_key \
                  FROM reservations ORDER BY id",

@@ -13,41 +13,6 @@ use tokenbudget_core::{
 };
 use tokenbudget_postgres::{Config, PostgresStore};
 
-/// Holds budget `id`'s row lock from another session until the returned sender is dropped.
-async fn hold_row_lock(url: &str, schema: &str, id: &str) -> tokio::sync::oneshot::Sender<()> {
-    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let (url, schema, id) = (url.to_owned(), schema.to_owned(), id.to_owned());
-    tokio::spawn(async move {
-        let mut admin = common::admin(&url).await;
-        let tx = admin.transaction().await.unwrap();
-        tx.execute(
-            &format!("SELECT 1 FROM \"{schema}\".budgets WHERE id = $1 FOR UPDATE"),
-            &[&id],
-        )
-        .await
-        .unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = release_rx.await;
-        tx.rollback().await.unwrap();
-    });
-    locked_rx.await.unwrap();
-    release_tx
-}
-
-/// Sessions of `application_name` waiting for a lock now.
-async fn waiting(admin: &tokio_postgres::Client, application_name: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND wait_event_type = 'Lock'",
-            &[&application_name],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// Transactions that wrote `type` events, and how many such events there are.
 async fn transactions(admin: &tokio_postgres::Client, schema: &str, kind: &str) -> (i64, i64) {
     let row = admin
@@ -73,7 +38,7 @@ async fn queued<T: Send + 'static>(
 ) -> Vec<T> {
     let admin = common::admin(url).await;
     // The two batches in flight wait on the lock; every other write has queued behind them.
-    while waiting(&admin, &config.application_name).await < 2
+    while common::locks::lock_waiters(&admin, &config.application_name).await < 2
         || started.load(Ordering::SeqCst) < writes.len()
     {
         tokio::task::yield_now().await;
@@ -111,7 +76,7 @@ async fn queued_writes_share_a_transaction_and_a_rejected_one_fails_alone() {
         .into_result()
         .unwrap();
 
-    let release = hold_row_lock(&url, &schema, "wf").await;
+    let release = common::locks::hold_row_lock(&url, &schema, "wf").await;
     let started = Arc::new(AtomicUsize::new(0));
     let mut writes = Vec::new();
     for n in 0..24u64 {
@@ -176,7 +141,7 @@ async fn a_batch_whose_commit_reply_is_lost_is_retried_as_replays() {
 
     // Reserves (with and without keys) and commits, queued together; the first COMMIT reply
     // after the lock is released is lost.
-    let release = hold_row_lock(&url, &schema, "wf").await;
+    let release = common::locks::hold_row_lock(&url, &schema, "wf").await;
     let started = Arc::new(AtomicUsize::new(0));
     let mut writes = Vec::new();
     for n in 0..18usize {

@@ -275,42 +275,6 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
     assert_eq!(after, before, "a rejected command wrote something");
 }
 
-/// Holds `budget`'s row lock from another session until the returned sender is dropped.
-async fn hold_row_lock(url: &str, schema: &str, budget: &str) -> tokio::sync::oneshot::Sender<()> {
-    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let (url, schema, budget) = (url.to_owned(), schema.to_owned(), budget.to_owned());
-    tokio::spawn(async move {
-        let mut admin = common::admin(&url).await;
-        let tx = admin.transaction().await.unwrap();
-        tx.execute(
-            &format!("SELECT 1 FROM \"{schema}\".budgets WHERE id = $1 FOR UPDATE"),
-            &[&budget],
-        )
-        .await
-        .unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = release_rx.await;
-        tx.rollback().await.unwrap();
-    });
-    locked_rx.await.unwrap();
-    release_tx
-}
-
-/// Whether a session named `application_name` is waiting for a lock now.
-async fn waiting_for_a_lock(admin: &tokio_postgres::Client, application_name: &str) -> bool {
-    let waiting: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND wait_event_type = 'Lock'",
-            &[&application_name],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    waiting > 0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
     let Some(url) = common::require_database() else {
@@ -328,7 +292,7 @@ async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
     t.create_phase("wf:a", "wf", 500).await.unwrap();
 
     // Locking the workflow blocks its phase too: the whole chain is locked.
-    let release = hold_row_lock(&url, &schema, "wf").await;
+    let release = common::locks::hold_row_lock(&url, &schema, "wf").await;
     let err = t
         .reserve("wf:a", 10, ReserveOptions::new())
         .await
@@ -370,12 +334,12 @@ async fn a_lock_held_too_long_is_a_retryable_error_after_bounded_retries() {
     .unwrap();
     let t = Tracker::new(Arc::new(patient));
     let admin = common::admin(&url).await;
-    let release = hold_row_lock(&url, &schema, "wf").await;
+    let release = common::locks::hold_row_lock(&url, &schema, "wf").await;
     let reserve = tokio::spawn({
         let t = t.clone();
         async move { t.reserve("wf:a", 10, ReserveOptions::new()).await }
     });
-    while !waiting_for_a_lock(&admin, &format!("tbp_{schema}")).await {
+    while common::locks::lock_waiters(&admin, &format!("tbp_{schema}")).await == 0 {
         tokio::task::yield_now().await;
     }
     drop(release);
@@ -401,7 +365,7 @@ async fn a_caller_dropped_while_its_transaction_waits_leaves_it_to_finish_cleanl
     t.create_workflow("wf", 1_000).await.unwrap();
     let admin = common::admin(&url).await;
 
-    let release = hold_row_lock(&url, &schema, "wf").await;
+    let release = common::locks::hold_row_lock(&url, &schema, "wf").await;
     // The caller gives up (its future is dropped) once the store's transaction is seen blocked
     // on the row lock (BEGIN sent, inside the transaction).
     tokio::select! {
@@ -409,13 +373,13 @@ async fn a_caller_dropped_while_its_transaction_waits_leaves_it_to_finish_cleanl
             panic!("the reserve ended while the row was locked: {outcome:?}")
         }
         () = async {
-            while !waiting_for_a_lock(&admin, &application_name).await {
+            while common::locks::lock_waiters(&admin, &application_name).await == 0 {
                 tokio::task::yield_now().await;
             }
         } => {}
     }
     assert!(
-        waiting_for_a_lock(&admin, &application_name).await,
+        common::locks::lock_waiters(&admin, &application_name).await > 0,
         "the transaction should still be waiting for the lock"
     );
     drop(release);

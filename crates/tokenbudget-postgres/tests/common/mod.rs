@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod locks;
 pub mod proxy;
 pub mod workload;
 

@@ -127,6 +127,40 @@ pub enum Error {
         /// The most allowed.
         max: usize,
     },
+    /// An amount typed as text (a CLI argument, a config value) does not parse in its unit.
+    #[error("invalid {field} {text:?}: {reason}")]
+    InvalidAmountText {
+        /// Which amount.
+        field: &'static str,
+        /// The text.
+        text: String,
+        /// Why.
+        reason: String,
+    },
+    /// A model name is empty, too long or has control characters.
+    #[error("invalid model name {model:?}")]
+    InvalidModel {
+        /// The name (its first 80 characters).
+        model: String,
+    },
+    /// A budget period is malformed (an unknown name or time zone, a length under a second).
+    #[error("invalid period: {message}")]
+    InvalidPeriod {
+        /// What is wrong.
+        message: String,
+    },
+    /// A budget's unit differs from its parent's: a chain counts in one unit.
+    #[error("budget {id} would count in {unit} under {parent}, which counts in {parent_unit}")]
+    UnitMismatch {
+        /// The budget being created.
+        id: BudgetId,
+        /// The unit asked for.
+        unit: crate::model::Unit,
+        /// The parent.
+        parent: BudgetId,
+        /// The parent's unit.
+        parent_unit: crate::model::Unit,
+    },
     /// A total would exceed `i64::MAX`.
     #[error("{field} of budget {budget_id} would exceed {max}", max = i64::MAX)]
     Overflow {

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::{BudgetId, IdempotencyKey, ReservationId};
-use crate::model::Budget;
+use crate::model::{Budget, Unit};
+use crate::period::Period;
 use crate::time::Timestamp;
 
 /// One entry of the log.
@@ -72,7 +73,37 @@ pub enum EventKind {
         parent: Option<BudgetId>,
         /// Its limit.
         limit: u64,
+        /// Its unit (absent in the log for `tokens`).
+        #[serde(default, skip_serializing_if = "is_tokens")]
+        unit: Unit,
+        /// Its period, anchored (absent for a lifetime budget).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        period: Option<Period>,
     },
+    /// A periodic budget's window ended: `used` starts again at 0 in the window holding the
+    /// operation that noticed (windows that passed with no traffic produce no event of their
+    /// own). Holds stay as they were.
+    BudgetReset {
+        /// The start of the window that closed.
+        window_start: Timestamp,
+        /// Its end.
+        window_end: Timestamp,
+        /// What was used in it.
+        used: u64,
+        /// The start of the window now counting.
+        next_start: Timestamp,
+    },
+    /// The limit changed (raised or lowered; lowered below `used` refuses new reservations).
+    BudgetUpdated {
+        /// The limit before.
+        limit_before: u64,
+        /// The limit now.
+        limit: u64,
+    },
+    /// The budget was closed: no new reservations on it or below it.
+    BudgetClosed {},
+    /// The budget was reopened.
+    BudgetReopened {},
     /// A reservation started holding `tokens` on this budget.
     TokensReserved {
         /// The reservation.
@@ -151,6 +182,10 @@ impl EventKind {
             Self::ReservationExtended { .. } => "RESERVATION_EXTENDED",
             Self::TokensCharged { .. } => "TOKENS_CHARGED",
             Self::BudgetExhausted { .. } => "BUDGET_EXHAUSTED",
+            Self::BudgetReset { .. } => "BUDGET_RESET",
+            Self::BudgetUpdated { .. } => "BUDGET_UPDATED",
+            Self::BudgetClosed {} => "BUDGET_CLOSED",
+            Self::BudgetReopened {} => "BUDGET_REOPENED",
         }
     }
 
@@ -163,7 +198,11 @@ impl EventKind {
             | Self::ReservationExtended { reservation_id, .. } => Some(*reservation_id),
             Self::BudgetCreated { .. }
             | Self::TokensCharged { .. }
-            | Self::BudgetExhausted { .. } => None,
+            | Self::BudgetExhausted { .. }
+            | Self::BudgetReset { .. }
+            | Self::BudgetUpdated { .. }
+            | Self::BudgetClosed {}
+            | Self::BudgetReopened {} => None,
         }
     }
 }
@@ -192,7 +231,13 @@ pub fn apply(budgets: &mut BTreeMap<BudgetId, Budget>, event: &Event) -> Result<
         retryable: false,
         source: None,
     };
-    if let EventKind::BudgetCreated { parent, limit } = &event.kind {
+    if let EventKind::BudgetCreated {
+        parent,
+        limit,
+        unit,
+        period,
+    } = &event.kind
+    {
         if budgets.contains_key(&event.budget_id) {
             return Err(corrupt("budget created twice"));
         }
@@ -206,6 +251,10 @@ pub fn apply(budgets: &mut BTreeMap<BudgetId, Budget>, event: &Event) -> Result<
                 reserved: 0,
                 held: 0,
                 created_at: event.at,
+                unit: *unit,
+                period: *period,
+                window_start: period.map(|p| p.window_at(event.at).start),
+                closed: false,
             },
         );
         return Ok(());
@@ -256,9 +305,20 @@ pub fn apply(budgets: &mut BTreeMap<BudgetId, Budget>, event: &Event) -> Result<
                 .checked_add(*tokens)
                 .ok_or_else(|| corrupt("used overflows"))?;
         }
+        EventKind::BudgetReset { next_start, .. } => {
+            budget.used = 0;
+            budget.window_start = Some(*next_start);
+        }
+        EventKind::BudgetUpdated { limit, .. } => budget.limit = *limit,
+        EventKind::BudgetClosed {} => budget.closed = true,
+        EventKind::BudgetReopened {} => budget.closed = false,
         EventKind::ReservationExtended { .. } | EventKind::BudgetExhausted { .. } => {}
     }
     Ok(())
+}
+
+fn is_tokens(unit: &Unit) -> bool {
+    *unit == Unit::Tokens
 }
 
 #[cfg(test)]

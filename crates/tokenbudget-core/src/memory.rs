@@ -21,9 +21,9 @@ use crate::outcome::{
 };
 use crate::rules::{
     self, Changes, ChargeCommand, CommitCommand, Decision, ExtendCommand, ReserveCommand,
-    RollbackCommand, Snapshot,
+    RollbackCommand, Snapshot, UpdateCommand,
 };
-use crate::store::{BudgetStore, EventQuery, LogCursor, LogPage};
+use crate::store::{BudgetStore, EventQuery, LogCursor, LogPage, ReservationQuery};
 use crate::time::Timestamp;
 
 /// Budgets, reservations and events in process memory.
@@ -224,6 +224,32 @@ impl BudgetStore for MemoryStore {
         Ok(state.apply(decision))
     }
 
+    async fn update_budget(&self, cmd: UpdateCommand, now: Timestamp) -> Result<Budget> {
+        let mut state = self.state.lock();
+        let snapshot = Snapshot::with_budgets(state.budgets.get(&cmd.budget_id).cloned());
+        let decision = rules::update_budget(&snapshot, &cmd, now)?;
+        Ok(state.apply(decision))
+    }
+
+    async fn reservations(&self, query: ReservationQuery) -> Result<Vec<Reservation>> {
+        let state = self.state.lock();
+        let under = |r: &Reservation| {
+            query
+                .budget_id
+                .as_ref()
+                .is_none_or(|id| state.chain(&r.budget_id).iter().any(|b| &b.id == id))
+        };
+        let mut found: Vec<Reservation> = state
+            .reservations
+            .values()
+            .filter(|r| query.admits(r) && under(r))
+            .cloned()
+            .collect();
+        found.sort_by_key(|r| r.id);
+        found.truncate(query.limit);
+        Ok(found)
+    }
+
     async fn charge_by_key(&self, key: &IdempotencyKey) -> Result<Option<Charge>> {
         Ok(self.state.lock().charges.get(key).cloned())
     }
@@ -238,7 +264,7 @@ impl BudgetStore for MemoryStore {
             .into_iter()
             .filter(|hold| state.chain(&hold.budget_id).iter().any(|b| &b.id == id))
             .collect();
-        Ok(Some(Status::live(budget, &under)))
+        Ok(Some(Status::live(budget, &under, now)))
     }
 
     async fn statuses(&self, now: Timestamp) -> Result<Vec<Status>> {
@@ -249,7 +275,7 @@ impl BudgetStore for MemoryStore {
             .take_while(|(at, _)| *at <= now)
             .map(|(_, id)| state.reservations[id].clone())
             .collect();
-        Ok(live_statuses(state.budgets.values().cloned(), &due))
+        Ok(live_statuses(state.budgets.values().cloned(), &due, now))
     }
 
     async fn sweep_expired(&self, now: Timestamp, max: usize) -> Result<SweepOutcome> {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::{BudgetId, ReservationId};
-use crate::model::{Charge, Reservation};
+use crate::model::{Charge, Reservation, Unit};
 
 /// The answer to a reserve: granted, or refused for lack of budget.
 ///
@@ -55,14 +55,49 @@ pub struct Grant {
 
 /// Why a reserve was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("budget {budget_id} has {available} tokens available; {requested} were requested")]
+#[error("{}", self.describe())]
 pub struct Refusal {
-    /// The budget in the chain that lacked room (the one nearest the target).
+    /// The budget in the chain that lacked room or is closed (the one nearest the target).
     pub budget_id: BudgetId,
-    /// Tokens asked for.
+    /// The amount asked for, in the budget's unit.
     pub requested: u64,
-    /// Tokens that budget had available.
+    /// What that budget had available.
     pub available: u64,
+    /// Why: no room (the default), or the budget is closed.
+    #[serde(default)]
+    pub reason: RefusalReason,
+    /// The unit of `requested` and `available`.
+    #[serde(default)]
+    pub unit: Unit,
+}
+
+/// Why a budget refused a reservation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// Not enough available in its current window (or in total).
+    #[default]
+    NoRoom,
+    /// The budget is closed to new reservations.
+    Closed,
+}
+
+impl Refusal {
+    fn describe(&self) -> String {
+        match self.reason {
+            RefusalReason::NoRoom => format!(
+                "budget {} has {} available; {} were requested",
+                self.budget_id,
+                self.unit.format(self.available),
+                self.unit.format(self.requested)
+            ),
+            RefusalReason::Closed => format!(
+                "budget {} is closed to new reservations ({} were requested)",
+                self.budget_id,
+                self.unit.format(self.requested)
+            ),
+        }
+    }
 }
 
 /// The result of a commit.

@@ -9,11 +9,13 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::id::IdempotencyKey;
 use crate::id::{BudgetId, ReservationId};
-use crate::model::{Budget, Charge, NewBudget, Reservation, Status};
+use crate::model::{Budget, Charge, NewBudget, Reservation, ReservationState, Status};
 use crate::outcome::{
     ChargeOutcome, CommitOutcome, ExtendOutcome, ReserveOutcome, RollbackOutcome, SweepOutcome,
 };
-use crate::rules::{ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand};
+use crate::rules::{
+    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand, UpdateCommand,
+};
 use crate::time::Timestamp;
 
 /// Which events to read.
@@ -44,6 +46,43 @@ impl EventQuery {
             after_seq,
             limit: usize::MAX,
         }
+    }
+}
+
+/// Which reservations to read ([`BudgetStore::reservations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationQuery {
+    /// Only reservations made on this budget or any budget below it; `None` for all.
+    pub budget_id: Option<BudgetId>,
+    /// Only those in this state as seen at `now` ([`Reservation::state_at`]: a hold past its
+    /// expiry is `expired` even before a write releases it); `None` for every state.
+    pub state: Option<ReservationState>,
+    /// The instant states are seen at.
+    pub now: Timestamp,
+    /// Only reservations with an id greater than this one (the last of the previous page).
+    pub after: Option<ReservationId>,
+    /// At most this many, ordered by id (ids made by the tracker sort by creation time).
+    pub limit: usize,
+}
+
+impl ReservationQuery {
+    /// Every reservation, seen at `now`.
+    pub fn all(now: Timestamp) -> Self {
+        Self {
+            budget_id: None,
+            state: None,
+            now,
+            after: None,
+            limit: usize::MAX,
+        }
+    }
+
+    /// True when `reservation` answers the query's state and page filters (not the budget
+    /// filter, which needs the tree).
+    pub fn admits(&self, reservation: &Reservation) -> bool {
+        self.state
+            .is_none_or(|state| reservation.state_at(self.now) == state)
+            && self.after.is_none_or(|after| reservation.id > after)
     }
 }
 
@@ -176,6 +215,26 @@ pub trait BudgetStore: Send + Sync + fmt::Debug {
     ///   `ChargeConflict`. Keys of charges and of reservations are separate.
     /// - Releases the tree's expired holds first, as reserve does.
     async fn charge(&self, cmd: ChargeCommand, now: Timestamp) -> Result<ChargeOutcome>;
+
+    /// Changes a budget's limit, or closes or reopens it.
+    ///
+    /// # Behavior
+    /// - Appends `BUDGET_UPDATED` when the limit changes and `BUDGET_CLOSED` /
+    ///   `BUDGET_REOPENED` when the open state does, in the same transaction; a command that
+    ///   changes nothing appends nothing. Returns the budget as stored after it.
+    /// - A lowered limit takes nothing back: new reservations are refused until there is room.
+    /// - A closed budget refuses every new reservation on it or below it; held ones still
+    ///   commit and roll back, charges are still recorded.
+    /// - An unknown budget is `BudgetNotFound`; nothing is written.
+    async fn update_budget(&self, cmd: UpdateCommand, now: Timestamp) -> Result<Budget>;
+
+    /// Reads reservations, ordered by id.
+    ///
+    /// # Behavior
+    /// - With a budget: those made on it or on any budget below it.
+    /// - With a state: those in that state at the query's `now` (a due hold is `expired`).
+    /// - Pages by `after`/`limit` without skipping or repeating any.
+    async fn reservations(&self, query: ReservationQuery) -> Result<Vec<Reservation>>;
 
     /// Reads the charge recorded with `key`.
     async fn charge_by_key(&self, key: &IdempotencyKey) -> Result<Option<Charge>>;

@@ -39,6 +39,17 @@ impl Timestamp {
         Duration::from_micros(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
     }
 
+    /// Parses RFC 3339 text (`2026-12-01T00:00:00Z`, any offset).
+    pub fn parse(text: &str) -> crate::Result<Self> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| Self::from(t.with_timezone(&Utc)))
+            .map_err(|e| crate::Error::Config {
+                message: format!(
+                    "invalid time {text:?}: expected RFC 3339 such as 2026-12-01T00:00:00Z ({e})"
+                ),
+            })
+    }
+
     /// As a `chrono` UTC time.
     pub fn to_datetime(self) -> DateTime<Utc> {
         DateTime::from_timestamp_micros(self.0).unwrap_or(DateTime::<Utc>::MAX_UTC)

@@ -7,12 +7,14 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::id::{BudgetId, IdGenerator, IdempotencyKey, ReservationId, UuidV7Ids};
-use crate::model::{Budget, NewBudget, Status};
+use crate::model::{Budget, NewBudget, Reservation, ReservationState, Status};
 use crate::outcome::{
     ChargeOutcome, CommitOutcome, ExtendOutcome, ReserveOutcome, RollbackOutcome,
 };
-use crate::rules::{ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand};
-use crate::store::{DynBudgetStore, EventQuery, LogCursor, LogPage};
+use crate::rules::{
+    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand, UpdateCommand,
+};
+use crate::store::{DynBudgetStore, EventQuery, LogCursor, LogPage, ReservationQuery};
 use crate::sweeper::SweeperHandle;
 use crate::time::{Clock, SystemClock};
 
@@ -35,6 +37,9 @@ pub struct ReserveOptions {
     /// retried as the same reservation or rolled back by id. Must be new to the store: a
     /// reserve with an id already used for other parameters is an error.
     pub reservation_id: Option<ReservationId>,
+    /// The model the amount was priced for, kept on the reservation (a `usd` budget's commit
+    /// prices the actual usage with it).
+    pub model: Option<String>,
 }
 
 impl ReserveOptions {
@@ -52,6 +57,12 @@ impl ReserveOptions {
     /// Sets the idempotency key.
     pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
         self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Sets the model kept on the reservation (see [`ReserveOptions::model`]).
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
         self
     }
 
@@ -168,6 +179,7 @@ impl Tracker {
             tokens,
             timeout: options.timeout.unwrap_or(self.default_timeout),
             idempotency_key: options.idempotency_key,
+            model: options.model,
         };
         self.store.reserve(cmd, self.clock.now()).await
     }
@@ -224,6 +236,64 @@ impl Tracker {
             note,
         };
         self.store.charge(cmd, self.clock.now()).await
+    }
+
+    /// Applies an update (limit, closed) to a budget. See
+    /// [`rules::update_budget`](crate::rules::update_budget).
+    pub async fn update_budget(&self, cmd: UpdateCommand) -> Result<Budget> {
+        self.store.update_budget(cmd, self.clock.now()).await
+    }
+
+    /// Changes a budget's limit (raised or lowered). See
+    /// [`rules::update_budget`](crate::rules::update_budget).
+    pub async fn update_limit<I>(&self, budget: I, limit: u64) -> Result<Budget>
+    where
+        I: TryInto<BudgetId, Error = Error>,
+    {
+        let cmd = UpdateCommand::new(budget.try_into()?).limit(limit);
+        self.store.update_budget(cmd, self.clock.now()).await
+    }
+
+    /// Closes a budget to new reservations (held ones may still commit or roll back).
+    pub async fn close<I>(&self, budget: I) -> Result<Budget>
+    where
+        I: TryInto<BudgetId, Error = Error>,
+    {
+        let cmd = UpdateCommand::new(budget.try_into()?).closed(true);
+        self.store.update_budget(cmd, self.clock.now()).await
+    }
+
+    /// Reopens a closed budget.
+    pub async fn reopen<I>(&self, budget: I) -> Result<Budget>
+    where
+        I: TryInto<BudgetId, Error = Error>,
+    {
+        let cmd = UpdateCommand::new(budget.try_into()?).closed(false);
+        self.store.update_budget(cmd, self.clock.now()).await
+    }
+
+    /// Reservations on `budget` and below it (all with `None`), in `state` as seen now (any
+    /// with `None`), ordered by id, after `after`, at most `limit`.
+    pub async fn reservations(
+        &self,
+        budget: Option<BudgetId>,
+        state: Option<ReservationState>,
+        after: Option<ReservationId>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>> {
+        if let Some(id) = &budget {
+            if self.store.budget(id).await?.is_none() {
+                return Err(Error::BudgetNotFound { id: id.clone() });
+            }
+        }
+        let query = ReservationQuery {
+            budget_id: budget,
+            state,
+            now: self.clock.now(),
+            after,
+            limit,
+        };
+        self.store.reservations(query).await
     }
 
     /// A budget's live status: holds past their expiry are not counted, whether or not a

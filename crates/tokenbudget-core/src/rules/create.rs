@@ -9,8 +9,11 @@ use crate::time::Timestamp;
 
 /// Creates `new` as a workflow budget or under its parent.
 ///
-/// Errors: the limit outside `1..=i64::MAX`, a duplicate id, an unknown parent, a chain deeper
-/// than [`MAX_DEPTH`].
+/// A fixed-length period without an anchor is anchored at `now`; a periodic budget's first
+/// window is the one holding `now`.
+///
+/// Errors: the limit outside `1..=i64::MAX`, a duplicate id, an unknown parent, a unit other
+/// than the parent's ([`Error::UnitMismatch`]), a chain deeper than [`MAX_DEPTH`].
 pub fn create_budget(
     snapshot: &Snapshot,
     new: &NewBudget,
@@ -28,6 +31,15 @@ pub fn create_budget(
                 parent: parent.clone(),
             });
         }
+        let parent_unit = work.budget(parent).map(|p| p.unit).unwrap_or_default();
+        if parent_unit != new.unit {
+            return Err(Error::UnitMismatch {
+                id: new.id.clone(),
+                unit: new.unit,
+                parent: parent.clone(),
+                parent_unit,
+            });
+        }
         let depth = work.chain(parent)?.len() + 1;
         if depth > MAX_DEPTH {
             return Err(Error::HierarchyTooDeep {
@@ -37,6 +49,7 @@ pub fn create_budget(
             });
         }
     }
+    let period = new.period.map(|p| p.anchored_at(now));
     let budget = Budget {
         id: new.id.clone(),
         parent: new.parent.clone(),
@@ -45,12 +58,18 @@ pub fn create_budget(
         reserved: 0,
         held: 0,
         created_at: now,
+        unit: new.unit,
+        period,
+        window_start: period.map(|p| p.window_at(now).start),
+        closed: false,
     };
     work.insert_budget(
         budget.clone(),
         EventKind::BudgetCreated {
             parent: new.parent.clone(),
             limit: new.limit,
+            unit: new.unit,
+            period,
         },
     );
     Ok(Decision {

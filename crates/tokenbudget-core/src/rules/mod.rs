@@ -6,7 +6,7 @@
 //! 1. open a transaction and lock what the command touches (see [`Snapshot`] for exactly
 //!    what to load for each command),
 //! 2. call the rule ([`create_budget`], [`reserve`], [`commit`], [`rollback`], [`extend`],
-//!    [`charge`], [`sweep`]),
+//!    [`charge`], [`update_budget`], [`sweep`]),
 //! 3. on `Ok`, write [`Changes`] (budgets, reservations, events) and commit; on `Err`, roll
 //!    back: a rejected command changes nothing.
 //!
@@ -19,6 +19,7 @@ mod extend;
 mod reserve;
 mod settle;
 mod snapshot;
+mod update;
 mod work;
 
 pub use charge::charge;
@@ -29,8 +30,9 @@ pub use reserve::reserve;
 pub use settle::{commit, rollback};
 pub use snapshot::{
     Changes, ChargeCommand, CommitCommand, Decision, ExtendCommand, ReserveCommand,
-    RollbackCommand, Snapshot,
+    RollbackCommand, Snapshot, UpdateCommand,
 };
+pub use update::update_budget;
 
 use std::time::Duration;
 
@@ -63,6 +65,7 @@ mod tests {
             tokens: 60,
             timeout: Duration::from_secs(1),
             idempotency_key: None,
+            model: None,
         };
         let first = reserve(&snapshot, &cmd, Timestamp::EPOCH).unwrap();
         let granted = first.changes.new_reservation.clone().unwrap();
@@ -95,6 +98,7 @@ mod tests {
             tokens: 0,
             timeout: Duration::from_secs(1),
             idempotency_key: None,
+            model: None,
         };
         assert!(matches!(
             reserve(&snapshot, &cmd, Timestamp::EPOCH),

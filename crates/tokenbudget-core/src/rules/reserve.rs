@@ -2,15 +2,15 @@
 
 use crate::error::{Error, Result};
 use crate::event::EventKind;
-use crate::model::{check_amount, Reservation, ReservationState};
-use crate::outcome::{Grant, Refusal, ReserveOutcome};
+use crate::model::{check_amount, check_model, Reservation, ReservationState};
+use crate::outcome::{Grant, Refusal, RefusalReason, ReserveOutcome};
 use crate::rules::snapshot::{Decision, ReserveCommand, Snapshot};
 use crate::rules::work::{repeat_differs, Work};
 use crate::rules::{MAX_TIMEOUT, MIN_TIMEOUT};
 use crate::time::Timestamp;
 
 /// Holds `cmd.tokens` on the budget and every ancestor, or refuses naming the budget nearest
-/// the target that lacks room.
+/// the target that lacks room in its current window or is closed.
 ///
 /// Expired holds in the snapshot are released first, in the same decision. A repeated
 /// idempotency key returns the first reservation (in its current state) and holds nothing
@@ -24,6 +24,7 @@ pub fn reserve(
     now: Timestamp,
 ) -> Result<Decision<ReserveOutcome>> {
     check_amount("tokens", cmd.tokens, 1)?;
+    check_model(cmd.model.as_deref())?;
     let expires_at = (MIN_TIMEOUT..=MAX_TIMEOUT)
         .contains(&cmd.timeout)
         .then(|| now.checked_add(cmd.timeout))
@@ -79,11 +80,20 @@ pub fn reserve(
     for id in &chain {
         let budget = work.budget(id).expect("chain() checked every link");
         let wanted = u128::from(budget.used) + u128::from(budget.reserved) + u128::from(cmd.tokens);
-        if wanted > u128::from(budget.limit) {
+        let reason = if budget.closed {
+            Some(RefusalReason::Closed)
+        } else if wanted > u128::from(budget.limit) {
+            Some(RefusalReason::NoRoom)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
             let refusal = Refusal {
                 budget_id: id.clone(),
                 requested: cmd.tokens,
                 available: budget.available(),
+                reason,
+                unit: budget.unit,
             };
             return Ok(Decision {
                 changes: work.finish(),
@@ -102,6 +112,7 @@ pub fn reserve(
         idempotency_key: cmd.idempotency_key.clone(),
         actual: None,
         settled_at: None,
+        model: cmd.model.clone(),
     };
     work.update_chain(&chain, |budget| {
         // Cannot overflow: reserved + tokens <= limit <= i64::MAX was checked above.

@@ -17,6 +17,7 @@ use crate::model::{Budget, Charge, Reservation};
 /// | reserve | the target budget and all its ancestors, and every budget in the chains of `expired` | the reservation with the command's id if it exists (a retry), else the one holding the idempotency key, if any | every held reservation with `expires_at <= now` made on any budget of the target's tree (all budgets sharing its root) |
 /// | commit, rollback, extend | the reservation's budget and all its ancestors, and the chains of `expired` | the reservation | as for reserve, in the reservation's tree |
 /// | charge | the budget and all its ancestors, and the chains of `expired` | — (`charge`: the charge holding the key, if any) | as for reserve |
+/// | update | the budget | — | — |
 /// | sweep | every budget in the chains of the reservations in `expired` | — | held reservations with `expires_at <= now` (any number; a store may cap the batch) |
 ///
 /// Why the whole tree: a hold made on one phase counts on the workflow above it, so a hold on
@@ -67,6 +68,43 @@ pub struct ReserveCommand {
     pub timeout: Duration,
     /// Makes a retry return the first answer.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The model the amount was priced for, kept on the reservation (at most
+    /// [`MAX_MODEL_LEN`](crate::model::MAX_MODEL_LEN) bytes).
+    pub model: Option<String>,
+}
+
+/// Change a budget's limit or open state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateCommand {
+    /// The budget.
+    pub budget_id: BudgetId,
+    /// The new limit, 1 to `i64::MAX`, in the budget's unit; `None` keeps it.
+    pub limit: Option<u64>,
+    /// `Some(true)` closes it, `Some(false)` reopens it; `None` keeps it.
+    pub closed: Option<bool>,
+}
+
+impl UpdateCommand {
+    /// A command that changes nothing yet.
+    pub fn new(budget_id: BudgetId) -> Self {
+        Self {
+            budget_id,
+            limit: None,
+            closed: None,
+        }
+    }
+
+    /// Sets the new limit.
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Closes (`true`) or reopens (`false`) the budget.
+    pub fn closed(mut self, closed: bool) -> Self {
+        self.closed = Some(closed);
+        self
+    }
 }
 
 /// Record `actual` tokens used by a reservation.

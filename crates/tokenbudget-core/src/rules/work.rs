@@ -22,8 +22,10 @@ pub(crate) struct Work {
 }
 
 impl Work {
+    /// The working copy of `snapshot` at `now`, with every loaded periodic budget whose
+    /// window has ended rolled over first ([`Work::roll_over`]).
     pub fn new(snapshot: &Snapshot, now: Timestamp) -> Self {
-        Self {
+        let mut work = Self {
             now,
             budgets: snapshot.budgets.clone(),
             touched: BTreeSet::new(),
@@ -32,6 +34,39 @@ impl Work {
             new_reservation: None,
             new_charge: None,
             events: Vec::new(),
+        };
+        work.roll_over();
+        work
+    }
+
+    /// The lazy period rollover: each loaded budget whose stored window ended at or before
+    /// `now` starts counting again at 0 in the window holding `now`, with one `BUDGET_RESET`
+    /// recording the window that closed and what was used in it, however many windows passed
+    /// without traffic. Reserved tokens and held counts are untouched: a hold made in the
+    /// closed window still holds until it is committed (counting in the window of its
+    /// commit), rolled back or expires.
+    fn roll_over(&mut self) {
+        let now = self.now;
+        for (id, budget) in &mut self.budgets {
+            let (Some(closed), Some(current)) = (budget.window(), budget.window_at(now)) else {
+                continue;
+            };
+            if closed.end > now {
+                continue;
+            }
+            self.events.push(NewEvent {
+                budget_id: id.clone(),
+                at: now,
+                kind: EventKind::BudgetReset {
+                    window_start: closed.start,
+                    window_end: closed.end,
+                    used: budget.used,
+                    next_start: current.start,
+                },
+            });
+            budget.used = 0;
+            budget.window_start = Some(current.start);
+            self.touched.insert(id.clone());
         }
     }
 

@@ -19,7 +19,8 @@ pub struct LogCheck {
 ///
 /// - the log is consistent (nothing released that was not held, no unknown budget);
 /// - every `TOKENS_RESERVED` had room when it was granted:
-///   `used + reserved + tokens <= limit` just before it;
+///   `used + reserved + tokens <= limit` just before it (in the window then current), on a
+///   budget that was open;
 /// - with `strict_limit`, `used + reserved <= limit` for the budget it changed.
 ///
 /// Returns the replayed budgets.
@@ -43,6 +44,12 @@ pub fn check_log(events: &[Event], check: LogCheck) -> Result<BTreeMap<BudgetId,
                 return Err(format!(
                     "event {}: granted {tokens} on {} with used {} + reserved {} and limit {}",
                     event.seq, budget.id, budget.used, budget.reserved, budget.limit
+                ));
+            }
+            if budget.closed {
+                return Err(format!(
+                    "event {}: granted {tokens} on {}, which is closed",
+                    event.seq, budget.id
                 ));
             }
         }

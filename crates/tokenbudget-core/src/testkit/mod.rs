@@ -140,6 +140,12 @@ macro_rules! conformance_tests {
             charge_records_usage_once_even_past_the_limit,
             caller_chosen_reservation_id_names_the_reservation,
             log_tail_sees_every_event_exactly_once,
+            periodic_budget_rolls_over_lazily_once,
+            holds_cross_windows_and_commits_count_where_committed,
+            each_budget_of_a_chain_has_its_own_period,
+            usd_budgets_keep_one_unit_per_chain,
+            update_changes_limits_and_close_refuses_new_holds,
+            reservations_list_by_subtree_and_live_state,
             hammer_hot_budget,
             hammer_workflow_with_phases,
         );

@@ -10,6 +10,13 @@ pub(crate) enum Op {
         name: usize,
         parent: Option<usize>,
         limit: u64,
+        /// A fixed period in seconds, anchored at the creation time.
+        period_secs: Option<u64>,
+    },
+    Update {
+        budget: usize,
+        limit: Option<u64>,
+        closed: Option<bool>,
     },
     Reserve {
         budget: usize,
@@ -55,6 +62,11 @@ pub(crate) enum Answer {
         budget: String,
         requested: u64,
         available: u64,
+        closed: bool,
+    },
+    Updated {
+        limit: u64,
+        closed: bool,
     },
     Committed {
         actual: u64,
@@ -83,9 +95,13 @@ pub(crate) struct MBudget {
     pub name: usize,
     pub parent: Option<usize>,
     pub limit: u64,
+    /// Used in the current window (all time for a budget with no period).
     pub used: u64,
     pub reserved: u64,
     pub held: u64,
+    pub closed: bool,
+    /// `(length, start of the current window)` in microseconds, for a periodic budget.
+    pub period: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +153,22 @@ impl Model {
         self.res[r].state = state;
     }
 
+    /// Every periodic budget whose window ended starts its current window with nothing
+    /// used: done eagerly here, where the stores do it lazily in the next write that loads
+    /// the budget. Answers and live statuses cannot tell the two apart; only the log can
+    /// (one `BUDGET_RESET` per rollover), and replay checks that.
+    fn roll_over(&mut self) {
+        let now = self.now;
+        for b in &mut self.budgets {
+            if let Some((len, start)) = &mut b.period {
+                if now >= *start + *len {
+                    *start += (now - *start) / *len * *len;
+                    b.used = 0;
+                }
+            }
+        }
+    }
+
     fn root(&self, b: usize) -> usize {
         *self.chain(b).last().unwrap()
     }
@@ -176,12 +208,36 @@ impl Model {
     }
 
     pub fn apply(&mut self, op: &Op) -> Answer {
+        self.roll_over();
         let valid_name = |n: usize| NAMES[n] != "bad id";
         match *op {
+            Op::Update {
+                budget,
+                limit,
+                closed,
+            } => {
+                if !valid_name(budget) {
+                    return Answer::Err("InvalidBudgetId");
+                }
+                if limit.is_some_and(|l| l == 0 || l > MAX_TOKENS) {
+                    return Answer::Err("InvalidAmount");
+                }
+                let Some(b) = self.find(budget) else {
+                    return Answer::Err("BudgetNotFound");
+                };
+                let x = &mut self.budgets[b];
+                x.limit = limit.unwrap_or(x.limit);
+                x.closed = closed.unwrap_or(x.closed);
+                Answer::Updated {
+                    limit: x.limit,
+                    closed: x.closed,
+                }
+            }
             Op::Create {
                 name,
                 parent,
                 limit,
+                period_secs,
             } => {
                 if !valid_name(name) || parent.is_some_and(|p| !valid_name(p)) {
                     return Answer::Err("InvalidBudgetId");
@@ -206,6 +262,8 @@ impl Model {
                     used: 0,
                     reserved: 0,
                     held: 0,
+                    closed: false,
+                    period: period_secs.map(|secs| (secs * 1_000_000, self.now)),
                 });
                 Answer::Created
             }
@@ -245,11 +303,14 @@ impl Model {
                 self.expire_tree(b);
                 for &c in &chain {
                     let x = &self.budgets[c];
-                    if x.used as u128 + x.reserved as u128 + tokens as u128 > x.limit as u128 {
+                    if x.closed
+                        || x.used as u128 + x.reserved as u128 + tokens as u128 > x.limit as u128
+                    {
                         return Answer::Refused {
                             budget: NAMES[x.name].to_owned(),
                             requested: tokens,
                             available: x.limit.saturating_sub(x.used.saturating_add(x.reserved)),
+                            closed: x.closed,
                         };
                     }
                 }
@@ -406,6 +467,7 @@ impl Model {
             }
             Op::Advance { secs } => {
                 self.now += secs * 1_000_000;
+                self.roll_over();
                 Answer::Created
             }
             Op::Sweep => {

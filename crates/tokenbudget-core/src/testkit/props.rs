@@ -9,8 +9,10 @@ use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestR
 
 use crate::error::Error;
 use crate::id::{BudgetId, IdempotencyKey, ReservationId};
-use crate::model::{ReservationState, MAX_TOKENS};
-use crate::outcome::ReserveOutcome;
+use crate::model::{NewBudget, ReservationState, MAX_TOKENS};
+use crate::outcome::{RefusalReason, ReserveOutcome};
+use crate::period::{Every, Period};
+use crate::rules::UpdateCommand;
 use crate::testkit::hammer::{verify, Ledger};
 use crate::testkit::model::{Answer, Model, Op, NAMES};
 use crate::testkit::{cases, check_replay_matches_store, tracker, LogCheck, StoreHarness};
@@ -45,11 +47,18 @@ fn amount() -> impl Strategy<Value = u64> {
     ]
 }
 
+/// Periods: none mostly; else a few seconds, so the clock's advances cross windows often.
+fn period() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![3 => Just(None), 2 => prop_oneof![Just(3u64), Just(7), Just(20)].prop_map(Some)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let name = 0..NAMES.len();
     prop_oneof![
-        3 => (name.clone(), proptest::option::weighted(0.6, 0..NAMES.len()), amount())
-            .prop_map(|(name, parent, limit)| Op::Create { name, parent, limit }),
+        3 => (name.clone(), proptest::option::weighted(0.6, 0..NAMES.len()), amount(), period())
+            .prop_map(|(name, parent, limit, period_secs)| Op::Create { name, parent, limit, period_secs }),
+        1 => (0..NAMES.len(), proptest::option::weighted(0.6, amount()), proptest::option::weighted(0.5, any::<bool>()))
+            .prop_map(|(budget, limit, closed)| Op::Update { budget, limit, closed }),
         8 => (name, amount(), prop_oneof![1 => Just(0u64), 9 => 1..=20u64], proptest::option::weighted(0.3, 0..3usize))
             .prop_map(|(budget, tokens, timeout_secs, key)| Op::Reserve { budget, tokens, timeout_secs, key }),
         5 => (0..12usize, amount()).prop_map(|(res, actual)| Op::Commit { res, actual }),
@@ -67,25 +76,30 @@ fn op() -> impl Strategy<Value = Op> {
 /// limits are small, so that holds on one branch, their expiry and reserves on another meet
 /// often: the shape where a due hold elsewhere in the tree decides a grant.
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    let tree = (1..=600u64, 1..=300u64, 1..=300u64).prop_map(|(wf, a, b)| {
-        vec![
-            Op::Create {
-                name: 0,
-                parent: None,
-                limit: wf,
-            },
-            Op::Create {
-                name: 2,
-                parent: Some(0),
-                limit: a,
-            },
-            Op::Create {
-                name: 3,
-                parent: Some(0),
-                limit: b,
-            },
-        ]
-    });
+    let tree = (1..=600u64, 1..=300u64, 1..=300u64, period(), period()).prop_map(
+        |(wf, a, b, wf_period, phase_period)| {
+            vec![
+                Op::Create {
+                    name: 0,
+                    parent: None,
+                    limit: wf,
+                    period_secs: wf_period,
+                },
+                Op::Create {
+                    name: 2,
+                    parent: Some(0),
+                    limit: a,
+                    period_secs: phase_period,
+                },
+                Op::Create {
+                    name: 3,
+                    parent: Some(0),
+                    limit: b,
+                    period_secs: None,
+                },
+            ]
+        },
+    );
     (
         prop_oneof![Just(Vec::new()), tree],
         proptest::collection::vec(op(), 1..40),
@@ -113,6 +127,10 @@ fn error_kind(err: &Error) -> &'static str {
         Error::ChargeConflict { .. } => "ChargeConflict",
         Error::InvalidNote { .. } => "InvalidNote",
         Error::Overflow { .. } => "Overflow",
+        Error::InvalidAmountText { .. } => "InvalidAmountText",
+        Error::InvalidModel { .. } => "InvalidModel",
+        Error::InvalidPeriod { .. } => "InvalidPeriod",
+        Error::UnitMismatch { .. } => "UnitMismatch",
         Error::Config { .. } => "Config",
         Error::Storage { .. } => "Storage",
     }
@@ -132,15 +150,45 @@ async fn apply_real(
             name,
             parent,
             limit,
-        } => match parent {
-            None => t
-                .create_workflow(NAMES[*name], *limit)
+            period_secs,
+        } => {
+            let new = (|| {
+                let id = BudgetId::new(NAMES[*name])?;
+                let mut new = match parent {
+                    None => NewBudget::workflow(id, *limit),
+                    Some(p) => NewBudget::child(id, BudgetId::new(NAMES[*p])?, *limit),
+                };
+                if let Some(secs) = period_secs {
+                    new = new.with_period(Period::new(
+                        Every::Fixed(Duration::from_secs(*secs)),
+                        None,
+                        None,
+                    )?);
+                }
+                Ok(new)
+            })();
+            match new {
+                Ok(new) => t.create_budget(new).await.map(|_| Answer::Created),
+                Err(e) => Err(e),
+            }
+        }
+        Op::Update {
+            budget,
+            limit,
+            closed,
+        } => match BudgetId::new(NAMES[*budget]) {
+            Ok(id) => t
+                .update_budget(UpdateCommand {
+                    budget_id: id,
+                    limit: *limit,
+                    closed: *closed,
+                })
                 .await
-                .map(|_| Answer::Created),
-            Some(p) => t
-                .create_phase(NAMES[*name], NAMES[*p], *limit)
-                .await
-                .map(|_| Answer::Created),
+                .map(|b| Answer::Updated {
+                    limit: b.limit,
+                    closed: b.closed,
+                }),
+            Err(e) => Err(e),
         },
         Op::Reserve {
             budget,
@@ -175,6 +223,7 @@ async fn apply_real(
                         budget: r.budget_id.to_string(),
                         requested: r.requested,
                         available: r.available,
+                        closed: r.reason == RefusalReason::Closed,
                     },
                 })
         }
@@ -256,9 +305,34 @@ pub fn prop_matches_reference_model(h: &dyn StoreHarness) {
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let (used, reserved, held) = model.live(i);
                 prop_assert_eq!(
-                    (s.limit, s.used, s.reserved, s.held),
-                    (b.limit, used, reserved, held),
+                    (s.limit, s.used, s.reserved, s.held, s.closed),
+                    (b.limit, used, reserved, held, b.closed),
                     "live status of budget {}",
+                    NAMES[b.name]
+                );
+                let window = b.period.map(|(len, start)| (start, start + len));
+                let micros = |t: crate::Timestamp| {
+                    u64::try_from(t.as_micros() - crate::testkit::T0.as_micros()).unwrap_or(0)
+                };
+                prop_assert_eq!(
+                    s.window.map(|w| (micros(w.start), micros(w.end))),
+                    window,
+                    "current window of {}",
+                    NAMES[b.name]
+                );
+                let held_below = t
+                    .reservations(
+                        Some(s.id.clone()),
+                        Some(ReservationState::Held),
+                        None,
+                        usize::MAX,
+                    )
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(
+                    held_below.len() as u64,
+                    held,
+                    "reservations held on and below {}",
                     NAMES[b.name]
                 );
                 prop_assert!(

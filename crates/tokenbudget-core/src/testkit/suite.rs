@@ -8,8 +8,9 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::event::{EventKind, ReleaseReason};
 use crate::id::{BudgetId, IdempotencyKey, ReservationId};
-use crate::model::{ReservationState, MAX_DEPTH, MAX_TOKENS};
-use crate::outcome::Grant;
+use crate::model::{NewBudget, ReservationState, Unit, MAX_DEPTH, MAX_TOKENS};
+use crate::outcome::{Grant, RefusalReason};
+use crate::period::{Period, Window};
 use crate::store::EventQuery;
 use crate::testkit::{check_replay_matches_store, tracker, LogCheck, StoreHarness, T0};
 use crate::time::Clock;
@@ -109,7 +110,9 @@ pub async fn create_workflow_and_phase(h: &dyn StoreHarness) {
         events[0].kind,
         EventKind::BudgetCreated {
             parent: Some(id("wf")),
-            limit: 400
+            limit: 400,
+            unit: Unit::Tokens,
+            period: None,
         }
     );
     let listed: Vec<String> = t
@@ -1208,4 +1211,366 @@ pub async fn log_tail_sees_every_event_exactly_once(h: &dyn StoreHarness) {
         .map(|e| e.seq)
         .collect();
     assert_eq!(seen, all, "every event seen");
+}
+
+fn at(text: &str) -> crate::Timestamp {
+    crate::Timestamp::parse(text).expect("valid test time")
+}
+
+async fn create_periodic(t: &Tracker, id_: &str, parent: Option<&str>, limit: u64, period: &str) {
+    let new = match parent {
+        None => NewBudget::workflow(id(id_), limit),
+        Some(p) => NewBudget::child(id(id_), id(p), limit),
+    };
+    let period: Period = period.parse().expect("valid test period");
+    t.create_budget(new.with_period(period))
+        .await
+        .unwrap_or_else(|e| panic!("create {id_}: {e}"));
+}
+
+async fn resets(t: &Tracker, budget: &str) -> Vec<EventKind> {
+    t.events(budget, 0)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| matches!(k, EventKind::BudgetReset { .. }))
+        .collect()
+}
+
+/// A periodic budget starts again at 0 when its window ends, lazily: `status` shows the
+/// current window before any write, the next write stores it with one `BUDGET_RESET` for
+/// the window that closed (however many windows passed), and replay equals the store.
+pub async fn periodic_budget_rolls_over_lazily_once(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    // T0 is 2025-01-01T00:00:00Z.
+    create_periodic(&t, "wf", None, 1_000, "daily").await;
+    let day1 = Window {
+        start: at("2025-01-01T00:00:00Z"),
+        end: at("2025-01-02T00:00:00Z"),
+    };
+    assert_eq!(t.status("wf").await.unwrap().window, Some(day1));
+    clock.advance(Duration::from_secs(6 * 3600));
+    let g = grant(&t, "wf", 900).await;
+    t.commit(g.reservation.id, 800).await.unwrap();
+    let refused = t.reserve("wf", 300, ReserveOptions::new()).await.unwrap();
+    assert_eq!(
+        refused.refused().map(|r| (r.available, r.reason)),
+        Some((200, RefusalReason::NoRoom)),
+        "the window's limit binds within the window"
+    );
+
+    // Three days later, no traffic in between: the status already shows the new window.
+    clock.set(at("2025-01-04T09:30:00Z"));
+    let status = t.status("wf").await.unwrap();
+    let day4 = Window {
+        start: at("2025-01-04T00:00:00Z"),
+        end: at("2025-01-05T00:00:00Z"),
+    };
+    assert_eq!(
+        (status.used, status.available, status.window),
+        (0, 1_000, Some(day4))
+    );
+    assert!(resets(&t, "wf").await.is_empty(), "a read writes nothing");
+    assert_eq!(
+        t.list().await.unwrap()[0],
+        status,
+        "list agrees with status"
+    );
+
+    grant(&t, "wf", 1_000).await;
+    assert_eq!(
+        resets(&t, "wf").await,
+        [EventKind::BudgetReset {
+            window_start: day1.start,
+            window_end: day1.end,
+            used: 800,
+            next_start: day4.start,
+        }],
+        "one reset to the current window, not one per window that passed"
+    );
+    let stored = t.store().budget(&id("wf")).await.unwrap().unwrap();
+    assert_eq!((stored.used, stored.window_start), (0, Some(day4.start)));
+    assert_replay(&t, LogCheck::default()).await;
+}
+
+/// A hold made in a window that closed still holds in the next one until it is settled; its
+/// commit counts in the window in which it is committed.
+pub async fn holds_cross_windows_and_commits_count_where_committed(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    create_periodic(&t, "wf", None, 100, "1h").await;
+    let spent = grant(&t, "wf", 30).await;
+    t.commit(spent.reservation.id, 30).await.unwrap();
+    clock.advance(Duration::from_secs(50 * 60));
+    let open = grant_expiring(&t, "wf", 60, 3 * 3600).await;
+    clock.advance(Duration::from_secs(20 * 60)); // into the second hour
+    let status = t.status("wf").await.unwrap();
+    assert_eq!(
+        (status.used, status.reserved, status.held, status.available),
+        (0, 60, 1, 40),
+        "the hold made last window still holds"
+    );
+    let refused = t.reserve("wf", 41, ReserveOptions::new()).await.unwrap();
+    assert!(
+        refused.refused().is_some(),
+        "the carried hold counts against the new window"
+    );
+    t.commit(open.reservation.id, 55).await.unwrap();
+    let status = t.status("wf").await.unwrap();
+    assert_eq!((status.used, status.reserved, status.held), (55, 0, 0));
+    assert_eq!(
+        resets(&t, "wf").await,
+        [EventKind::BudgetReset {
+            window_start: T0,
+            window_end: at("2025-01-01T01:00:00Z"),
+            used: 30,
+            next_start: at("2025-01-01T01:00:00Z"),
+        }]
+    );
+    assert_replay(&t, LogCheck::default()).await;
+}
+
+/// Each budget of a chain has its own period: a monthly workflow with daily phases rolls
+/// the phase over every day while the workflow keeps counting the month.
+pub async fn each_budget_of_a_chain_has_its_own_period(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    create_periodic(&t, "wf", None, 1_000, "monthly").await;
+    create_periodic(&t, "wf:day", Some("wf"), 400, "daily").await;
+    t.create_phase("wf:life", "wf", 10_000).await.unwrap();
+    for day in 0..3u64 {
+        clock.set(
+            T0.checked_add(Duration::from_secs(day * 86_400 + 3_600))
+                .unwrap(),
+        );
+        let g = grant(&t, "wf:day", 400).await;
+        t.commit(g.reservation.id, 300).await.unwrap();
+        assert_eq!(used_reserved(&t, "wf:day").await, (300, 0), "day {day}");
+    }
+    assert_eq!(used_reserved(&t, "wf").await, (900, 0));
+    // Day 4: the phase has room, the month does not.
+    clock.set(at("2025-01-04T01:00:00Z"));
+    let refused = t
+        .reserve("wf:day", 200, ReserveOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        refused
+            .refused()
+            .map(|r| (r.budget_id.as_str().to_owned(), r.available)),
+        Some(("wf".to_owned(), 100))
+    );
+    assert_eq!(resets(&t, "wf").await, []);
+    assert_eq!(resets(&t, "wf:day").await.len(), 3);
+    // February: the month starts again.
+    clock.set(at("2025-02-01T00:00:00Z"));
+    grant(&t, "wf:life", 1_000).await;
+    let wf = t.status("wf").await.unwrap();
+    assert_eq!(
+        (wf.used, wf.reserved, wf.window.map(|w| w.end)),
+        (0, 1_000, Some(at("2025-03-01T00:00:00Z")))
+    );
+    assert_eq!(t.status("wf:life").await.unwrap().window, None);
+    assert_replay(&t, LogCheck::default()).await;
+}
+
+/// A `usd` budget counts micro-dollars; its children count in its unit (another is
+/// `UnitMismatch`, writing nothing); refusals name the unit; a reservation keeps its model.
+pub async fn usd_budgets_keep_one_unit_per_chain(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    let usd = |id_: &str, parent: Option<&str>, micros: u64| {
+        let new = match parent {
+            None => NewBudget::workflow(id(id_), micros),
+            Some(p) => NewBudget::child(id(id_), id(p), micros),
+        };
+        new.with_unit(Unit::Usd)
+    };
+    t.create_budget(usd("team", None, 20_000_000))
+        .await
+        .unwrap();
+    t.create_budget(usd("team:a", Some("team"), 5_000_000))
+        .await
+        .unwrap();
+    let before = event_count(&t).await;
+    let err = t
+        .create_budget(NewBudget::child(id("team:t"), id("team"), 100))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::UnitMismatch {
+                unit: Unit::Tokens,
+                parent_unit: Unit::Usd,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        event_count(&t).await,
+        before,
+        "a refused create writes nothing"
+    );
+    assert_eq!(t.status("team:a").await.unwrap().unit, Unit::Usd);
+
+    let g = grant_with(
+        &t,
+        "team:a",
+        1_250_000,
+        ReserveOptions::new().with_model("claude-sonnet-4-5"),
+    )
+    .await;
+    let stored = t
+        .store()
+        .reservation(g.reservation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.model.as_deref(), Some("claude-sonnet-4-5"));
+    let refused = t
+        .reserve("team:a", 4_000_000, ReserveOptions::new())
+        .await
+        .unwrap()
+        .refused()
+        .cloned()
+        .expect("no room for $4 of the $3.75 left");
+    assert_eq!((refused.unit, refused.available), (Unit::Usd, 3_750_000));
+    assert_eq!(
+        refused.to_string(),
+        "budget team:a has $3.75 available; $4.00 were requested"
+    );
+    let bad = t
+        .reserve("team:a", 1, ReserveOptions::new().with_model(""))
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, Error::InvalidModel { .. }), "{bad}");
+    assert_replay(&t, LogCheck::default()).await;
+}
+
+/// `update_budget` raises or lowers a limit (below what is used too) with `BUDGET_UPDATED`;
+/// closing refuses new reservations on the budget and below it while held ones still commit
+/// and charges still land; reopening grants again; a no-op writes nothing.
+pub async fn update_changes_limits_and_close_refuses_new_holds(h: &dyn StoreHarness) {
+    let (t, _) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 600)]).await;
+    let g = grant(&t, "wf:a", 300).await;
+    t.commit(g.reservation.id, 300).await.unwrap();
+    let lowered = t.update_limit("wf", 200).await.unwrap();
+    assert_eq!((lowered.limit, lowered.used), (200, 300));
+    let status = t.status("wf").await.unwrap();
+    assert_eq!((status.available, status.exhausted), (0, true));
+    assert!(t
+        .reserve("wf:a", 1, ReserveOptions::new())
+        .await
+        .unwrap()
+        .refused()
+        .is_some());
+    t.update_limit("wf", 2_000).await.unwrap();
+    let held = grant(&t, "wf:a", 100).await;
+
+    t.close("wf").await.unwrap();
+    let refused = t.reserve("wf:a", 10, ReserveOptions::new()).await.unwrap();
+    assert_eq!(
+        refused
+            .refused()
+            .map(|r| (r.budget_id.as_str().to_owned(), r.reason)),
+        Some(("wf".to_owned(), RefusalReason::Closed)),
+        "a closed workflow refuses its phases' reserves"
+    );
+    assert!(t.status("wf").await.unwrap().closed);
+    t.commit(held.reservation.id, 80).await.unwrap();
+    let key = IdempotencyKey::new("closed-charge").unwrap();
+    t.charge("wf:a", 5, key, None).await.unwrap();
+    assert_eq!(used_reserved(&t, "wf").await, (385, 0));
+
+    let before = event_count(&t).await;
+    t.close("wf").await.unwrap();
+    t.update_limit("wf", 2_000).await.unwrap();
+    assert_eq!(
+        event_count(&t).await,
+        before,
+        "updates that change nothing write nothing"
+    );
+    t.reopen("wf").await.unwrap();
+    grant(&t, "wf:a", 10).await;
+
+    let kinds: Vec<&'static str> = t
+        .events("wf", 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.type_name())
+        .filter(|k| k.starts_with("BUDGET_"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "BUDGET_CREATED",
+            "BUDGET_UPDATED",
+            "BUDGET_UPDATED",
+            "BUDGET_CLOSED",
+            "BUDGET_REOPENED"
+        ]
+    );
+    let missing = t.update_limit("nope", 5).await.unwrap_err();
+    assert!(matches!(missing, Error::BudgetNotFound { .. }), "{missing}");
+    let zero = t.update_limit("wf", 0).await.unwrap_err();
+    assert!(matches!(zero, Error::InvalidAmount { .. }), "{zero}");
+    assert_replay(&t, LogCheck::default()).await;
+}
+
+/// `reservations` lists a budget's subtree, filters by the state seen now (a due hold is
+/// expired before any write releases it) and pages by id without gaps or repeats.
+pub async fn reservations_list_by_subtree_and_live_state(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 10_000, &[("wf:a", 5_000), ("wf:b", 5_000)]).await;
+    t.create_workflow("other", 100).await.unwrap();
+    let on_wf = grant(&t, "wf", 10).await.reservation.id;
+    let a1 = grant(&t, "wf:a", 20).await.reservation.id;
+    let a2 = grant_expiring(&t, "wf:a", 30, 1).await.reservation.id;
+    let b1 = grant(&t, "wf:b", 40).await.reservation.id;
+    t.commit(b1, 40).await.unwrap();
+    let elsewhere = grant(&t, "other", 5).await.reservation.id;
+    clock.advance(Duration::from_secs(2));
+
+    let ids =
+        |list: Vec<crate::model::Reservation>| list.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = ids(t.reservations(None, None, None, usize::MAX).await.unwrap());
+    let mut want = vec![on_wf, a1, a2, b1, elsewhere];
+    want.sort();
+    assert_eq!(all, want);
+    let under_a = ids(t
+        .reservations(Some(id("wf:a")), None, None, 100)
+        .await
+        .unwrap());
+    assert_eq!(under_a, [a1, a2]);
+    let wf_held = ids(t
+        .reservations(Some(id("wf")), Some(ReservationState::Held), None, 100)
+        .await
+        .unwrap());
+    assert_eq!(wf_held, [on_wf, a1], "the due hold is not held any more");
+    let expired = t
+        .reservations(None, Some(ReservationState::Expired), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(expired), [a2]);
+    let committed = ids(t
+        .reservations(Some(id("wf")), Some(ReservationState::Committed), None, 100)
+        .await
+        .unwrap());
+    assert_eq!(committed, [b1]);
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = t.reservations(None, None, after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        paged.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(paged, want);
+    let missing = t
+        .reservations(Some(id("nope")), None, None, 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::BudgetNotFound { .. }), "{missing}");
 }

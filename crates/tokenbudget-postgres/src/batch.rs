@@ -219,7 +219,7 @@ fn read_reservations(
     let first = rows
         .first()
         .ok_or_else(|| PgError::corrupt("read", "no row with the decision's time"))?;
-    let now = Timestamp::from_micros(first.try_get(12)?);
+    let now = Timestamp::from_micros(first.try_get(13)?);
     let mut reservations = BTreeMap::new();
     let mut due = BTreeSet::new();
     for row in rows {
@@ -227,7 +227,7 @@ fn read_reservations(
             continue;
         }
         let reservation = rows::reservation(row)?;
-        let (target, is_due): (bool, bool) = (row.try_get(9)?, row.try_get(11)?);
+        let (target, is_due): (bool, bool) = (row.try_get(10)?, row.try_get(12)?);
         if is_due {
             due.insert(reservation.id);
         }

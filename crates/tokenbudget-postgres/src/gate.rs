@@ -263,6 +263,10 @@ mod tests {
             reserved: 0,
             held: 0,
             created_at: Timestamp::from_micros(0),
+            unit: tokenbudget_core::Unit::Tokens,
+            period: None,
+            window_start: None,
+            closed: false,
         }
     }
 
@@ -312,6 +316,7 @@ mod tests {
                             idempotency_key: None,
                             actual: None,
                             settled_at: None,
+                            model: None,
                         },
                         released: 1,
                     }))

@@ -8,10 +8,10 @@ use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use tokenbudget_core::model::live_statuses;
-use tokenbudget_core::rules::{self, Snapshot};
+use tokenbudget_core::rules::{self, Snapshot, UpdateCommand};
 use tokenbudget_core::{
     Budget, BudgetId, Event, EventQuery, IdempotencyKey, NewBudget, Reservation, ReservationId,
-    Status, SweepOutcome, Timestamp,
+    ReservationQuery, Status, SweepOutcome, Timestamp,
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -102,6 +102,42 @@ impl Op for Create {
     }
 }
 
+pub(crate) struct Update {
+    pub(crate) cmd: UpdateCommand,
+    pub(crate) now: Timestamp,
+}
+
+#[async_trait]
+impl Op for Update {
+    type Output = Budget;
+
+    fn name(&self) -> &'static str {
+        "update_budget"
+    }
+
+    /// A repeat finds the budget as the first attempt left it and changes nothing more.
+    fn safe_to_repeat(&self) -> bool {
+        true
+    }
+
+    async fn attempt(&self, tx: &mut Tx<'_>, _retry: Retry) -> Result<Budget, PgError> {
+        let seeds = vec![self.cmd.budget_id.as_str()];
+        let caller_now = tx.caller_now(self.now);
+        let no_reservations: Vec<Uuid> = Vec::new();
+        let (locked, time) = tx
+            .begin(
+                (sql::LOCK_BATCH, &[&seeds, &no_reservations]),
+                Some((sql::CLOCK, &[&caller_now])),
+            )
+            .await?;
+        let now = clock(&time)?;
+        let mut budgets = locked_budgets(&locked)?;
+        let snapshot = Snapshot::with_budgets(budgets.remove(&self.cmd.budget_id));
+        tx.apply(rules::update_budget(&snapshot, &self.cmd, now))
+            .await
+    }
+}
+
 pub(crate) struct Sweep {
     pub(crate) now: Timestamp,
     pub(crate) max: usize,
@@ -183,6 +219,8 @@ pub(crate) enum Read {
     Statuses(Timestamp),
     /// The charge with this key.
     Charge(IdempotencyKey),
+    /// Reservations as the query asks.
+    Reservations(ReservationQuery),
 }
 
 #[derive(Default)]
@@ -194,6 +232,7 @@ pub(crate) struct ReadResult {
     pub(crate) next: (u64, u64),
     pub(crate) statuses: Vec<Status>,
     pub(crate) charge: Option<tokenbudget_core::Charge>,
+    pub(crate) reservations: Vec<Reservation>,
 }
 
 #[async_trait]
@@ -210,6 +249,7 @@ impl Op for Read {
             Self::Status(..) => "status",
             Self::Statuses(_) => "statuses",
             Self::Charge(_) => "charge_by_key",
+            Self::Reservations(_) => "reservations",
         }
     }
 
@@ -265,15 +305,41 @@ impl Op for Read {
                 let now = tx.caller_now(*now);
                 let rows = tx.query(sql::STATUS, &[&id.as_str(), &now]).await?;
                 let (budgets, due) = budgets_and_due(&rows)?;
-                if let Some(budget) = budgets.first() {
-                    result.statuses.push(Status::live(budget, &due));
+                if let (Some(budget), Some(row)) = (budgets.first(), rows.first()) {
+                    let now = rows::status_clock(row)?;
+                    result.statuses.push(Status::live(budget, &due, now));
                 }
             }
             Self::Statuses(now) => {
                 let now = tx.caller_now(*now);
                 let rows = tx.query(sql::STATUSES, &[&now]).await?;
                 let (budgets, due) = budgets_and_due(&rows)?;
-                result.statuses = live_statuses(budgets, &due);
+                // The database's clock when the store decides by it (one value per statement).
+                let now = match rows.first() {
+                    Some(row) => rows::status_clock(row)?,
+                    None => Timestamp::EPOCH,
+                };
+                result.statuses = live_statuses(budgets, &due, now);
+            }
+            Self::Reservations(query) => {
+                let now = tx.caller_now(query.now);
+                let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+                let rows = tx
+                    .query(
+                        sql::RESERVATIONS,
+                        &[
+                            &query.budget_id.as_ref().map(BudgetId::as_str),
+                            &query.state.map(|s| s.as_str()),
+                            &now,
+                            &query.after.map(|id| *id.as_uuid()),
+                            &limit,
+                        ],
+                    )
+                    .await?;
+                result.reservations = rows
+                    .iter()
+                    .map(rows::reservation)
+                    .collect::<Result<_, _>>()?;
             }
             Self::Charge(key) => {
                 let rows = tx.query(sql::CHARGE, &[&key.as_str()]).await?;

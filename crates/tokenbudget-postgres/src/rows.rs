@@ -5,8 +5,8 @@
 
 use tokenbudget_core::rules::Changes;
 use tokenbudget_core::{
-    Budget, BudgetId, Charge, Event, EventKind, IdempotencyKey, NewEvent, Reservation,
-    ReservationId, ReservationState, Timestamp,
+    Budget, BudgetId, Charge, Event, EventKind, IdempotencyKey, NewEvent, Period, Reservation,
+    ReservationId, ReservationState, Timestamp, Unit,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -40,6 +40,19 @@ pub(crate) fn budget(row: &Row) -> Result<Budget, PgError> {
         reserved: amount("budget reserved", row.try_get(4)?)?,
         held: amount("budget held", row.try_get(5)?)?,
         created_at: Timestamp::from_micros(row.try_get(6)?),
+        unit: {
+            let unit: String = row.try_get(7)?;
+            Unit::parse(&unit).ok_or_else(|| PgError::corrupt("budget unit", unit))?
+        },
+        period: row
+            .try_get::<_, Option<String>>(8)?
+            .map(|p| p.parse::<Period>())
+            .transpose()
+            .map_err(|e| PgError::corrupt("budget period", e))?,
+        window_start: row
+            .try_get::<_, Option<i64>>(9)?
+            .map(Timestamp::from_micros),
+        closed: row.try_get(10)?,
     })
 }
 
@@ -71,6 +84,7 @@ fn reservation_at(row: &Row, at: usize) -> Result<Reservation, PgError> {
         settled_at: row
             .try_get::<_, Option<i64>>(at + 8)?
             .map(Timestamp::from_micros),
+        model: row.try_get(at + 9)?,
     })
 }
 
@@ -103,10 +117,16 @@ pub(crate) fn charge(row: &Row) -> Result<Charge, PgError> {
 /// and, when the row has one, a due reservation.
 pub(crate) fn budget_and_due(row: &Row) -> Result<(Budget, Option<Reservation>), PgError> {
     let budget = budget(row)?;
-    if row.try_get::<_, Option<Uuid>>(7)?.is_none() {
+    if row.try_get::<_, Option<Uuid>>(11)?.is_none() {
         return Ok((budget, None));
     }
-    Ok((budget, Some(reservation_at(row, 7)?)))
+    Ok((budget, Some(reservation_at(row, 11)?)))
+}
+
+/// The decision's time of a [`STATUS`](crate::sql::STATUS) or
+/// [`STATUSES`](crate::sql::STATUSES) row: its last column.
+pub(crate) fn status_clock(row: &Row) -> Result<Timestamp, PgError> {
+    Ok(Timestamp::from_micros(row.try_get(21)?))
 }
 
 /// A row of [`LOG_AFTER`](crate::sql::LOG_AFTER): the event and its transaction id.
@@ -192,6 +212,13 @@ pub(crate) struct WriteParams {
     e_type: Vec<&'static str>,
     e_reservation: Vec<Option<Uuid>>,
     e_kind: Vec<serde_json::Value>,
+    nb_unit: Vec<&'static str>,
+    nb_period: Vec<Option<String>>,
+    nb_window: Vec<Option<i64>>,
+    nb_closed: Vec<bool>,
+    b_window: Vec<Option<i64>>,
+    b_closed: Vec<bool>,
+    nr_model: Vec<Option<String>>,
 }
 
 impl WriteParams {
@@ -208,6 +235,10 @@ impl WriteParams {
             p.nb_reserved.push(bigint(b.reserved)?);
             p.nb_held.push(bigint(b.held)?);
             p.nb_created.push(b.created_at.as_micros());
+            p.nb_unit.push(b.unit.as_str());
+            p.nb_period.push(b.period.map(|p| p.to_string()));
+            p.nb_window.push(b.window_start.map(Timestamp::as_micros));
+            p.nb_closed.push(b.closed);
         }
         for b in &changes.budgets {
             p.b_id.push(b.id.to_string());
@@ -215,6 +246,8 @@ impl WriteParams {
             p.b_used.push(bigint(b.used)?);
             p.b_reserved.push(bigint(b.reserved)?);
             p.b_held.push(bigint(b.held)?);
+            p.b_window.push(b.window_start.map(Timestamp::as_micros));
+            p.b_closed.push(b.closed);
         }
         for r in &changes.new_reservations {
             p.nr_id.push(*r.id.as_uuid());
@@ -227,6 +260,7 @@ impl WriteParams {
                 .push(r.idempotency_key.as_ref().map(|k| k.as_str().to_owned()));
             p.nr_actual.push(r.actual.map(bigint).transpose()?);
             p.nr_settled.push(r.settled_at.map(Timestamp::as_micros));
+            p.nr_model.push(r.model.clone());
         }
         for r in &changes.reservations {
             p.r_id.push(*r.id.as_uuid());
@@ -256,7 +290,7 @@ impl WriteParams {
     }
 
     /// The parameters, in statement order.
-    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 36] {
+    pub(crate) fn as_params(&self) -> [&(dyn ToSql + Sync); 43] {
         [
             &self.nb_id,
             &self.nb_parent,
@@ -294,6 +328,13 @@ impl WriteParams {
             &self.nc_tokens,
             &self.nc_note,
             &self.nc_at,
+            &self.nb_unit,
+            &self.nb_period,
+            &self.nb_window,
+            &self.nb_closed,
+            &self.b_window,
+            &self.b_closed,
+            &self.nr_model,
         ]
     }
 }

@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "usage ledger",
         include_str!("../migrations/0003_ledger.sql"),
     ),
+    (
+        4,
+        "periods_units_admin",
+        include_str!("../migrations/0004_periods_units_admin.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

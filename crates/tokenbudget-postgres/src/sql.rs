@@ -40,7 +40,7 @@
 /// The columns of a budget row, in the order `rows::budget` reads them.
 macro_rules! budget_columns {
     () => {
-        "id, parent, limit_tokens, used, reserved, held, created_at"
+        "id, parent, limit_tokens, used, reserved, held, created_at, unit, period, window_start, closed"
     };
 }
 
@@ -48,7 +48,7 @@ macro_rules! budget_columns {
 /// `root` is not part of the model).
 macro_rules! reservation_columns {
     () => {
-        "id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual, settled_at"
+        "id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual, settled_at, model"
     };
 }
 
@@ -195,34 +195,42 @@ pub(crate) const READ_DUE: &str = concat!(
 /// - `$13..$21`: the new reservation (its `root` from its budget's chain); `$22..$25` and
 ///   `$31`: reservation updates;
 /// - `$32..$36`: the new charge;
+/// - `$37..$40`: the new budget's unit, period, window start and closed flag; `$41..$42`:
+///   the updated budgets' window start and closed flag; `$43`: the new reservation's model;
 /// - `$26..$30`: events, inserted in array order, so `seq` follows the decision's order (each
 ///   stamped with this transaction's id by the column's default).
 pub(crate) const WRITE_CHANGES: &str = "\
 WITH new_budget AS (
-    INSERT INTO budgets (id, parent, chain, limit_tokens, used, reserved, held, created_at)
+    INSERT INTO budgets (id, parent, chain, limit_tokens, used, reserved, held, created_at,
+                         unit, period, window_start, closed)
     SELECT n.id, n.parent,
            n.id || coalesce((SELECT p.chain FROM budgets AS p WHERE p.id = n.parent), '{}'),
-           n.limit_tokens, n.used, n.reserved, n.held, n.created_at
+           n.limit_tokens, n.used, n.reserved, n.held, n.created_at, n.unit, n.period,
+           n.window_start, n.closed
     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                $6::bigint[], $7::bigint[])
-        AS n (id, parent, limit_tokens, used, reserved, held, created_at)
+                $6::bigint[], $7::bigint[], $37::text[], $38::text[], $39::bigint[],
+                $40::boolean[])
+        AS n (id, parent, limit_tokens, used, reserved, held, created_at, unit, period,
+              window_start, closed)
 ), budget_updates AS (
     UPDATE budgets AS b
-    SET limit_tokens = u.limit_tokens, used = u.used, reserved = u.reserved, held = u.held
-    FROM unnest($8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
-        AS u (id, limit_tokens, used, reserved, held)
+    SET limit_tokens = u.limit_tokens, used = u.used, reserved = u.reserved, held = u.held,
+        window_start = u.window_start, closed = u.closed
+    FROM unnest($8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+                $41::bigint[], $42::boolean[])
+        AS u (id, limit_tokens, used, reserved, held, window_start, closed)
     WHERE b.id = u.id
 ), new_reservation AS (
     INSERT INTO reservations (id, budget_id, root, tokens, state, created_at, expires_at,
-                              idempotency_key, actual, settled_at)
+                              idempotency_key, actual, settled_at, model)
     SELECT n.id, n.budget_id,
            (SELECT b.chain[cardinality(b.chain)] FROM budgets AS b WHERE b.id = n.budget_id),
            n.tokens, n.state, n.created_at, n.expires_at, n.idempotency_key, n.actual,
-           n.settled_at
+           n.settled_at, n.model
     FROM unnest($13::uuid[], $14::text[], $15::bigint[], $16::text[], $17::bigint[],
-                $18::bigint[], $19::text[], $20::bigint[], $21::bigint[])
+                $18::bigint[], $19::text[], $20::bigint[], $21::bigint[], $43::text[])
         AS n (id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual,
-              settled_at)
+              settled_at, model)
 ), reservation_updates AS (
     UPDATE reservations AS r
     SET state = u.state, actual = u.actual, settled_at = u.settled_at, expires_at = u.expires_at
@@ -251,7 +259,8 @@ pub(crate) const STATUS: &str = concat!(
     "WITH clock AS MATERIALIZED (SELECT ",
     clock!("$2"),
     " AS now)\n",
-    "SELECT b.id, b.parent, b.limit_tokens, b.used, b.reserved, b.held, b.created_at, r.*\n",
+    "SELECT b.id, b.parent, b.limit_tokens, b.used, b.reserved, b.held, b.created_at, b.unit,\n",
+    "       b.period, b.window_start, b.closed, r.*, clock.now\n",
     "FROM budgets AS b CROSS JOIN clock LEFT JOIN LATERAL (\n",
     "    SELECT ",
     reservation_columns!(),
@@ -270,7 +279,8 @@ pub(crate) const STATUSES: &str = concat!(
     "WITH clock AS MATERIALIZED (SELECT ",
     clock!("$1"),
     " AS now)\n",
-    "SELECT b.id, b.parent, b.limit_tokens, b.used, b.reserved, b.held, b.created_at, r.*\n",
+    "SELECT b.id, b.parent, b.limit_tokens, b.used, b.reserved, b.held, b.created_at, b.unit,\n",
+    "       b.period, b.window_start, b.closed, r.*, clock.now\n",
     "FROM budgets AS b CROSS JOIN clock LEFT JOIN LATERAL (\n",
     "    SELECT ",
     reservation_columns!(),
@@ -287,6 +297,25 @@ pub(crate) const BUDGET: &str =
 /// Every budget, by id.
 pub(crate) const LIST_BUDGETS: &str =
     concat!("SELECT ", budget_columns!(), " FROM budgets ORDER BY id");
+
+/// Reservations made on budget `$1` or below it (every budget when NULL), in state `$2` as seen
+/// at `$3` (NULL: the database's clock; a held one past its expiry is expired; any state when NULL), with an id after `$4`,
+/// at most `$5`, by id.
+pub(crate) const RESERVATIONS: &str = concat!(
+    "WITH clock AS MATERIALIZED (SELECT ",
+    clock!("$3"),
+    " AS now)\n",
+    "SELECT ",
+    reservation_columns!(),
+    " FROM reservations, clock\n",
+    "WHERE ($1::text IS NULL OR budget_id IN (SELECT id FROM budgets WHERE $1::text = ANY (chain)))\n",
+    "  AND ($2::text IS NULL\n",
+    "       OR ($2 = 'held' AND state = 'held' AND expires_at > clock.now)\n",
+    "       OR ($2 = 'expired' AND (state = 'expired' OR (state = 'held' AND expires_at <= clock.now)))\n",
+    "       OR ($2 NOT IN ('held', 'expired') AND state = $2))\n",
+    "  AND ($4::uuid IS NULL OR id > $4)\n",
+    "ORDER BY id LIMIT $5"
+);
 
 /// One reservation.
 pub(crate) const RESERVATION: &str = concat!(
@@ -340,8 +369,8 @@ mod tests {
                 "{lock}"
             );
             assert!(
-                lock.contains("\nSELECT id, parent, limit_tokens, used, reserved, held, created_at FROM budgets, trees\n\
-                     WHERE id = ANY (ARRAY (SELECT unnest(s.chain) FROM budgets AS s, seeds WHERE s.id = ANY (seeds.ids)))\n"),
+                lock.contains(concat!("\nSELECT ", budget_columns!(), " FROM budgets, trees\n\
+                     WHERE id = ANY (ARRAY (SELECT unnest(s.chain) FROM budgets AS s, seeds WHERE s.id = ANY (seeds.ids)))\n")),
                 "{lock}"
             );
             assert!(

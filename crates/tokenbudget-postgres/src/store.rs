@@ -6,19 +6,19 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokenbudget_core::rules::{
-    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand,
+    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand, UpdateCommand,
 };
 use tokenbudget_core::{
     Budget, BudgetId, BudgetStore, ChargeOutcome, CommitOutcome, Event, EventQuery, ExtendOutcome,
-    IdempotencyKey, LogCursor, LogPage, NewBudget, Reservation, ReservationId, ReserveOutcome,
-    Result, RollbackOutcome, Status, SweepOutcome, Timestamp,
+    IdempotencyKey, LogCursor, LogPage, NewBudget, Reservation, ReservationId, ReservationQuery,
+    ReserveOutcome, Result, RollbackOutcome, Status, SweepOutcome, Timestamp,
 };
 
 use crate::batch::{fail_all, Answer, Answers, Batch, Cmd};
 use crate::config::{redact, Config};
 use crate::error::PgError;
 use crate::gate::{Gate, Runner, Target};
-use crate::ops::{Create, Read, Sweep};
+use crate::ops::{Create, Read, Sweep, Update};
 use crate::pool::{self, PoolStatus};
 use crate::schema;
 use crate::tx::{self, Op, Retry, Shared};
@@ -227,6 +227,16 @@ impl BudgetStore for PostgresStore {
             Answer::Charge(outcome) => Some(outcome),
             _ => None,
         })
+    }
+
+    async fn update_budget(&self, cmd: UpdateCommand, now: Timestamp) -> Result<Budget> {
+        self.write_alone(Update { cmd, now }).await
+    }
+
+    async fn reservations(&self, query: ReservationQuery) -> Result<Vec<Reservation>> {
+        self.read(Read::Reservations(query))
+            .await
+            .map(|r| r.reservations)
     }
 
     async fn charge_by_key(

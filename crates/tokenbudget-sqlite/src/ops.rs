@@ -10,7 +10,7 @@ use std::future::Future;
 use sqlx::SqliteConnection;
 use tokenbudget_core::rules::{
     self, ChargeCommand, CommitCommand, Decision, ExtendCommand, ReserveCommand, RollbackCommand,
-    Snapshot,
+    Snapshot, UpdateCommand,
 };
 use tokenbudget_core::{
     Budget, ChargeOutcome, CommitOutcome, ExtendOutcome, NewBudget, ReservationId, ReserveOutcome,
@@ -58,6 +58,27 @@ impl Operation for Create {
         }
         unit.learn(snapshot.budgets.values());
         Ok(rules::create_budget(&snapshot, &self.new, self.now)?)
+    }
+}
+
+/// Change a budget's limit or open state.
+pub(crate) struct Update {
+    pub cmd: UpdateCommand,
+    pub now: Timestamp,
+}
+
+impl Operation for Update {
+    type Outcome = Budget;
+
+    async fn decide(
+        &self,
+        conn: &mut SqliteConnection,
+        unit: &mut Unit,
+    ) -> Result<Decision<Budget>> {
+        unit.flush(conn).await?;
+        let snapshot = Snapshot::with_budgets(sql::budget_by_id(conn, &self.cmd.budget_id).await?);
+        unit.learn(snapshot.budgets.values());
+        Ok(rules::update_budget(&snapshot, &self.cmd, self.now)?)
     }
 }
 

@@ -34,10 +34,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "usage ledger: records and import checkpoints",
         sql: include_str!("../migrations/0003_ledger.sql"),
     },
+    Migration {
+        version: 4,
+        description: "periodic and usd budgets, closed budgets, reservation models",
+        sql: include_str!("../migrations/0004_periods_units_admin.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokenbudget_schema (
     version     INTEGER PRIMARY KEY NOT NULL,

@@ -5,15 +5,20 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use tokenbudget_core::{
-    Budget, BudgetId, Charge, Event, EventKind, EventQuery, IdempotencyKey, NewEvent, Reservation,
-    ReservationId, ReservationState, Timestamp, MAX_DEPTH,
+    Budget, BudgetId, Charge, Event, EventKind, EventQuery, IdempotencyKey, NewEvent, Period,
+    Reservation, ReservationId, ReservationQuery, ReservationState, Timestamp, Unit, MAX_DEPTH,
 };
 
 use crate::error::{Result, SqliteError};
 
-const BUDGET_COLUMNS: &str = "id, parent, limit_tokens, used, reserved, held, created_at";
-const RESERVATION_COLUMNS: &str =
-    "id, budget_id, tokens, state, created_at, expires_at, idempotency_key, actual, settled_at";
+const BUDGET_COLUMNS: &str =
+    "id, parent, limit_tokens, used, reserved, held, created_at, unit, period, window_start, closed";
+const RESERVATION_COLUMNS: &str = "id, budget_id, tokens, state, created_at, expires_at, \
+                                   idempotency_key, actual, settled_at, model";
+
+/// The columns [`load`] and [`everything_due`] add after `depth` (12 to 16): a budget's
+/// unit, period, window start and closed flag, a reservation's model.
+const BUDGET_EXTRA: &str = "unit, period, window_start, closed, NULL";
 
 /// Where a chain starts.
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +127,7 @@ pub(crate) async fn load(conn: &mut SqliteConnection, want: Want<'_>) -> Result<
     let mut loaded = Loaded::default();
     for row in &rows {
         match row.try_get::<i64, _>(0)? {
-            0 => loaded.budgets.push(budget_at(row, 1)?),
+            0 => loaded.budgets.push(budget_at(row, 1, 11)?),
             1 => loaded
                 .reservations
                 .push(reservation_in(row, LOADED_COLUMNS)?),
@@ -149,9 +154,9 @@ fn load_sql(want: &Want<'_>) -> &'static str {
 }
 
 /// Columns: kind (0 budget, 1 reservation, 2 charge), then
-///   budget:      id,  parent,    limit_tokens, used,       reserved,   held,   created_at, NULL,  NULL,            depth
-///   reservation: id,  budget_id, tokens,       created_at, expires_at, actual, settled_at, state, idempotency_key, 0
-///   charge:      key, budget_id, tokens,       at,         NULL,       NULL,   NULL,       NULL,  note,            0
+///   budget:      id,  parent,    limit_tokens, used,       reserved,   held,   created_at, NULL,  NULL,            depth, unit, period, window_start, closed, NULL
+///   reservation: id,  budget_id, tokens,       created_at, expires_at, actual, settled_at, state, idempotency_key, 0,     NULL, NULL,   NULL,         NULL,   model
+///   charge:      key, budget_id, tokens,       at,         NULL,       NULL,   NULL,       NULL,  note,            0,     NULL, NULL,   NULL,         NULL,   NULL
 /// Budgets come leaf first (`depth`), those only on due holds' chains after the chain.
 fn build_load_sql(of_reservation: bool, by_id: bool, by_key: bool, charge: bool) -> String {
     let mut sql = format!(
@@ -162,9 +167,9 @@ fn build_load_sql(of_reservation: bool, by_id: bool, by_key: bool, charge: bool)
                         UNION SELECT b.parent FROM budgets b JOIN above ON b.id = above.id \
                         WHERE b.parent IS NOT NULL) \
          SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
-                chain.depth FROM budgets JOIN chain USING (id) \
+                chain.depth, {BUDGET_EXTRA} FROM budgets JOIN chain USING (id) \
          UNION SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, \
-                ?2 + 1 FROM budgets \
+                ?2 + 1, {BUDGET_EXTRA} FROM budgets \
                 WHERE id IN (SELECT id FROM above EXCEPT SELECT id FROM chain) \
          UNION SELECT {LOADED} FROM due",
         chain_cte(of_reservation)
@@ -181,8 +186,8 @@ fn build_load_sql(of_reservation: bool, by_id: bool, by_key: bool, charge: bool)
     }
     if charge {
         sql.push_str(
-            " UNION SELECT 2, key, budget_id, tokens, at, NULL, NULL, NULL, NULL, note, 0 \
-             FROM charges WHERE key = ?6",
+            " UNION SELECT 2, key, budget_id, tokens, at, NULL, NULL, NULL, NULL, note, 0, \
+             NULL, NULL, NULL, NULL, NULL FROM charges WHERE key = ?6",
         );
     }
     sql.push_str(" ORDER BY 1, 11");
@@ -192,7 +197,7 @@ fn build_load_sql(of_reservation: bool, by_id: bool, by_key: bool, charge: bool)
 /// The reservation rows of [`load`]. `UNION` (not `UNION ALL`): a reservation both due and
 /// asked for by id comes once.
 const LOADED: &str = "1, id, budget_id, tokens, created_at, expires_at, actual, settled_at, \
-                      state, idempotency_key, 0";
+                      state, idempotency_key, 0, NULL, NULL, NULL, NULL, model";
 
 /// The charge with `key`.
 pub(crate) async fn charge_by_key(
@@ -218,8 +223,8 @@ pub(crate) async fn everything_due(
     now: Timestamp,
 ) -> Result<(Vec<Budget>, Vec<Reservation>)> {
     let sql = format!(
-        "SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, 0 \
-         FROM budgets \
+        "SELECT 0, id, parent, limit_tokens, used, reserved, held, created_at, NULL, NULL, 0, \
+         {BUDGET_EXTRA} FROM budgets \
          UNION ALL SELECT {LOADED} FROM reservations WHERE state = 'held' AND expires_at <= ?1 \
          ORDER BY 1, 2"
     );
@@ -230,7 +235,7 @@ pub(crate) async fn everything_due(
     let (mut budgets, mut due) = (Vec::new(), Vec::new());
     for row in &rows {
         if row.try_get::<i64, _>(0)? == 0 {
-            budgets.push(budget_at(row, 1)?);
+            budgets.push(budget_at(row, 1, 11)?);
         } else {
             due.push(reservation_in(row, LOADED_COLUMNS)?);
         }
@@ -277,6 +282,44 @@ pub(crate) async fn reservation_by_id(
         .as_ref()
         .map(reservation)
         .transpose()
+}
+
+/// Reservations as `query` asks, ordered by id: the subtree by a recursive walk down from
+/// the budget, the live state by comparing `expires_at` with `now` for held rows.
+pub(crate) async fn reservations(
+    conn: &mut SqliteConnection,
+    query: &ReservationQuery,
+) -> Result<Vec<Reservation>> {
+    let columns = RESERVATION_COLUMNS
+        .split(", ")
+        .map(|c| format!("r.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH RECURSIVE under (id, depth) AS ( \
+             SELECT ?1, 0 WHERE ?1 IS NOT NULL \
+             UNION ALL SELECT b.id, under.depth + 1 FROM budgets b JOIN under ON b.parent = under.id \
+             WHERE under.depth < ?6) \
+         SELECT {columns} FROM reservations r \
+         WHERE (?1 IS NULL OR r.budget_id IN (SELECT id FROM under)) \
+           AND (?2 IS NULL \
+                OR (?2 = 'held' AND r.state = 'held' AND r.expires_at > ?3) \
+                OR (?2 = 'expired' AND (r.state = 'expired' \
+                                        OR (r.state = 'held' AND r.expires_at <= ?3))) \
+                OR (?2 NOT IN ('held', 'expired') AND r.state = ?2)) \
+           AND (?4 IS NULL OR r.id > ?4) \
+         ORDER BY r.id LIMIT ?5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(query.budget_id.as_ref().map(BudgetId::as_str))
+        .bind(query.state.map(ReservationState::as_str))
+        .bind(query.now.as_micros())
+        .bind(query.after.map(|id| id.to_string()))
+        .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+        .bind(MAX_DEPTH as i64)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(reservation).collect()
 }
 
 /// Up to `max` held reservations whose expiry is at or before `now`, earliest first.
@@ -353,9 +396,9 @@ const MAX_ROWS: usize = 64;
 pub(crate) async fn flush(conn: &mut SqliteConnection, flush: Flush<'_>) -> Result<()> {
     for rows in chunks(flush.new_budgets) {
         let sql = format!(
-            "INSERT INTO budgets (id, parent, limit_tokens, used, reserved, held, created_at) \
-             VALUES {}",
-            placeholders(rows.len(), 7)
+            "INSERT INTO budgets (id, parent, limit_tokens, used, reserved, held, created_at, \
+             unit, period, window_start, closed) VALUES {}",
+            placeholders(rows.len(), 11)
         );
         let mut query = sqlx::query(&sql);
         for b in rows {
@@ -366,16 +409,20 @@ pub(crate) async fn flush(conn: &mut SqliteConnection, flush: Flush<'_>) -> Resu
                 .bind(amount("used", b.used)?)
                 .bind(amount("reserved", b.reserved)?)
                 .bind(amount("held", b.held)?)
-                .bind(b.created_at.as_micros());
+                .bind(b.created_at.as_micros())
+                .bind(b.unit.as_str())
+                .bind(b.period.map(|p| p.to_string()))
+                .bind(b.window_start.map(Timestamp::as_micros))
+                .bind(b.closed);
         }
         query.execute(&mut *conn).await?;
     }
     for rows in chunks(flush.budgets) {
         let sql = format!(
             "UPDATE budgets SET limit_tokens = u.column2, used = u.column3, \
-             reserved = u.column4, held = u.column5 \
+             reserved = u.column4, held = u.column5, window_start = u.column6, closed = u.column7 \
              FROM (VALUES {}) AS u WHERE budgets.id = u.column1",
-            placeholders(rows.len(), 5)
+            placeholders(rows.len(), 7)
         );
         let mut query = sqlx::query(&sql);
         for b in rows {
@@ -384,15 +431,17 @@ pub(crate) async fn flush(conn: &mut SqliteConnection, flush: Flush<'_>) -> Resu
                 .bind(amount("limit", b.limit)?)
                 .bind(amount("used", b.used)?)
                 .bind(amount("reserved", b.reserved)?)
-                .bind(amount("held", b.held)?);
+                .bind(amount("held", b.held)?)
+                .bind(b.window_start.map(Timestamp::as_micros))
+                .bind(b.closed);
         }
         query.execute(&mut *conn).await?;
     }
     for rows in chunks(flush.new_reservations) {
         let sql = format!(
             "INSERT INTO reservations (id, budget_id, root, tokens, state, created_at, \
-             expires_at, idempotency_key, actual, settled_at) VALUES {}",
-            placeholders(rows.len(), 10)
+             expires_at, idempotency_key, actual, settled_at, model) VALUES {}",
+            placeholders(rows.len(), 11)
         );
         let mut query = sqlx::query(&sql);
         for (r, root) in rows {
@@ -406,7 +455,8 @@ pub(crate) async fn flush(conn: &mut SqliteConnection, flush: Flush<'_>) -> Resu
                 .bind(r.expires_at.as_micros())
                 .bind(r.idempotency_key.as_ref().map(IdempotencyKey::as_str))
                 .bind(r.actual.map(|a| amount("actual", a)).transpose()?)
-                .bind(r.settled_at.map(Timestamp::as_micros));
+                .bind(r.settled_at.map(Timestamp::as_micros))
+                .bind(r.model.as_deref());
         }
         query.execute(&mut *conn).await?;
     }
@@ -501,12 +551,24 @@ fn budget_id(what: &'static str, text: String) -> Result<BudgetId> {
 }
 
 fn budget(row: &SqliteRow) -> Result<Budget> {
-    budget_at(row, 0)
+    budget_at(row, 0, 7)
 }
 
-/// A budget whose seven columns start at column `at`.
-fn budget_at(row: &SqliteRow, at: usize) -> Result<Budget> {
+/// A budget whose first seven [`BUDGET_COLUMNS`] start at column `at` and whose last four
+/// (unit, period, window start, closed) start at `extra`.
+fn budget_at(row: &SqliteRow, at: usize, extra: usize) -> Result<Budget> {
+    let unit: String = row.try_get(extra)?;
     Ok(Budget {
+        unit: Unit::parse(&unit).ok_or_else(|| SqliteError::corrupt("budget unit", &unit))?,
+        period: row
+            .try_get::<Option<String>, _>(extra + 1)?
+            .map(|p| p.parse::<Period>())
+            .transpose()
+            .map_err(|e| SqliteError::corrupt("budget period", e))?,
+        window_start: row
+            .try_get::<Option<i64>, _>(extra + 2)?
+            .map(Timestamp::from_micros),
+        closed: row.try_get(extra + 3)?,
         id: budget_id("budget id", row.try_get(at)?)?,
         parent: row
             .try_get::<Option<String>, _>(at + 1)?
@@ -526,14 +588,14 @@ fn idempotency_key(key: Option<String>) -> Result<Option<IdempotencyKey>> {
 }
 
 fn reservation(row: &SqliteRow) -> Result<Reservation> {
-    reservation_in(row, [0, 1, 2, 3, 4, 5, 6, 7, 8])
+    reservation_in(row, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
 }
 
 /// Where [`load`]'s reservation rows hold the columns of [`RESERVATION_COLUMNS`].
-const LOADED_COLUMNS: [usize; 9] = [1, 2, 3, 8, 4, 5, 9, 6, 7];
+const LOADED_COLUMNS: [usize; 10] = [1, 2, 3, 8, 4, 5, 9, 6, 7, 15];
 
 /// A reservation whose [`RESERVATION_COLUMNS`] are the row's columns `at`, in that order.
-fn reservation_in(row: &SqliteRow, at: [usize; 9]) -> Result<Reservation> {
+fn reservation_in(row: &SqliteRow, at: [usize; 10]) -> Result<Reservation> {
     let id: String = row.try_get(at[0])?;
     let state: String = row.try_get(at[3])?;
     Ok(Reservation {
@@ -554,6 +616,7 @@ fn reservation_in(row: &SqliteRow, at: [usize; 9]) -> Result<Reservation> {
         settled_at: row
             .try_get::<Option<i64>, _>(at[8])?
             .map(Timestamp::from_micros),
+        model: row.try_get(at[9])?,
     })
 }
 

@@ -15,12 +15,12 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Sqlite, SqliteConnection};
 use tokenbudget_core::model::live_statuses;
 use tokenbudget_core::rules::{
-    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand,
+    ChargeCommand, CommitCommand, ExtendCommand, ReserveCommand, RollbackCommand, UpdateCommand,
 };
 use tokenbudget_core::{
     Budget, BudgetId, BudgetStore, Charge, ChargeOutcome, CommitOutcome, Error, Event, EventQuery,
     ExtendOutcome, IdempotencyKey, LogCursor, LogPage, NewBudget, Reservation, ReservationId,
-    ReserveOutcome, RollbackOutcome, Status, SweepOutcome, Timestamp,
+    ReservationQuery, ReserveOutcome, RollbackOutcome, Status, SweepOutcome, Timestamp,
 };
 use tokio::sync::{oneshot, Mutex, MutexGuard};
 
@@ -439,6 +439,22 @@ impl BudgetStore for SqliteStore {
         self.write(ops::Charge { cmd, now }).await
     }
 
+    async fn update_budget(
+        &self,
+        cmd: UpdateCommand,
+        now: Timestamp,
+    ) -> tokenbudget_core::Result<Budget> {
+        self.write(ops::Update { cmd, now }).await
+    }
+
+    async fn reservations(
+        &self,
+        query: ReservationQuery,
+    ) -> tokenbudget_core::Result<Vec<Reservation>> {
+        let mut conn = self.reader().await?;
+        Ok(sql::reservations(&mut conn, &query).await?)
+    }
+
     async fn charge_by_key(
         &self,
         key: &IdempotencyKey,
@@ -464,7 +480,7 @@ impl BudgetStore for SqliteStore {
         };
         let loaded = sql::load(&mut conn, want).await?;
         drop(conn);
-        Ok(live_statuses(loaded.budgets, &loaded.reservations)
+        Ok(live_statuses(loaded.budgets, &loaded.reservations, now)
             .into_iter()
             .find(|s| &s.id == id))
     }
@@ -474,7 +490,7 @@ impl BudgetStore for SqliteStore {
         let mut conn = self.reader().await?;
         let (budgets, due) = sql::everything_due(&mut conn, now).await?;
         drop(conn);
-        Ok(live_statuses(budgets, &due))
+        Ok(live_statuses(budgets, &due, now))
     }
 
     /// Writes are serialized (one write lock, sequence numbers taken under it, readers see

@@ -313,6 +313,7 @@ mod tests {
             idempotency_key: key.map(|k| IdempotencyKey::new(k).unwrap()),
             actual: None,
             settled_at: None,
+            model: None,
         }
     }
 
@@ -325,6 +326,10 @@ mod tests {
             reserved: 0,
             held: 0,
             created_at: Timestamp::from_micros(0),
+            unit: tokenbudget_core::Unit::Tokens,
+            period: None,
+            window_start: None,
+            closed: false,
         }
     }
 

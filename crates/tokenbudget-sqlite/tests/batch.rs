@@ -38,6 +38,7 @@ fn reserve(n: u128, budget: &str, tokens: u64, timeout_secs: u64) -> ReserveComm
         tokens,
         timeout: Duration::from_secs(timeout_secs),
         idempotency_key: None,
+        model: None,
     }
 }
 
@@ -62,10 +63,9 @@ async fn open() -> (tempfile::TempDir, SqliteStore) {
 }
 
 fn new_budget(name: &str, parent: Option<&str>, limit: u64) -> NewBudget {
-    NewBudget {
-        id: id(name),
-        parent: parent.map(id),
-        limit,
+    match parent {
+        Some(parent) => NewBudget::child(id(name), id(parent), limit),
+        None => NewBudget::workflow(id(name), limit),
     }
 }
 

@@ -67,6 +67,7 @@ fn reserve_cmd(n: u128, budget: &str, tokens: u64) -> ReserveCommand {
         tokens,
         timeout: Duration::from_secs(60),
         idempotency_key: None,
+        model: None,
     }
 }
 
@@ -524,6 +525,8 @@ async fn a_version_1_database_keeps_its_data_and_its_expired_sibling_hold_no_lon
     let created = |parent: Option<&str>| EventKind::BudgetCreated {
         parent: parent.map(id),
         limit: 1000,
+        unit: tokenbudget_core::Unit::Tokens,
+        period: None,
     };
     let reserved = EventKind::TokensReserved {
         reservation_id: r1,

@@ -1,16 +1,20 @@
 //! `tokenbudget budget …`: create, status, list, events.
 
 use serde_json::{json, Value};
-use tokenbudget::{Event, EventKind, NewBudget, ReleaseReason, Status, TokenBudget};
+use tokenbudget::{
+    Budget, Event, EventKind, NewBudget, Period, ReleaseReason, Status, Timestamp, TokenBudget,
+    Unit,
+};
 
-use crate::cli::BudgetCommand;
+use crate::cli::{BudgetCommand, CreateArgs};
 use crate::failure::Failure;
 use crate::output::Out;
+use crate::reserve::{bare, parse_amount, unit_of};
 
 pub async fn run(cmd: BudgetCommand, budgets: &TokenBudget, out: &mut Out) -> Result<(), Failure> {
     match cmd {
-        BudgetCommand::Create { id, limit, parent } => {
-            let new = NewBudget { id, parent, limit };
+        BudgetCommand::Create(args) => {
+            let new = new_budget(args, budgets).await?;
             let status = budgets.create_budget(new).await?.status();
             out.emit(status_json(&status), || {
                 let parent = status
@@ -18,11 +22,30 @@ pub async fn run(cmd: BudgetCommand, budgets: &TokenBudget, out: &mut Out) -> Re
                     .as_ref()
                     .map(|p| format!(" under {p}"))
                     .unwrap_or_default();
+                let period = status
+                    .period
+                    .map(|p| format!(", starting again {}", period_text(&p)))
+                    .unwrap_or_default();
                 format!(
-                    "created budget {}{parent} with limit {}",
-                    status.id, status.limit
+                    "created budget {}{parent} with limit {}{period}",
+                    status.id,
+                    bare(status.unit, status.limit)
                 )
             })
+        }
+        BudgetCommand::Update { id, limit } => {
+            let unit = unit_of(budgets, &id).await?;
+            let limit = parse_amount(unit, "limit", &limit)?;
+            let budget = budgets.update_limit(&id, limit).await?;
+            changed(out, &budget, format!("limit {}", bare(unit, budget.limit)))
+        }
+        BudgetCommand::Close { id } => {
+            let budget = budgets.close(&id).await?;
+            changed(out, &budget, "closed to new reservations".to_owned())
+        }
+        BudgetCommand::Reopen { id } => {
+            let budget = budgets.reopen(&id).await?;
+            changed(out, &budget, "open".to_owned())
         }
         BudgetCommand::Status { id } => {
             let status = budgets.status(&id).await?;
@@ -45,28 +68,97 @@ pub async fn run(cmd: BudgetCommand, budgets: &TokenBudget, out: &mut Out) -> Re
             }
         }
         BudgetCommand::Events { id, after } => {
+            let unit = unit_of(budgets, &id).await?;
             let events = budgets.events(&id, after).await?;
             for event in &events {
-                out.emit(event_json(event), || event_text(event))?;
+                out.emit(event_json(event), || event_text(event, unit))?;
             }
             Ok(())
         }
     }
 }
 
-/// `budget status --json`: `id`, `parent`, `limit`, `used`, `reserved`, `available`,
-/// `exhausted`, `held`.
+/// The budget `budget create` asks for: the limit in its unit (the parent's unless --unit
+/// says otherwise), its period.
+async fn new_budget(args: CreateArgs, budgets: &TokenBudget) -> Result<NewBudget, Failure> {
+    let unit = match (args.unit, &args.parent) {
+        (Some(unit), _) => Unit::from(unit),
+        (None, Some(parent)) => match budgets.store().budget(parent).await? {
+            Some(parent) => parent.unit,
+            None => {
+                return Err(tokenbudget::CoreError::ParentNotFound {
+                    id: args.id,
+                    parent: parent.clone(),
+                }
+                .into())
+            }
+        },
+        (None, None) => Unit::Tokens,
+    };
+    let limit = parse_amount(unit, "limit", &args.limit)?;
+    let mut new = match args.parent {
+        Some(parent) => NewBudget::child(args.id, parent, limit),
+        None => NewBudget::workflow(args.id, limit),
+    }
+    .with_unit(unit);
+    if let Some(every) = &args.period {
+        let anchor = args
+            .anchor
+            .as_deref()
+            .map(Timestamp::parse)
+            .transpose()
+            .map_err(|e| Failure::usage(format!("--anchor: {e}")))?;
+        let period = Period::parse_parts(every, args.tz.as_deref(), anchor)
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        new = new.with_period(period);
+    }
+    Ok(new)
+}
+
+/// The answer to update, close and reopen: the budget's status (JSON) or what changed.
+fn changed(out: &mut Out, budget: &Budget, what: String) -> Result<(), Failure> {
+    let status = budget.status();
+    out.emit(status_json(&status), || {
+        format!("budget {}: {what}", status.id)
+    })
+}
+
+/// `budget status --json`: `id`, `parent`, `unit`, `limit`, `used`, `reserved`,
+/// `available`, `exhausted`, `held`, `closed` (amounts in the unit: micro-dollars for usd),
+/// and for a periodic budget `period` and `window` (`start`, `end`: `used` counts what was
+/// committed in it).
 pub fn status_json(status: &Status) -> Value {
-    json!({
+    let mut value = json!({
         "id": status.id,
         "parent": status.parent,
+        "unit": status.unit,
         "limit": status.limit,
         "used": status.used,
         "reserved": status.reserved,
         "available": status.available,
         "exhausted": status.exhausted,
         "held": status.held,
-    })
+        "closed": status.closed,
+    });
+    if let (Value::Object(map), Some(period), Some(window)) =
+        (&mut value, status.period, status.window)
+    {
+        map.insert("period".into(), json!(period));
+        map.insert("window".into(), json!(window));
+    }
+    value
+}
+
+/// `daily (Europe/Berlin)`, `every 5h`, …
+fn period_text(period: &Period) -> String {
+    let every = match period.every() {
+        tokenbudget::Every::Fixed(len) => format!("every {}", humantime::format_duration(len)),
+        other => other.to_string(),
+    };
+    match period.tz() {
+        Some(tz) => format!("{every} ({})", tz.name()),
+        None => every,
+    }
 }
 
 fn status_text(s: &Status) -> String {
@@ -74,16 +166,32 @@ fn status_text(s: &Status) -> String {
         .parent
         .as_ref()
         .map_or("-".to_owned(), ToString::to_string);
-    format!(
+    let amount = |n: u64| bare(s.unit, n);
+    let mut text = format!(
         "budget     {}\nparent     {parent}\nlimit      {}\nused       {}\nreserved   {} ({} open reservations)\navailable  {}\nexhausted  {}",
         s.id,
-        s.limit,
-        s.used,
-        s.reserved,
+        amount(s.limit),
+        amount(s.used),
+        amount(s.reserved),
         s.held,
-        s.available,
+        amount(s.available),
         if s.exhausted { "yes" } else { "no" },
-    )
+    );
+    if s.unit != Unit::Tokens {
+        text.push_str(&format!("\nunit       {}", s.unit));
+    }
+    if let (Some(period), Some(window)) = (s.period, s.window) {
+        text.push_str(&format!(
+            "\nperiod     {}\nwindow     {} to {} (used counts this window)",
+            period_text(&period),
+            window.start,
+            window.end
+        ));
+    }
+    if s.closed {
+        text.push_str("\nclosed     yes: no new reservations");
+    }
+    text
 }
 
 /// Budgets as aligned columns, with a header.
@@ -105,11 +213,16 @@ fn table(all: &[Status]) -> Vec<String> {
                 s.parent
                     .as_ref()
                     .map_or("-".to_owned(), ToString::to_string),
-                s.limit.to_string(),
-                s.used.to_string(),
-                s.reserved.to_string(),
-                s.available.to_string(),
-                if s.exhausted { "yes" } else { "no" }.to_owned(),
+                bare(s.unit, s.limit),
+                bare(s.unit, s.used),
+                bare(s.unit, s.reserved),
+                bare(s.unit, s.available),
+                match (s.closed, s.exhausted) {
+                    (true, _) => "closed",
+                    (false, true) => "yes",
+                    (false, false) => "no",
+                }
+                .to_owned(),
             ]
         })
         .collect();
@@ -168,18 +281,48 @@ fn event_tokens(kind: &EventKind) -> Option<u64> {
     })
 }
 
-fn event_text(event: &Event) -> String {
+fn event_text(event: &Event, unit: Unit) -> String {
+    let n = |amount: &u64| bare(unit, *amount);
     let detail = match &event.kind {
-        EventKind::BudgetCreated { parent, limit } => match parent {
-            Some(p) => format!("limit {limit}, parent {p}"),
-            None => format!("limit {limit}"),
-        },
+        EventKind::BudgetCreated {
+            parent,
+            limit,
+            period,
+            ..
+        } => {
+            let mut text = format!("limit {}", n(limit));
+            if let Some(p) = parent {
+                text.push_str(&format!(", parent {p}"));
+            }
+            if let Some(period) = period {
+                text.push_str(&format!(", {}", period_text(period)));
+            }
+            text
+        }
+        EventKind::BudgetReset {
+            window_start,
+            window_end,
+            used,
+            next_start,
+        } => format!(
+            "{} used in {window_start} to {window_end}; counting again from {next_start}",
+            n(used)
+        ),
+        EventKind::BudgetUpdated {
+            limit_before,
+            limit,
+        } => format!("limit {} (was {})", n(limit), n(limit_before)),
+        EventKind::BudgetClosed {} => "closed to new reservations".to_owned(),
+        EventKind::BudgetReopened {} => "reopened".to_owned(),
         EventKind::TokensReserved {
             reservation_id,
             origin,
             tokens,
             expires_at,
-        } => format!("{tokens} held by {reservation_id} on {origin}, expires {expires_at}"),
+        } => format!(
+            "{} held by {reservation_id} on {origin}, expires {expires_at}",
+            n(tokens)
+        ),
         EventKind::TokensCommitted {
             reservation_id,
             tokens,
@@ -187,9 +330,9 @@ fn event_text(event: &Event) -> String {
             late,
             ..
         } => {
-            let mut s = format!("{tokens} used by {reservation_id}");
+            let mut s = format!("{} used by {reservation_id}", n(tokens));
             if *overrun > 0 {
-                s.push_str(&format!(", {overrun} over the reservation"));
+                s.push_str(&format!(", {} over the reservation", n(overrun)));
             }
             if *late {
                 s.push_str(", after it expired");
@@ -206,9 +349,9 @@ fn event_text(event: &Event) -> String {
                 ReleaseReason::Rollback => "rolled back",
                 ReleaseReason::Expired => "expired",
             };
-            format!("{tokens} released by {reservation_id} ({why})")
+            format!("{} released by {reservation_id} ({why})", n(tokens))
         }
-        EventKind::BudgetExhausted { used, limit } => format!("{used} used of {limit}"),
+        EventKind::BudgetExhausted { used, limit } => format!("{} used of {}", n(used), n(limit)),
         EventKind::ReservationExtended {
             reservation_id,
             expires_at,
@@ -220,9 +363,9 @@ fn event_text(event: &Event) -> String {
             tokens,
             overrun,
         } => {
-            let mut text = format!("{tokens} tokens charged on {origin}, key {key}");
+            let mut text = format!("{} charged on {origin}, key {key}", unit.format(*tokens));
             if *overrun > 0 {
-                text.push_str(&format!(" ({overrun} past what was available)"));
+                text.push_str(&format!(" ({} past what was available)", n(overrun)));
             }
             text
         }

@@ -13,6 +13,7 @@ mod import;
 mod key;
 mod ledger;
 mod output;
+mod reservations;
 mod reserve;
 mod usage;
 
@@ -93,10 +94,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 Command::Budget(cmd) => budget::run(cmd, &budgets, &mut out).await?,
                 Command::Reserve(args) => reserve::reserve(args, &budgets, &mut out).await?,
-                Command::Commit {
-                    reservation,
-                    actual,
-                } => reserve::commit(reservation, actual, &budgets, &mut out).await?,
+                Command::Commit(args) => reserve::commit(args, &budgets, &mut out).await?,
+                Command::Reservations(cmd) => reservations::run(cmd, &budgets, &mut out).await?,
                 Command::Rollback { reservation } => {
                     reserve::rollback(reservation, &budgets, &mut out).await?
                 }

@@ -3,11 +3,63 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokenbudget::{ReservationId, ReserveOptions, ReserveOutcome, TokenBudget};
+use tokenbudget::prices::PriceTable;
+use tokenbudget::{BudgetId, ReservationId, ReserveOptions, ReserveOutcome, TokenBudget, Unit};
 
-use crate::cli::{ChargeArgs, ReserveArgs};
+use crate::cli::{ChargeArgs, CommitArgs, ReserveArgs, UsageArgs};
 use crate::failure::Failure;
 use crate::output::Out;
+
+/// The unit `budget` counts in (an unknown budget is the core's `BudgetNotFound`).
+pub async fn unit_of(budgets: &TokenBudget, budget: &BudgetId) -> Result<Unit, Failure> {
+    match budgets
+        .store()
+        .budget(budget)
+        .await
+        .map_err(Failure::from)?
+    {
+        Some(b) => Ok(b.unit),
+        None => Err(tokenbudget::CoreError::BudgetNotFound { id: budget.clone() }.into()),
+    }
+}
+
+/// An amount typed in `unit` (tokens, or dollars), a usage error when it does not parse.
+pub fn parse_amount(unit: Unit, field: &'static str, text: &str) -> Result<u64, Failure> {
+    unit.parse_amount(field, text)
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// The embedded price table, with `--prices FILE` over it.
+pub fn price_table(usage: &UsageArgs) -> Result<PriceTable, Failure> {
+    let table = PriceTable::embedded();
+    match &usage.prices {
+        None => Ok(table),
+        Some(path) => Ok(
+            table.with_overrides(PriceTable::from_path(path).map_err(|e| {
+                Failure::usage(format!("reading prices from {}: {e}", path.display()))
+            })?),
+        ),
+    }
+}
+
+/// An amount in `unit` without the word: `1234`, or `$1.25`.
+pub fn bare(unit: Unit, amount: u64) -> String {
+    match unit {
+        Unit::Tokens => amount.to_string(),
+        Unit::Usd => unit.format(amount),
+    }
+}
+
+/// What the usage costs in `unit`, with the price table `--prices` selects.
+fn priced(
+    unit: Unit,
+    model: Option<&str>,
+    args: &UsageArgs,
+    usage: &tokenbudget::prices::Usage,
+) -> Result<u64, Failure> {
+    let table = price_table(args)?;
+    tokenbudget::amount_for(unit, &table, model, usage).map_err(Failure::from)
+}
 
 /// Prints the reservation id (text) or `reservation_id`, `budget_id`, `tokens`, `expires_at`
 /// (JSON). A refusal prints `outcome: "refused"` with the budget that lacked room in JSON,
@@ -24,7 +76,23 @@ pub async fn reserve(
     if let Some(id) = args.id {
         options = options.with_reservation_id(id);
     }
-    match budgets.reserve(&args.budget, args.tokens, options).await? {
+    if let Some(model) = &args.model {
+        options = options.with_model(model.clone());
+    }
+    let unit = unit_of(budgets, &args.budget).await?;
+    let amount = match (&args.amount, args.usage.usage()) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::usage(
+                "give the AMOUNT to hold or the usage by kind (--input, --output, …), not both",
+            ))
+        }
+        (Some(text), None) => parse_amount(unit, "amount", text)?,
+        (None, Some(usage)) => priced(unit, args.model.as_deref(), &args.usage, &usage)?,
+        (None, None) => return Err(Failure::usage(
+            "give the AMOUNT to hold, or --model with the estimated usage (--input N --output N)",
+        )),
+    };
+    match budgets.reserve(&args.budget, amount, options).await? {
         ReserveOutcome::Granted(grant) => {
             let r = &grant.reservation;
             out.emit(
@@ -33,6 +101,8 @@ pub async fn reserve(
                     "reservation_id": r.id,
                     "budget_id": r.budget_id,
                     "tokens": r.tokens,
+                    "unit": unit,
+                    "model": r.model,
                     "expires_at": r.expires_at,
                     "state": r.state,
                     "replayed": grant.replayed,
@@ -48,6 +118,8 @@ pub async fn reserve(
                         "budget_id": refusal.budget_id,
                         "requested": refusal.requested,
                         "available": refusal.available,
+                        "reason": refusal.reason,
+                        "unit": refusal.unit,
                     })
                     .to_string(),
                 )?;
@@ -58,12 +130,27 @@ pub async fn reserve(
 }
 
 /// `reservation_id`, `state` (`committed`), and the usage recorded.
-pub async fn commit(
-    id: ReservationId,
-    actual: u64,
-    budgets: &TokenBudget,
-    out: &mut Out,
-) -> Result<(), Failure> {
+pub async fn commit(args: CommitArgs, budgets: &TokenBudget, out: &mut Out) -> Result<(), Failure> {
+    let id = args.reservation;
+    let held = budgets
+        .reservation(id)
+        .await?
+        .ok_or(tokenbudget::CoreError::ReservationNotFound { id })?;
+    let unit = unit_of(budgets, &held.budget_id).await?;
+    let actual = match (&args.actual, args.usage.usage()) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::usage(
+                "give the ACTUAL amount or the usage by kind (--input, --output, …), not both",
+            ))
+        }
+        (Some(text), None) => parse_amount(unit, "actual", text)?,
+        (None, Some(usage)) => priced(unit, held.model.as_deref(), &args.usage, &usage)?,
+        (None, None) => {
+            return Err(Failure::usage(
+                "give the ACTUAL amount or the usage by kind",
+            ))
+        }
+    };
     let done = budgets.commit(id, actual).await?;
     let r = &done.reservation;
     out.emit(
@@ -73,17 +160,20 @@ pub async fn commit(
             "budget_id": r.budget_id,
             "tokens": r.tokens,
             "actual": r.actual,
+            "unit": unit,
             "overrun": done.overrun,
             "late": done.late,
             "replayed": done.replayed,
         }),
         || {
             let mut text = format!(
-                "committed {}: {actual} tokens used of {} reserved",
-                r.id, r.tokens
+                "committed {}: {} used of {} reserved",
+                r.id,
+                unit.format(actual),
+                bare(unit, r.tokens)
             );
             if done.overrun > 0 {
-                text.push_str(&format!(" ({} over)", done.overrun));
+                text.push_str(&format!(" ({} over)", bare(unit, done.overrun)));
             }
             if done.late {
                 text.push_str(" (after the reservation had expired)");
@@ -104,6 +194,7 @@ pub async fn rollback(
 ) -> Result<(), Failure> {
     let done = budgets.rollback(id).await?;
     let r = &done.reservation;
+    let unit = unit_of(budgets, &r.budget_id).await?;
     out.emit(
         json!({
             "reservation_id": r.id,
@@ -113,7 +204,11 @@ pub async fn rollback(
         }),
         || {
             if done.released > 0 {
-                format!("rolled back {}: {} tokens released", r.id, done.released)
+                format!(
+                    "rolled back {}: {} released",
+                    r.id,
+                    unit.format(done.released)
+                )
             } else {
                 format!("rolled back {}: nothing held ({})", r.id, r.state)
             }
@@ -144,8 +239,10 @@ pub async fn extend(
 
 /// `key`, `budget_id`, `tokens`, `overrun` and `replayed`.
 pub async fn charge(args: ChargeArgs, budgets: &TokenBudget, out: &mut Out) -> Result<(), Failure> {
+    let unit = unit_of(budgets, &args.budget).await?;
+    let amount = parse_amount(unit, "amount", &args.amount)?;
     let done = budgets
-        .charge(&args.budget, args.tokens, args.key, args.note)
+        .charge(&args.budget, amount, args.key, args.note)
         .await?;
     let c = &done.charge;
     out.emit(
@@ -155,13 +252,17 @@ pub async fn charge(args: ChargeArgs, budgets: &TokenBudget, out: &mut Out) -> R
             "tokens": c.tokens,
             "note": c.note,
             "at": c.at,
+            "unit": unit,
             "overrun": done.overrun,
             "replayed": done.replayed,
         }),
         || {
-            let mut text = format!("charged {} tokens to {}", c.tokens, c.budget_id);
+            let mut text = format!("charged {} to {}", unit.format(c.tokens), c.budget_id);
             if done.overrun > 0 {
-                text.push_str(&format!(" ({} past what was available)", done.overrun));
+                text.push_str(&format!(
+                    " ({} past what was available)",
+                    bare(unit, done.overrun)
+                ));
             }
             if done.replayed {
                 text.push_str(" (already charged with this key: nothing changed)");

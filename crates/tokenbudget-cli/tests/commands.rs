@@ -112,8 +112,9 @@ fn budget_create_status_list_and_events() {
         .json();
     assert_eq!(
         created,
-        json!({"id": "wf", "parent": null, "limit": 1000, "used": 0, "reserved": 0,
-               "available": 1000, "exhausted": false, "held": 0})
+        json!({"id": "wf", "parent": null, "unit": "tokens", "limit": 1000, "used": 0,
+               "reserved": 0, "available": 1000, "exhausted": false, "closed": false,
+               "held": 0})
     );
     let text = s.run(&[
         "--db", &db, "budget", "create", "wf:plan", "--limit", "400", "--parent", "wf",
@@ -308,7 +309,7 @@ fn a_refusal_exits_3_with_the_budget_that_lacked_room() {
     let refused = s.run(&["--db", &db, "reserve", "wf:a", "60"]);
     let line = refused.fails(3, "refused");
     assert!(
-        line.contains("budget wf has 50 tokens available; 60 were requested"),
+        line.contains("budget wf has 50 tokens available; 60 tokens were requested"),
         "{line}"
     );
     assert!(refused.stdout.is_empty());
@@ -318,7 +319,8 @@ fn a_refusal_exits_3_with_the_budget_that_lacked_room() {
     let v: Value = serde_json::from_str(refused.stdout.trim()).unwrap();
     assert_eq!(
         v,
-        json!({"outcome": "refused", "budget_id": "wf", "requested": 60, "available": 50})
+        json!({"outcome": "refused", "reason": "no_room", "budget_id": "wf", "unit": "tokens",
+               "requested": 60, "available": 50})
     );
     let status = s
         .run(&["--db", &db, "budget", "status", "wf:a", "--json"])

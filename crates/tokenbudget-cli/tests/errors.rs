@@ -25,10 +25,10 @@ fn bad_usage_exits_2() {
         (vec![], "missing command"),
         (vec!["budget"], "missing command"),
         (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
-        (vec!["--db", db, "reserve", "wf"], "<TOKENS>"),
+        (vec!["--db", db, "reserve", "wf"], "<AMOUNT>"),
         (
             vec!["--db", db, "reserve", "wf", "ten"],
-            "invalid value 'ten' for '<TOKENS>'",
+            "invalid amount \"ten\": expected a whole number of tokens",
         ),
         (
             vec!["--db", db, "reserve", "wf", "5", "--bogus"],
@@ -75,7 +75,10 @@ fn bad_usage_exits_2() {
             vec!["--db", db, "budget", "create", "x", "--limit", "0"],
             "invalid limit: 0",
         ),
-        (vec!["--db", db, "budget", "create", "x"], "--limit <N>"),
+        (
+            vec!["--db", db, "budget", "create", "x"],
+            "--limit <AMOUNT>",
+        ),
         (
             vec!["--db", db, "budget", "events", "wf", "--after", "-1"],
             "'-1'",

@@ -47,6 +47,7 @@ pub struct TokenBudgetBuilder {
     default_timeout: Duration,
     counter: Option<Arc<dyn TokenCounter>>,
     sweep_every: Option<Duration>,
+    prices: Option<Arc<tokenbudget_prices::PriceTable>>,
 }
 
 /// How often the background sweeper runs when the builder is not told otherwise: 30 seconds.
@@ -91,6 +92,7 @@ impl TokenBudgetBuilder {
             default_timeout: DEFAULT_TIMEOUT,
             counter: None,
             sweep_every: Some(DEFAULT_SWEEP_INTERVAL),
+            prices: None,
         }
     }
 
@@ -98,6 +100,13 @@ impl TokenBudgetBuilder {
     /// process, or one that runs its own). Defaults to [`DEFAULT_SWEEP_INTERVAL`].
     pub fn sweep_every(mut self, interval: Option<Duration>) -> Self {
         self.sweep_every = interval;
+        self
+    }
+
+    /// Prices usage on `usd` budgets with `prices` (for example the embedded snapshot with a
+    /// `--prices FILE` override). Defaults to [`PriceTable::embedded`](tokenbudget_prices::PriceTable::embedded).
+    pub fn prices(mut self, prices: tokenbudget_prices::PriceTable) -> Self {
+        self.prices = Some(Arc::new(prices));
         self
     }
 
@@ -183,6 +192,9 @@ impl TokenBudgetBuilder {
             tracker,
             counter: self.counter.unwrap_or_else(default_counter),
             sweeper,
+            prices: self
+                .prices
+                .unwrap_or_else(|| Arc::new(tokenbudget_prices::PriceTable::embedded())),
         })
     }
 }

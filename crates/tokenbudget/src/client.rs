@@ -10,7 +10,9 @@ use tokenbudget_core::{
     LogCursor, LogPage, NewBudget, Reservation, ReservationId, ReserveOptions, ReserveOutcome,
     RollbackOutcome, Status, SweeperHandle, Tracker,
 };
+use tokenbudget_core::{ReservationState, Unit};
 use tokenbudget_counter::{Message, TokenCount, TokenCounter};
+use tokenbudget_prices::{PriceTable, Usage};
 
 use crate::builder::TokenBudgetBuilder;
 use crate::error::Result;
@@ -49,6 +51,7 @@ pub struct TokenBudget {
     pub(crate) tracker: Tracker,
     pub(crate) counter: Arc<dyn TokenCounter>,
     pub(crate) sweeper: Option<Arc<SweeperHandle>>,
+    pub(crate) prices: Arc<PriceTable>,
 }
 
 impl fmt::Debug for TokenBudget {
@@ -163,6 +166,125 @@ impl TokenBudget {
         I: TryInto<BudgetId, Error = CoreError>,
     {
         Ok(self.tracker.charge(budget, tokens, key, note).await?)
+    }
+
+    /// The price table that prices usage on `usd` budgets.
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    /// What `usage` of `model` costs on `budget`, in its unit ([`amount_for`](crate::amount_for)).
+    pub async fn amount_on<I>(&self, budget: I, model: Option<&str>, usage: &Usage) -> Result<u64>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        let unit = self.unit_of(&budget.try_into()?).await?;
+        crate::amount_for(unit, &self.prices, model, usage)
+    }
+
+    /// Reserves what an estimated `usage` of `model` costs on `budget`, in its unit: its
+    /// tokens on a `tokens` budget, its price in micro-dollars on a `usd` budget. The
+    /// reservation remembers the model, so [`TokenBudget::commit_usage`] prices the actual
+    /// usage the same way.
+    pub async fn reserve_usage<I>(
+        &self,
+        budget: I,
+        model: &str,
+        estimate: &Usage,
+        options: ReserveOptions,
+    ) -> Result<ReserveOutcome>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        let budget = budget.try_into()?;
+        let amount = self.amount_on(&budget, Some(model), estimate).await?;
+        Ok(self
+            .tracker
+            .reserve(&budget, amount, options.with_model(model))
+            .await?)
+    }
+
+    /// Commits a reservation's actual `usage`, priced in its budget's unit with the model the
+    /// reservation was made for.
+    pub async fn commit_usage(
+        &self,
+        reservation: ReservationId,
+        usage: &Usage,
+    ) -> Result<CommitOutcome> {
+        let held = self
+            .reservation(reservation)
+            .await?
+            .ok_or(CoreError::ReservationNotFound { id: reservation })?;
+        let amount = self
+            .amount_on(&held.budget_id, held.model.as_deref(), usage)
+            .await?;
+        Ok(self.tracker.commit(reservation, amount).await?)
+    }
+
+    /// Charges `usage` of `model` to `budget` with no reservation, priced in its unit, once
+    /// per `key`.
+    pub async fn charge_usage<I>(
+        &self,
+        budget: I,
+        model: Option<&str>,
+        usage: &Usage,
+        key: IdempotencyKey,
+        note: Option<String>,
+    ) -> Result<ChargeOutcome>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        let budget = budget.try_into()?;
+        let amount = self.amount_on(&budget, model, usage).await?;
+        Ok(self.tracker.charge(&budget, amount, key, note).await?)
+    }
+
+    async fn unit_of(&self, budget: &BudgetId) -> Result<Unit> {
+        match self.tracker.store().budget(budget).await? {
+            Some(b) => Ok(b.unit),
+            None => Err(CoreError::BudgetNotFound { id: budget.clone() }.into()),
+        }
+    }
+
+    /// Changes a budget's limit, in its unit (raised, or lowered even below what is used:
+    /// new reservations are then refused), with a `BUDGET_UPDATED` event.
+    pub async fn update_limit<I>(&self, budget: I, limit: u64) -> Result<Budget>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.update_limit(budget, limit).await?)
+    }
+
+    /// Closes a budget: no new reservations on it or below it; held ones may still commit
+    /// or roll back.
+    pub async fn close<I>(&self, budget: I) -> Result<Budget>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.close(budget).await?)
+    }
+
+    /// Reopens a closed budget.
+    pub async fn reopen<I>(&self, budget: I) -> Result<Budget>
+    where
+        I: TryInto<BudgetId, Error = CoreError>,
+    {
+        Ok(self.tracker.reopen(budget).await?)
+    }
+
+    /// Reservations on `budget` and below it (every one with `None`), in `state` as seen now
+    /// (a hold past its expiry is `expired`), ordered by id, after `after`, at most `limit`.
+    pub async fn reservations(
+        &self,
+        budget: Option<BudgetId>,
+        state: Option<ReservationState>,
+        after: Option<ReservationId>,
+        limit: usize,
+    ) -> Result<Vec<Reservation>> {
+        Ok(self
+            .tracker
+            .reservations(budget, state, after, limit)
+            .await?)
     }
 
     /// The charge recorded with `key`, if any.

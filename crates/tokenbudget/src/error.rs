@@ -45,6 +45,13 @@ pub enum Error {
         /// The schemes that are registered, sorted.
         known: Vec<String>,
     },
+    /// A usage could not be priced for a `usd` budget (an unknown model, a kind of token the
+    /// model has no price for).
+    #[error(transparent)]
+    Price(#[from] tokenbudget_prices::Error),
+    /// A `usd` budget was given usage without the model that priced it.
+    #[error("a usd budget prices usage by model: name the model (the reservation has none)")]
+    ModelRequired,
     /// The tracker builder was given neither a store nor a URL.
     #[error("no store: give the builder a store (`.store(…)`) or a URL (`.url(…)`)")]
     NoStore,
@@ -60,6 +67,8 @@ impl Error {
             Self::InvalidUrl { .. }
             | Self::FeatureNotEnabled { .. }
             | Self::UnknownScheme { .. }
+            | Self::Price(_)
+            | Self::ModelRequired
             | Self::NoStore => false,
         }
     }

@@ -6,6 +6,7 @@ mod error;
 mod factories;
 mod guard;
 mod parse;
+mod priced;
 mod registry;
 mod request;
 
@@ -14,6 +15,7 @@ pub use client::TokenBudget;
 pub use error::{Error, Result};
 pub use guard::{Actual, Hold, SpendError, Spent};
 pub use parse::redact;
+pub use priced::amount_for;
 pub use registry::{open, StoreFactory, StoreRegistry};
 pub use request::RequestReservation;
 
@@ -21,7 +23,10 @@ pub use request::RequestReservation;
 // `CoreError` here, to leave `Error` to the facade's. The budget rules are not re-exported:
 // a crate implementing its own store depends on `tokenbudget-core`, whose `rules` it calls.
 pub use tokenbudget_core::Error as CoreError;
-pub use tokenbudget_core::{event, id, model, outcome, store, time};
+pub use tokenbudget_core::{event, id, model, outcome, period, store, time};
+pub use tokenbudget_core::{
+    format_usd, Every, Period, RefusalReason, ReservationQuery, Unit, Window, MAX_MODEL_LEN,
+};
 pub use tokenbudget_core::{
     replay, Budget, BudgetId, BudgetStore, Charge, ChargeOutcome, Clock, CommitOutcome,
     DynBudgetStore, Event, EventKind, EventQuery, ExtendOutcome, Grant, IdGenerator,

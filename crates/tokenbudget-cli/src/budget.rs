@@ -34,10 +34,21 @@ pub async fn run(cmd: BudgetCommand, budgets: &TokenBudget, out: &mut Out) -> Re
             })
         }
         BudgetCommand::Update { id, limit } => {
-            let unit = unit_of(budgets, &id).await?;
+            let Some(before) = budgets.store().budget(&id).await? else {
+                return Err(tokenbudget::CoreError::BudgetNotFound { id }.into());
+            };
+            let unit = before.unit;
             let limit = parse_amount(unit, "limit", &limit)?;
             let budget = budgets.update_limit(&id, limit).await?;
-            changed(out, &budget, format!("limit {}", bare(unit, budget.limit)))
+            changed(
+                out,
+                &budget,
+                format!(
+                    "limit {} (was {})",
+                    bare(unit, budget.limit),
+                    bare(unit, before.limit)
+                ),
+            )
         }
         BudgetCommand::Close { id } => {
             let budget = budgets.close(&id).await?;

@@ -324,7 +324,10 @@ pub struct ReserveArgs {
     pub budget: BudgetId,
     /// What to hold, in the budget's unit (tokens, or dollars on a usd budget). Or give
     /// --model with the estimated usage by kind instead.
-    #[arg(value_name = "AMOUNT", required_unless_present = "model")]
+    #[arg(
+        value_name = "AMOUNT",
+        required_unless_present_any = ["model", "input", "output", "cache_read", "cache_write_5m", "cache_write_1h"]
+    )]
     pub amount: Option<String>,
     /// The model the request goes to: the reservation keeps it, and a usd budget prices
     /// the estimate (and the commit's usage) with it.

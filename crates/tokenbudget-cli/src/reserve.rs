@@ -87,6 +87,12 @@ pub async fn reserve(
             ))
         }
         (Some(text), None) => parse_amount(unit, "amount", text)?,
+        (None, Some(_)) if unit == Unit::Usd && args.model.is_none() => {
+            return Err(Failure::usage(format!(
+                "budget {} counts in usd: name the --model that prices the usage",
+                args.budget
+            )))
+        }
         (None, Some(usage)) => priced(unit, args.model.as_deref(), &args.usage, &usage)?,
         (None, None) => return Err(Failure::usage(
             "give the AMOUNT to hold, or --model with the estimated usage (--input N --output N)",

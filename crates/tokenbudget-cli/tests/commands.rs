@@ -438,3 +438,264 @@ fn help_and_version_succeed_on_stdout() {
     let sub = s.run(&["budget", "create", "--help"]);
     assert!(sub.ok().contains("--parent"));
 }
+
+/// The README's "$20 a day per workflow": a daily usd budget in Berlin time, a phase, a hold
+/// priced from the model's token estimates, a commit priced from the actual usage.
+#[test]
+fn twenty_dollars_a_day_per_workflow() {
+    let s = Scratch::new();
+    let db = s.db("usd.db");
+    let created = s.run(&[
+        "--db",
+        &db,
+        "budget",
+        "create",
+        "wf",
+        "--limit",
+        "20",
+        "--unit",
+        "usd",
+        "--period",
+        "daily",
+        "--tz",
+        "Europe/Berlin",
+    ]);
+    assert_eq!(
+        created.ok().trim(),
+        "created budget wf with limit $20.00, starting again daily (Europe/Berlin)"
+    );
+    // The phase takes its parent's unit; a token phase under it is a typed error.
+    s.run(&[
+        "--db", &db, "budget", "create", "wf:draft", "--limit", "5", "--parent", "wf",
+    ])
+    .ok();
+    s.run(&[
+        "--db", &db, "budget", "create", "wf:t", "--limit", "5", "--parent", "wf", "--unit",
+        "tokens",
+    ])
+    .fails(1, "would count in tokens under wf, which counts in usd");
+
+    // 20,000 in x $3/MTok + 4,000 out x $15/MTok = $0.12 held.
+    let id = s
+        .run(&[
+            "--db",
+            &db,
+            "reserve",
+            "wf:draft",
+            "--model",
+            "claude-sonnet-4-5",
+            "--input",
+            "20000",
+            "--output",
+            "4000",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(is_uuid(&id), "{id}");
+    let held = s
+        .run(&["--db", &db, "budget", "status", "wf", "--json"])
+        .json();
+    assert_eq!(
+        (held["unit"].clone(), held["reserved"].clone()),
+        (json!("usd"), json!(120_000))
+    );
+
+    // 18,000 x $3 + 2,500 x $15 + 1,000 cache reads x $0.30 (per MTok) = $0.0918.
+    let committed = s.run(&[
+        "--db",
+        &db,
+        "commit",
+        &id,
+        "--input",
+        "18000",
+        "--output",
+        "2500",
+        "--cache-read",
+        "1000",
+    ]);
+    assert_eq!(
+        committed.ok().trim(),
+        format!("committed {id}: $0.0918 used of $0.12 reserved")
+    );
+    let status = s
+        .run(&["--db", &db, "budget", "status", "wf", "--json"])
+        .json();
+    assert_eq!(status["used"], 91_800);
+    assert_eq!(status["available"], 20_000_000 - 91_800);
+    assert_eq!(status["period"], "daily tz=Europe/Berlin");
+    // A Berlin day: it starts at 23:00 or 22:00 UTC (summer time) and lasts a day.
+    let start = status["window"]["start"].as_str().unwrap();
+    assert!(
+        start.ends_with("T23:00:00.000000Z") || start.ends_with("T22:00:00.000000Z"),
+        "{status}"
+    );
+    let text = s.run(&["--db", &db, "budget", "status", "wf"]);
+    let text = text.ok();
+    assert!(text.contains("used       $0.0918"), "{text}");
+    assert!(text.contains("period     daily (Europe/Berlin)"), "{text}");
+
+    let events = s.run(&["--db", &db, "budget", "events", "wf:draft"]);
+    assert!(events.ok().contains("$0.0918 used by"), "{}", events.ok());
+    // A usd budget needs the model to price a usage (a usage error, 2, like a bad amount);
+    // a model the price table lacks is an error about the data, 1, as for `cost`.
+    s.run(&["--db", &db, "reserve", "wf:draft", "--input", "10"])
+        .fails(2, "--model");
+    s.run(&["--db", &db, "reserve", "wf:draft", "0.0000001"])
+        .fails(2, "at most 6 decimals");
+    s.run(&[
+        "--db",
+        &db,
+        "reserve",
+        "wf:draft",
+        "--model",
+        "gpt-nope-9",
+        "--input",
+        "10",
+    ])
+    .fails(1, "unknown model \"gpt-nope-9\"");
+}
+
+#[test]
+fn update_close_reopen_and_the_reservations_list() {
+    let s = Scratch::new();
+    let db = s.db("admin.db");
+    s.run(&["--db", &db, "budget", "create", "wf", "--limit", "100"])
+        .ok();
+    s.run(&[
+        "--db", &db, "budget", "create", "wf:a", "--limit", "50", "--parent", "wf",
+    ])
+    .ok();
+    let held = s
+        .run(&["--db", &db, "reserve", "wf:a", "30"])
+        .ok()
+        .trim()
+        .to_owned();
+    let done = s
+        .run(&["--db", &db, "reserve", "wf", "10"])
+        .ok()
+        .trim()
+        .to_owned();
+    s.run(&["--db", &db, "commit", &done, "10"]).ok();
+
+    // Lowering below what is used and held is allowed and refuses new holds.
+    let updated = s.run(&["--db", &db, "budget", "update", "wf", "--limit", "20"]);
+    assert_eq!(updated.ok().trim(), "budget wf: limit 20 (was 100)");
+    s.run(&["--db", &db, "reserve", "wf:a", "1"])
+        .fails(3, "budget wf has 0 tokens available");
+    let raised = s
+        .run(&[
+            "--db", &db, "budget", "update", "wf", "--limit", "200", "--json",
+        ])
+        .json();
+    assert_eq!(
+        (raised["limit"].clone(), raised["available"].clone()),
+        (json!(200), json!(160))
+    );
+
+    // Closing refuses new holds below it; the held one still commits.
+    s.run(&["--db", &db, "budget", "close", "wf"]).ok();
+    let refused = s.run(&["--db", &db, "reserve", "wf:a", "1", "--json"]);
+    refused.fails(3, "closed");
+    let v: Value = serde_json::from_str(refused.stdout.trim()).unwrap();
+    assert_eq!(
+        (v["reason"].clone(), v["budget_id"].clone()),
+        (json!("closed"), json!("wf"))
+    );
+    let listed = s
+        .run(&[
+            "--db",
+            &db,
+            "reservations",
+            "list",
+            "--state",
+            "held",
+            "--json",
+        ])
+        .json_lines();
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|r| r["reservation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [held.as_str()]);
+    s.run(&["--db", &db, "commit", &held, "25"]).ok();
+    s.run(&["--db", &db, "budget", "reopen", "wf"]).ok();
+    s.run(&["--db", &db, "reserve", "wf:a", "1"]).ok();
+
+    let all = s
+        .run(&[
+            "--db",
+            &db,
+            "reservations",
+            "list",
+            "--budget",
+            "wf",
+            "--json",
+        ])
+        .json_lines();
+    assert_eq!(all.len(), 3, "the subtree's reservations: {all:?}");
+    let under_a = s
+        .run(&[
+            "--db",
+            &db,
+            "reservations",
+            "list",
+            "--budget",
+            "wf:a",
+            "--json",
+        ])
+        .json_lines();
+    assert_eq!(under_a.len(), 2, "{under_a:?}");
+    let table = s.run(&["--db", &db, "reservations", "list"]);
+    assert_eq!(
+        table.ok().lines().count(),
+        4,
+        "header and three: {}",
+        table.ok()
+    );
+    let events = s
+        .run(&["--db", &db, "budget", "events", "wf", "--json"])
+        .json_lines();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for t in ["BUDGET_UPDATED", "BUDGET_CLOSED", "BUDGET_REOPENED"] {
+        assert!(types.contains(&t), "{t} in {types:?}");
+    }
+    s.run(&["--db", &db, "budget", "update", "nope", "--limit", "5"])
+        .fails(1, "budget nope not found");
+    s.run(&["--db", &db, "reservations", "list", "--state", "bogus"])
+        .fails(2, "bogus");
+}
+
+/// A one-second period rolls over lazily: status shows the new window before any write, and
+/// the next write records one BUDGET_RESET with the closed window's usage.
+#[test]
+fn a_periodic_budget_starts_again_in_each_window() {
+    let s = Scratch::new();
+    let db = s.db("period.db");
+    s.run(&[
+        "--db", &db, "budget", "create", "key", "--limit", "100", "--period", "1s",
+    ])
+    .ok();
+    s.run(&["--db", &db, "charge", "key", "100", "--key", "k1"])
+        .ok();
+    s.run(&["--db", &db, "reserve", "key", "1"])
+        .fails(3, "0 tokens available");
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let status = s
+        .run(&["--db", &db, "budget", "status", "key", "--json"])
+        .json();
+    assert_eq!(
+        (status["used"].clone(), status["available"].clone()),
+        (json!(0), json!(100))
+    );
+    s.run(&["--db", &db, "reserve", "key", "60"]).ok();
+    let events = s
+        .run(&["--db", &db, "budget", "events", "key", "--json"])
+        .json_lines();
+    let resets: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "BUDGET_RESET")
+        .collect();
+    assert_eq!(resets.len(), 1, "{events:?}");
+    assert_eq!(resets[0]["used"], 100);
+}

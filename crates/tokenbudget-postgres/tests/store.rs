@@ -412,6 +412,48 @@ async fn a_caller_dropped_while_its_transaction_waits_leaves_it_to_finish_cleanl
     workload::verify_consistency(&store, &admin, &schema).await;
 }
 
+/// The schema the release before schema 4 wrote (`tests/fixtures/v3.sql`, a `pg_dump
+/// --inserts` of it; see `testkit::check_v3_fixture_kept` for how it was made), loaded into a
+/// fresh schema and migrated in place at open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_written_by_the_previous_release_migrates_keeping_everything() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let schema = common::unique_schema();
+    let _drop = common::SchemaGuard(url.clone(), schema.clone());
+    let admin = common::admin(&url).await;
+    let dump = include_str!("fixtures/v3.sql").replace("fx_v3", &schema);
+    admin.batch_execute(&dump).await.unwrap();
+    let latest = format!("SELECT max(version) FROM \"{schema}\".tokenbudget_migrations");
+    let version = admin
+        .query_one(&latest, &[])
+        .await
+        .unwrap()
+        .get::<_, i32>(0);
+    assert_eq!(version, 3, "the fixture is a version 3 schema");
+
+    let config = common::config(&url, &schema).with_clock(ClockSource::Caller);
+    let store = PostgresStore::open_with(config.clone()).await.unwrap();
+    let version = admin
+        .query_one(&latest, &[])
+        .await
+        .unwrap()
+        .get::<_, i32>(0);
+    assert_eq!(version, 4);
+    tokenbudget_core::testkit::check_v3_fixture_kept(&store)
+        .await
+        .unwrap();
+    drop(store);
+    let store = PostgresStore::open_with(config).await.unwrap();
+    tokenbudget_core::testkit::check_replay_matches_store(
+        &store,
+        tokenbudget_core::testkit::LogCheck { strict_limit: true },
+    )
+    .await
+    .unwrap();
+}
+
 /// A schema at version 1 (its own DDL, as released) holding a store's data migrates to
 /// version 2 at open: every row kept, reservations given their tree's root, events the xid 0
 /// that puts them first in log order, and the data works with the new queries.

@@ -585,6 +585,44 @@ async fn a_version_1_database_keeps_its_data_and_its_expired_sibling_hold_no_lon
     assert_eq!((wf.reserved, wf.held), (500, 1));
 }
 
+/// The database file the release before schema 4 wrote (see `testkit::check_v3_fixture_kept`
+/// for how), migrated in place at open.
+#[tokio::test]
+async fn a_database_written_by_the_previous_release_migrates_keeping_everything() {
+    let (_dir, path) = temp_db();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v3.db"),
+        &path,
+    )
+    .unwrap();
+    let mut conn = raw(&path).await;
+    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM tokenbudget_schema")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(version, 3, "the fixture is a version 3 database");
+    let before = counts(&path).await;
+
+    let store = SqliteStore::open(&url(&path)).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(
+        counts(&path).await,
+        before,
+        "the migration adds and drops no rows"
+    );
+    tokenbudget_core::testkit::check_v3_fixture_kept(&store)
+        .await
+        .unwrap();
+    drop(store);
+    // Opening again migrates nothing more and keeps what the check wrote.
+    let store = SqliteStore::open(&url(&path)).await.unwrap();
+    check_replay_matches_store(&store, LogCheck { strict_limit: true })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_newer_schema_version_is_a_clear_error() {
     let (_dir, path) = temp_db();

@@ -15,6 +15,7 @@
 //! Each test is a public function here, so a backend can also call one directly.
 
 mod check;
+mod fixture;
 mod hammer;
 mod model;
 mod props;
@@ -32,6 +33,7 @@ use crate::time::{ManualClock, Timestamp};
 use crate::tracker::Tracker;
 
 pub use check::{check_log, check_replay_matches_store, LogCheck};
+pub use fixture::{check_v3_fixture_kept, V3_HELD_DRAFT, V3_HELD_REVIEW};
 pub use hammer::{hammer_hot_budget, hammer_workflow_with_phases};
 pub use props::{prop_concurrent_invariants, prop_matches_reference_model};
 

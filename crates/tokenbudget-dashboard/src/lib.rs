@@ -1,0 +1,173 @@
+//! A read-only web dashboard over tokenbudget's budgets, open reservations and event log, and
+//! the JSON API it reads.
+//!
+//! [`Dashboard::router`] serves:
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /dashboard` | the budget tree: limit, used, held and available as a bar, window and reset, closed/exhausted; it refreshes itself every 2 s |
+//! | `GET /dashboard/budgets/{id}` | one budget: its status, open reservations and events (paged) |
+//! | `GET /dashboard/assets/…` | the page's script, style and chart library, compiled into the binary (no CDN) |
+//! | `GET /api/budgets?after=ID&limit=N` | the budgets' live statuses in tree order, `depth` and `bar` (per mille) on each; paged by id |
+//! | `GET /api/budgets/{id}` | one budget's live status |
+//! | `GET /api/budgets/{id}/events?after=SEQ&limit=N` | its events after `SEQ`, oldest first |
+//! | `GET /api/reservations?budget=ID&state=held&after=UUID&limit=N` | reservations in a subtree, by live state |
+//!
+//! Every answer is JSON (or HTML) built from the stores' own reads; nothing here writes. Bound
+//! to a loopback address it needs no credentials; bound anywhere else, [`Dashboard::serve`]
+//! refuses to start without a token, and every request must then carry it (`Authorization:
+//! Bearer …`, or `?token=` once, which sets a cookie for the page's own requests).
+
+mod api;
+mod page;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use subtle::ConstantTimeEq;
+use tokenbudget_core::{Clock, DynBudgetStore, SystemClock};
+
+/// What can stop the dashboard from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bound to a non-loopback address with no token.
+    #[error(
+        "the dashboard listens on {addr}, which is not a loopback address: give it a token \
+         (--token or TOKENBUDGET_DASHBOARD_TOKEN) so only its holders can read the budgets"
+    )]
+    TokenRequired {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// A token shorter than 16 bytes.
+    #[error("a dashboard token must be at least 16 characters")]
+    WeakToken,
+    /// The listener failed.
+    #[error("serving the dashboard: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The dashboard over one budget store.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    store: DynBudgetStore,
+    clock: Arc<dyn Clock>,
+    token: Option<Arc<str>>,
+}
+
+impl Dashboard {
+    /// A dashboard over `store`, on the system clock, with no token.
+    pub fn new(store: DynBudgetStore) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+            token: None,
+        }
+    }
+
+    /// Reads statuses as of this clock's `now` (tests inject a manual one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Requires `token` on every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> Result<Self, Error> {
+        let token = token.into();
+        if token.len() < 16 {
+            return Err(Error::WeakToken);
+        }
+        self.token = Some(token.into());
+        Ok(self)
+    }
+
+    /// The routes, for serving alone or merging into another router (the gateway's).
+    pub fn router(self) -> Router {
+        let token = self.token.clone();
+        let routes = Router::new()
+            .route("/dashboard", get(page::index))
+            .route("/dashboard/", get(page::index))
+            .route("/dashboard/budgets/{id}", get(page::budget))
+            .route("/dashboard/assets/{name}", get(page::asset))
+            .route("/api/budgets", get(api::budgets))
+            .route("/api/budgets/{id}", get(api::budget))
+            .route("/api/budgets/{id}/events", get(api::events))
+            .route("/api/reservations", get(api::reservations))
+            .with_state(self);
+        match token {
+            None => routes,
+            Some(token) => routes.layer(axum::middleware::from_fn_with_state(token, require_token)),
+        }
+    }
+
+    /// Serves the dashboard on `listener` until `shutdown` completes. A non-loopback address
+    /// needs a token ([`Error::TokenRequired`]).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && self.token.is_none() {
+            return Err(Error::TokenRequired { addr });
+        }
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+const COOKIE: &str = "tokenbudget_dashboard";
+
+/// Lets a request through when it carries the token: as a bearer token, in the cookie, or as
+/// `?token=` (which answers with the cookie set, so the page's own requests carry it).
+async fn require_token(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
+    let matches = |given: &str| bool::from(given.as_bytes().ct_eq(token.as_bytes()));
+    let headers = request.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .any(matches);
+    let query = request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("token="))
+        .is_some_and(matches);
+    if bearer.is_some_and(matches) || cookie {
+        return next.run(request).await;
+    }
+    if query {
+        let mut response = next.run(request).await;
+        let value = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        return response;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(serde_json::json!({
+            "error": "unauthorized",
+            "message": "this dashboard needs its token: Authorization: Bearer <token>"
+        })),
+    )
+        .into_response()
+}

@@ -4,7 +4,8 @@
 //! the `tokenbudget` facade without default features, with them, and with `full`, then
 //! `cargo xtask e2e` (the real Claude Code CLI and Python SDKs through the gateway).
 //! Services the tests need (PostgreSQL) are started here when they are installed but down,
-//! so a fresh machine needs nothing by hand.
+//! so a fresh machine needs nothing by hand; so are Chromium and chromedriver (Debian's
+//! packages) for the dashboard's browser test.
 
 use std::process::Command;
 
@@ -12,6 +13,7 @@ use crate::run::{cargo, run, succeeds, Result};
 
 pub fn main(_args: &[String]) -> Result {
     ensure_postgres();
+    ensure_browser();
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -32,6 +34,24 @@ pub fn main(_args: &[String]) -> Result {
     // Real clients through the gateway: Claude Code and the Python SDKs (installs them).
     crate::e2e::main(&[])?;
     Ok(())
+}
+
+/// Installs Debian's Chromium and chromedriver for the dashboard's browser test when they are
+/// missing. A failed install is reported by that test (under `CI=true`, a failure).
+pub fn ensure_browser() {
+    if std::path::Path::new("/usr/bin/chromium").exists()
+        && std::path::Path::new("/usr/bin/chromedriver").exists()
+    {
+        return;
+    }
+    let _ = run(Command::new("apt-get").args([
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+    ]));
 }
 
 /// Starts the local PostgreSQL cluster when it is installed and not accepting connections.

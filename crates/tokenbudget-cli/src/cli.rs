@@ -83,6 +83,8 @@ pub enum Command {
     Usage(crate::usage::UsageCommand),
     /// Run the HTTP gateway (Anthropic and OpenAI compatible) that enforces budgets.
     Gateway(crate::gateway::GatewayArgs),
+    /// Serve the web dashboard (budgets, live holds, events) over the database.
+    Dashboard(crate::dashboard::DashboardArgs),
     /// Create, list and revoke gateway keys.
     #[command(subcommand)]
     Key(crate::key::KeyCommand),

@@ -7,6 +7,7 @@ mod budget;
 mod cli;
 mod cost;
 mod count;
+mod dashboard;
 mod failure;
 mod gateway;
 mod import;
@@ -107,6 +108,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Command::Sweep => reserve::sweep(&budgets, &mut out).await?,
                 Command::Gateway(args) => gateway::run(args, &cli.db, budgets).await?,
                 Command::Key(cmd) => key::run(cmd, &cli.db, &budgets, &mut out).await?,
+                Command::Dashboard(args) => dashboard::run(args, &budgets).await?,
             }
         }
     }

@@ -96,6 +96,14 @@ fn bad_usage_exits_2() {
             "invalid store URL",
         ),
         (
+            vec!["--db", db, "dashboard", "--listen", "0.0.0.0:0"],
+            "not a loopback address: give it a token",
+        ),
+        (
+            vec!["--db", db, "dashboard", "--token", "short"],
+            "--token: a dashboard token must be at least 16 characters",
+        ),
+        (
             vec!["count", "--provider", "gemini"],
             "invalid value 'gemini' for '--provider",
         ),

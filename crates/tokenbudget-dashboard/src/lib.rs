@@ -107,6 +107,14 @@ impl Dashboard {
         }
     }
 
+    /// Whether this dashboard may listen on `addr`: off loopback it needs a token.
+    pub fn check_listen(&self, addr: SocketAddr) -> Result<(), Error> {
+        if !addr.ip().is_loopback() && self.token.is_none() {
+            return Err(Error::TokenRequired { addr });
+        }
+        Ok(())
+    }
+
     /// Serves the dashboard on `listener` until `shutdown` completes. A non-loopback address
     /// needs a token ([`Error::TokenRequired`]).
     pub async fn serve(
@@ -114,10 +122,7 @@ impl Dashboard {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() && self.token.is_none() {
-            return Err(Error::TokenRequired { addr });
-        }
+        self.check_listen(listener.local_addr()?)?;
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await?;

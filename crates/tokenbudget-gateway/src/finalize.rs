@@ -135,7 +135,7 @@ pub(crate) fn decide(
     match ending {
         Ending::NotAccepted => None,
         Ending::Completed if reader.complete && reader.error.is_none() => {
-            Some((reader.usage, false))
+            Some((reader.usage, reader.estimated))
         }
         // Ended without its last event, with an error event, cut, abandoned or timed out:
         // the upstream accepted the request, so never zero.
@@ -229,6 +229,29 @@ mod tests {
         let (usage, estimated) = decide(&nothing, Ending::Completed, 99).unwrap();
         assert!(estimated);
         assert_eq!(usage.input, 99);
+
+        let mut estimated = UsageReader::default();
+        let counted = tokenbudget_translate::Usage {
+            input_tokens: 40,
+            output_tokens: 3,
+            cache_read_input_tokens: 0,
+            estimated: true,
+        };
+        estimated.translated(&counted, true);
+        let usage = Usage {
+            input: 40,
+            output: 3,
+            ..Usage::default()
+        };
+        assert_eq!(
+            decide(&estimated, Ending::Completed, 99),
+            Some((usage, true))
+        );
+        estimated.translated(&counted, false);
+        assert_eq!(
+            decide(&estimated, Ending::Completed, 99),
+            Some((usage, true))
+        );
 
         let mut errored = done.clone();
         errored.error = Some("overloaded_error".into());

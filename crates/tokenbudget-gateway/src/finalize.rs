@@ -165,7 +165,10 @@ async fn settle(p: Pending, reader: UsageReader, ending: Ending) {
                 tracing::error!(reservation = %p.reservation, cost, error = %e, "commit failed");
             }
             crate::metrics::tokens(&usage);
-            let settled = if estimated {
+            // A complete response whose usage the gateway counted itself (a translated
+            // upstream that reports none) is complete, and flagged estimated.
+            let whole = ending == Ending::Completed && reader.complete && reader.error.is_none();
+            let settled = if estimated && !whole {
                 Settled::Partial
             } else {
                 Settled::Completed

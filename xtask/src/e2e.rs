@@ -70,6 +70,18 @@ pub fn main(_args: &[String]) -> Result {
     let tool_url = start_fake(&env, "tool", &mut procs)?;
     let gw_text = start_gateway(&env, &text_url, "text", &mut procs)?;
     let gw_tool = start_gateway(&env, &tool_url, "tool", &mut procs)?;
+    // A fake OpenAI-compatible server streaming its tool call as Ollama does (no `index`),
+    // behind a gateway whose config routes every model there, translated.
+    let ollama_url = start_fake(&env, "tool:ollama", &mut procs)?;
+    let config = env.dir.join("gateway-ollama.toml");
+    fs::write(
+        &config,
+        format!(
+            "[upstreams.local]\nkind = \"openai\"\nurl = \"{ollama_url}/v1\"\n\n[[routes]]\nmatch = \"*\"\nupstream = \"local\"\nmodel = \"qwen3-coder-30b\"\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let gw_ollama = start_gateway_with(&env, &tool_url, "ollama", Some(&config), &mut procs)?;
 
     let mut passed = 0;
     let mut failed = Vec::new();
@@ -89,6 +101,10 @@ pub fn main(_args: &[String]) -> Result {
         (
             "claude code: per-session phases",
             Box::new(|| sessions(&env, &gw_text)),
+        ),
+        (
+            "claude code: tool-use loop translated to an Ollama-dialect OpenAI server",
+            Box::new(|| translated_tool_loop(&env, &gw_ollama)),
         ),
         (
             "python sdks: anthropic and openai streaming",
@@ -166,6 +182,16 @@ fn start_fake(env: &Env, mode: &str, procs: &mut Procs) -> Result<String> {
 }
 
 fn start_gateway(env: &Env, upstream: &str, name: &str, procs: &mut Procs) -> Result<String> {
+    start_gateway_with(env, upstream, name, None, procs)
+}
+
+fn start_gateway_with(
+    env: &Env,
+    upstream: &str,
+    name: &str,
+    config: Option<&Path>,
+    procs: &mut Procs,
+) -> Result<String> {
     let log = env.dir.join(format!("gateway-{name}.log"));
     let file = fs::File::create(&log).map_err(|e| e.to_string())?;
     let child = Command::new(env.bin.join("tokenbudget"))
@@ -180,6 +206,11 @@ fn start_gateway(env: &Env, upstream: &str, name: &str, procs: &mut Procs) -> Re
         ])
         .arg("--openai-url")
         .arg(format!("{upstream}/v1"))
+        .args(
+            config
+                .map(|c| vec!["--config".to_owned(), c.display().to_string()])
+                .unwrap_or_default(),
+        )
         .env("ANTHROPIC_API_KEY", "sk-ant-e2e-gateway-own")
         .env("OPENAI_API_KEY", "sk-openai-e2e-gateway-own")
         .stderr(file)
@@ -324,6 +355,34 @@ fn tool_loop(env: &Env, gw: &str) -> Result {
             "budget used {used} (held {held}), Claude Code reported {}",
             reported(&v)
         ));
+    }
+    Ok(())
+}
+
+fn translated_tool_loop(env: &Env, gw: &str) -> Result {
+    let key = budget_with_key(env, "e2e-ollama", 2_000_000, &[])?;
+    let (ok, v) = claude(
+        env,
+        gw,
+        &key,
+        "Run the echo tool",
+        &["--allowedTools", "Bash"],
+    )?;
+    let result = v["result"].as_str().unwrap_or("");
+    // The second answer quotes the `tool` message the gateway translated Claude Code's
+    // tool_result into: the call arrived in Ollama's deltas, ran, and came back.
+    if !ok || !result.contains("The tool said: Hello from the fake upstream.") {
+        return Err(format!("no translated tool round trip: {v}"));
+    }
+    let (used, held) = used(env, "e2e-ollama")?;
+    if used == 0 || held != 0 {
+        return Err(format!("budget used {used} (held {held})"));
+    }
+    if used != reported(&v) {
+        eprintln!(
+            "e2e note: translated budget used {used}, Claude Code reported {}",
+            reported(&v)
+        );
     }
     Ok(())
 }

@@ -84,3 +84,33 @@ fn gateway_config_errors_at_start_name_the_setting() {
     s.run(&["gateway", "--config", open.to_str().unwrap()])
         .fails(1, "on_store_error");
 }
+
+#[test]
+fn gateway_route_errors_at_start_name_the_setting() {
+    let s = Scratch::new();
+    let unknown = s.file(
+        "routes.toml",
+        "[upstreams.local]\nkind = \"openai\"\nurl = \"http://127.0.0.1:1234/v1\"\n\n[[routes]]\nmatch = \"*\"\nupstream = \"lokal\"\n",
+    );
+    s.run(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        unknown.to_str().unwrap(),
+    ])
+    .fails(1, "routes[0].upstream");
+    // An api_key_env naming a variable that is not set would fail every routed request.
+    let keyed = s.file(
+        "keyed.toml",
+        "[upstreams.paid]\nkind = \"openai\"\nurl = \"https://example.test/v1\"\napi_key_env = \"TOKENBUDGET_CLI_TEST_NO_SUCH_KEY\"\n",
+    );
+    s.run(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        keyed.to_str().unwrap(),
+    ])
+    .fails(1, "upstreams.paid.api_key_env");
+}

@@ -1,9 +1,11 @@
 //! The gateway's settings: command-line values and `gateway.toml`, validated at start.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokenbudget_translate::route::{Route, RouteConfig, UpstreamConfig};
 
 use crate::error::{Error, Result};
 use crate::usage::Weights;
@@ -48,11 +50,13 @@ struct RawTimeouts {
     total: Option<RawDuration>,
 }
 
-/// `gateway.toml` as written. Tables the gateway does not read (`[upstreams.*]`,
-/// `[[routes]]`, for the translation routes) are left to their readers.
+/// `gateway.toml` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 struct RawFile {
+    upstreams: BTreeMap<String, UpstreamConfig>,
+    routes: Vec<Route>,
+    keepalive: Option<RawDuration>,
     anthropic_url: Option<String>,
     openai_url: Option<String>,
     timeouts: RawTimeouts,
@@ -116,6 +120,17 @@ pub struct Settings {
     pub weights: Weights,
     /// Store-down behaviour. Defaults to [`OnStoreError::Closed`].
     pub on_store_error: OnStoreError,
+    /// The `[upstreams.*]` and `[[routes]]` of the config file: which model names go to
+    /// which upstream, translated or not. Defaults to none (everything goes to
+    /// `anthropic_url`).
+    pub routes: RouteConfig,
+    /// Each routed upstream's key, by upstream name, read from its `api_key_env` by
+    /// [`Settings::with_env_credentials`]. Defaults to none.
+    pub upstream_keys: BTreeMap<String, String>,
+    /// On translated streams, a `ping` event is sent after this long without anything to
+    /// send (a local model loading, a long prompt being read), so the client does not give
+    /// up. Defaults to 5 s.
+    pub keepalive: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -138,6 +153,12 @@ impl std::fmt::Debug for Settings {
             .field("prompt_count", &self.prompt_count)
             .field("weights", &self.weights)
             .field("on_store_error", &self.on_store_error)
+            .field("routes", &self.routes)
+            .field(
+                "upstream_keys",
+                &self.upstream_keys.keys().collect::<Vec<_>>(),
+            )
+            .field("keepalive", &self.keepalive)
             .finish()
     }
 }
@@ -156,6 +177,9 @@ impl Default for Settings {
             prompt_count: PromptCount::Bound,
             weights: Weights::default(),
             on_store_error: OnStoreError::Closed,
+            routes: RouteConfig::default(),
+            upstream_keys: BTreeMap::new(),
+            keepalive: Duration::from_secs(5),
         }
     }
 }
@@ -251,6 +275,11 @@ impl Settings {
         if let Some(o) = raw.on_store_error {
             s.on_store_error = o;
         }
+        if let Some(v) = &raw.keepalive {
+            s.keepalive = duration("keepalive", v)?;
+        }
+        s.routes.upstreams = raw.upstreams;
+        s.routes.routes = raw.routes;
         s.validate()?;
         Ok(s)
     }
@@ -280,11 +309,45 @@ impl Settings {
         let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         self.anthropic_api_key = self.anthropic_api_key.or_else(|| env("ANTHROPIC_API_KEY"));
         self.openai_api_key = self.openai_api_key.or_else(|| env("OPENAI_API_KEY"));
+        for (name, upstream) in &self.routes.upstreams {
+            if let Some(var) = &upstream.api_key_env {
+                if let Some(key) = env(var) {
+                    self.upstream_keys.entry(name.clone()).or_insert(key);
+                }
+            }
+        }
         self
+    }
+
+    /// Checks every upstream that names an `api_key_env` has its key (called when the
+    /// gateway starts: a missing key would fail every request routed there).
+    pub fn check_upstream_keys(&self) -> Result<()> {
+        for (name, upstream) in &self.routes.upstreams {
+            if let Some(var) = &upstream.api_key_env {
+                if !self.upstream_keys.contains_key(name) {
+                    return Err(config_err(
+                        &format!("upstreams.{name}.api_key_env"),
+                        format!("the environment variable {var} is not set"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks the settings hold together.
     pub fn validate(&self) -> Result<()> {
+        if let Err(e) = self.routes.validate() {
+            return Err(match e {
+                tokenbudget_translate::TranslateError::InvalidRoute { setting, message } => {
+                    config_err(&setting, message)
+                }
+                other => config_err("routes", other.to_string()),
+            });
+        }
+        if self.keepalive.is_zero() {
+            return Err(config_err("keepalive", "must be more than zero"));
+        }
         if self.on_store_error == OnStoreError::Open {
             return Err(config_err(
                 "on_store_error",
@@ -334,9 +397,68 @@ mod tests {
         assert!(setting_of("[timeouts]\nbogus = \"1s\"\n").contains("bogus"));
     }
 
+    /// The issue's example file, as written.
+    const ROUTES: &str = r#"
+[upstreams.local]
+kind = "openai"                  # "anthropic" (pass-through) or "openai" (translate)
+url = "http://127.0.0.1:1234/v1"
+# api_key_env = "LOCAL_API_KEY"  # optional: the env var holding this upstream's key
+
+[[routes]]
+match = "claude-haiku-*"         # exact name or glob
+upstream = "local"
+model = "qwen3-coder-30b"        # the name sent upstream; omitted: the incoming name
+
+[[routes]]
+match = "*"
+upstream = "local"
+"#;
+
+    #[test]
+    fn the_issues_route_file_reads_as_written() {
+        let s = Settings::from_toml(ROUTES).unwrap();
+        let haiku = s.routes.resolve("claude-haiku-4-5").unwrap();
+        assert_eq!(
+            (haiku.upstream_name, haiku.model.as_str()),
+            ("local", "qwen3-coder-30b")
+        );
+        assert_eq!(s.routes.resolve("claude-opus-4").unwrap().route, 1);
+        assert_eq!(s.keepalive, Duration::from_secs(5));
+        s.check_upstream_keys().unwrap();
+    }
+
+    #[test]
+    fn route_errors_name_the_setting() {
+        assert_eq!(
+            setting_of("[[routes]]\nmatch = \"*\"\nupstream = \"nowhere\"\n"),
+            "routes[0].upstream"
+        );
+        assert_eq!(
+            setting_of("[upstreams.x]\nkind = \"openai\"\nurl = \"localhost:1234\"\n"),
+            "upstreams.x.url"
+        );
+        assert_eq!(setting_of("keepalive = 5\n"), "keepalive");
+        let with_env = format!(
+            "{ROUTES}\n[upstreams.paid]\nkind = \"openai\"\nurl = \"https://example.test/v1\"\napi_key_env = \"TOKENBUDGET_TEST_UNSET_KEY_VAR\"\n"
+        );
+        let s = Settings::from_toml(&with_env)
+            .unwrap()
+            .with_env_credentials();
+        match s.check_upstream_keys() {
+            Err(Error::Config { setting, reason }) => {
+                assert_eq!(setting, "upstreams.paid.api_key_env");
+                assert!(
+                    reason.contains("TOKENBUDGET_TEST_UNSET_KEY_VAR"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_suit_slow_models_and_unknown_tables_are_left_alone() {
-        let s = Settings::from_toml("[upstreams.local]\nkind = \"openai\"\n").unwrap();
+        let s = Settings::from_toml("[metrics_extra]\nx = 1\n").unwrap();
         assert_eq!(s.timeouts.first_byte, Duration::from_secs(600));
         assert_eq!(s.weights, Weights::default());
         let shown = format!(

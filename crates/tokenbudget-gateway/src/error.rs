@@ -69,6 +69,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A request a translated route cannot carry (400), or an upstream answer it cannot
+    /// translate (502).
+    #[error("{0}")]
+    Translate(#[from] tokenbudget_translate::TranslateError),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -113,6 +117,10 @@ impl Error {
             Error::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
             Error::NoUpstream(_) => (StatusCode::NOT_FOUND, "not_found_error"),
             Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
+            Error::Translate(e) if e.is_client_error() => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error")
+            }
+            Error::Translate(_) => (StatusCode::BAD_GATEWAY, "api_error"),
             Error::Config { .. } | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "api_error")
             }

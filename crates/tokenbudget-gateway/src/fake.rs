@@ -34,6 +34,19 @@ pub enum Mode {
     Hang,
 }
 
+/// How the fake's OpenAI-compatible side streams tool calls and usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI's: `index` on every piece, `id` on the first, a usage chunk with `choices: []`.
+    OpenAi,
+    /// Ollama's: no `index`, the `id` on every piece, `finish_reason: "stop"` after calls.
+    Ollama,
+    /// vLLM's: `"id": null` after the first piece, `choices: null` in the usage chunk.
+    Vllm,
+    /// mlx's: neither `id` nor `index`, and no usage at all.
+    Mlx,
+}
+
 /// The fake's script and what it saw.
 #[derive(Debug)]
 pub struct Fake {
@@ -46,6 +59,11 @@ pub struct Fake {
     pub chunk: Mutex<usize>,
     /// Every request body received, with its headers.
     pub received: Mutex<Vec<(HeaderMap, Value)>>,
+    /// The OpenAI side's dialect.
+    pub dialect: Mutex<Dialect>,
+    /// When set, a streamed chat answer's first body byte waits for this to be notified
+    /// (a model loading: tests release it instead of sleeping).
+    pub first_byte_gate: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl Default for Fake {
@@ -56,6 +74,8 @@ impl Default for Fake {
             input_tokens: Mutex::new(Some(25)),
             chunk: Mutex::new(7),
             received: Mutex::new(Vec::new()),
+            dialect: Mutex::new(Dialect::OpenAi),
+            first_byte_gate: Mutex::new(None),
         }
     }
 }
@@ -79,6 +99,16 @@ impl Fake {
     }
     pub fn set_text(&self, text: &str) {
         *lock(&self.text) = text.to_owned();
+    }
+    pub fn set_dialect(&self, dialect: Dialect) {
+        *lock(&self.dialect) = dialect;
+    }
+    /// Holds the first body byte of the next streamed chat answers until the returned
+    /// handle is notified.
+    pub fn hold_first_byte(&self) -> Arc<tokio::sync::Notify> {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        *lock(&self.first_byte_gate) = Some(gate.clone());
+        gate
     }
     pub fn received(&self) -> Vec<(HeaderMap, Value)> {
         lock(&self.received).clone()
@@ -292,39 +322,161 @@ async fn models() -> Response {
     axum::Json(json!({"data": [{"type": "model", "id": "claude-fake", "display_name": "Fake"}], "has_more": false})).into_response()
 }
 
+fn last_tool_message(body: &Value) -> Option<String> {
+    let last = body.get("messages")?.as_array()?.last()?;
+    (last.get("role")?.as_str()? == "tool").then(|| match last.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    })
+}
+
+/// The tool call's pieces in `dialect`: the name first, then the arguments in 5-byte pieces.
+fn tool_call_chunks(dialect: Dialect, arguments: &str) -> Vec<Value> {
+    let mut pieces: Vec<String> = arguments
+        .as_bytes()
+        .chunks(5)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    pieces.insert(0, String::new());
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(n, args)| {
+            let mut call = json!({"function": {"arguments": args}});
+            if n == 0 {
+                call["function"]["name"] = json!("Bash");
+                call["type"] = json!("function");
+            }
+            match dialect {
+                Dialect::OpenAi => {
+                    call["index"] = json!(0);
+                    if n == 0 {
+                        call["id"] = json!("call_fake_1");
+                    }
+                }
+                Dialect::Ollama => call["id"] = json!("call_fake_1"),
+                Dialect::Vllm => {
+                    call["index"] = json!(0);
+                    call["id"] = if n == 0 {
+                        json!("chatcmpl-tool-fake")
+                    } else {
+                        Value::Null
+                    };
+                }
+                Dialect::Mlx => {}
+            }
+            call
+        })
+        .collect()
+}
+
 async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, raw: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     if let Some(r) = prelude(&fake, &headers, &body).await {
         return r;
     }
+    let mode = lock(&fake.mode).clone();
+    let dialect = *lock(&fake.dialect);
     let input = lock(&fake.input_tokens).unwrap_or(raw.len() as u64 / 2);
-    let text = lock(&fake.text).clone();
-    let output = Fake::output_tokens(&text).max(1);
+    let base_text = lock(&fake.text).clone();
+    let (text, tool_args) = match (&mode, last_tool_message(&body)) {
+        (Mode::ToolLoop, None) => (
+            String::new(),
+            Some(
+                json!({"command": format!("echo {base_text}"), "description": "Echo"}).to_string(),
+            ),
+        ),
+        (Mode::ToolLoop, Some(result)) => (format!("The tool said: {}", result.trim()), None),
+        _ => (base_text, None),
+    };
+    let output = Fake::output_tokens(tool_args.as_deref().unwrap_or(&text)).max(1);
     let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output});
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !streaming {
-        return axum::Json(json!({"id": "chatcmpl-fake", "object": "chat.completion", "model": "gpt-fake",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": usage})).into_response();
+        let message = match &tool_args {
+            Some(args) => json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_fake_1", "type": "function", "function": {"name": "Bash", "arguments": args}}]}),
+            None => json!({"role": "assistant", "content": text}),
+        };
+        let finish = if tool_args.is_some() {
+            "tool_calls"
+        } else {
+            "stop"
+        };
+        return axum::Json(
+            json!({"id": "chatcmpl-fake", "object": "chat.completion", "model": "gpt-fake",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage}),
+        )
+        .into_response();
     }
     let include = body
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
-        .unwrap_or(false);
+        .unwrap_or(false)
+        && dialect != Dialect::Mlx;
+    let chunk = |choices: Value| json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": "gpt-fake", "choices": choices});
     let mut out = String::new();
-    for word in text.split_inclusive(' ') {
-        let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": "gpt-fake", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]});
-        out.push_str(&format!("data: {c}\n\n"));
+    let finish = match &tool_args {
+        Some(args) => {
+            for call in tool_call_chunks(dialect, args) {
+                let c = chunk(
+                    json!([{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": null}]),
+                );
+                out.push_str(&format!("data: {c}\n\n"));
+            }
+            if dialect == Dialect::Ollama {
+                "stop"
+            } else {
+                "tool_calls"
+            }
+        }
+        None => {
+            for word in text.split_inclusive(' ') {
+                let c =
+                    chunk(json!([{"index": 0, "delta": {"content": word}, "finish_reason": null}]));
+                out.push_str(&format!("data: {c}\n\n"));
+            }
+            "stop"
+        }
+    };
+    let cut = mode == Mode::Cut;
+    if !cut {
+        let last = chunk(json!([{"index": 0, "delta": {}, "finish_reason": finish}]));
+        out.push_str(&format!("data: {last}\n\n"));
+        if include {
+            let choices = if dialect == Dialect::Vllm {
+                Value::Null
+            } else {
+                json!([])
+            };
+            let mut u = chunk(choices);
+            u["usage"] = usage;
+            out.push_str(&format!("data: {u}\n\n"));
+        }
+        out.push_str("data: [DONE]\n\n");
     }
-    let last = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": "gpt-fake", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-    out.push_str(&format!("data: {last}\n\n"));
-    if include {
-        let u = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": "gpt-fake", "choices": [], "usage": usage});
-        out.push_str(&format!("data: {u}\n\n"));
-    }
-    out.push_str("data: [DONE]\n\n");
-    let chunk = *lock(&fake.chunk);
-    let mut response = Response::new(chunked(out, chunk, None, false, false));
+    let size = *lock(&fake.chunk);
+    let body = chunked(out, size, None, cut, false);
+    let gate = lock(&fake.first_byte_gate).clone();
+    let body = match gate {
+        Some(gate) => {
+            use futures_util::StreamExt;
+            let wait = futures_util::stream::once(async move {
+                gate.notified().await;
+                Ok::<Bytes, std::io::Error>(Bytes::new())
+            });
+            Body::from_stream(
+                wait.chain(
+                    body.into_data_stream()
+                        .map(|r| r.map_err(std::io::Error::other)),
+                ),
+            )
+        }
+        None => body,
+    };
+    let mut response = Response::new(body);
     if let Ok(v) = "text/event-stream".parse() {
         response.headers_mut().insert("content-type", v);
     }

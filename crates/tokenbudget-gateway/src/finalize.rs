@@ -135,7 +135,7 @@ pub(crate) fn decide(
     match ending {
         Ending::NotAccepted => None,
         Ending::Completed if reader.complete && reader.error.is_none() => {
-            Some((reader.usage, false))
+            Some((reader.usage, reader.estimated))
         }
         // Ended without its last event, with an error event, cut, abandoned or timed out:
         // the upstream accepted the request, so never zero.
@@ -165,7 +165,10 @@ async fn settle(p: Pending, reader: UsageReader, ending: Ending) {
                 tracing::error!(reservation = %p.reservation, cost, error = %e, "commit failed");
             }
             crate::metrics::tokens(&usage);
-            let settled = if estimated {
+            // A complete response whose usage the gateway counted itself (a translated
+            // upstream that reports none) is complete, and flagged estimated.
+            let whole = ending == Ending::Completed && reader.complete && reader.error.is_none();
+            let settled = if estimated && !whole {
                 Settled::Partial
             } else {
                 Settled::Completed
@@ -229,6 +232,29 @@ mod tests {
         let (usage, estimated) = decide(&nothing, Ending::Completed, 99).unwrap();
         assert!(estimated);
         assert_eq!(usage.input, 99);
+
+        let mut estimated = UsageReader::default();
+        let counted = tokenbudget_translate::Usage {
+            input_tokens: 40,
+            output_tokens: 3,
+            cache_read_input_tokens: 0,
+            estimated: true,
+        };
+        estimated.translated(&counted, true);
+        let usage = Usage {
+            input: 40,
+            output: 3,
+            ..Usage::default()
+        };
+        assert_eq!(
+            decide(&estimated, Ending::Completed, 99),
+            Some((usage, true))
+        );
+        estimated.translated(&counted, false);
+        assert_eq!(
+            decide(&estimated, Ending::Completed, 99),
+            Some((usage, true))
+        );
 
         let mut errored = done.clone();
         errored.error = Some("overloaded_error".into());

@@ -8,9 +8,14 @@ use crate::gateway::Gateway;
 
 /// Which upstream credential to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Upstream {
+pub(crate) enum Upstream<'a> {
+    /// `anthropic_url`, with `ANTHROPIC_API_KEY`.
     Anthropic,
+    /// `openai_url`, with `OPENAI_API_KEY`.
     OpenAi,
+    /// A routed Anthropic-kind upstream, with its own `api_key_env` key (if any): the
+    /// gateway's Anthropic key is never sent to an upstream it was not configured for.
+    RoutedAnthropic(&'a str),
 }
 
 /// Headers that belong to one hop, never forwarded either way.
@@ -33,7 +38,7 @@ const HOP: &[&str] = &[
 pub(crate) fn upstream_headers(
     gateway: &Gateway,
     client: &HeaderMap,
-    upstream: Upstream,
+    upstream: Upstream<'_>,
     forwards_credential: bool,
 ) -> HeaderMap {
     let mut out = HeaderMap::new();
@@ -59,6 +64,10 @@ pub(crate) fn upstream_headers(
                 .openai_api_key
                 .as_deref()
                 .map(|k| ("authorization", format!("Bearer {k}"))),
+            Upstream::RoutedAnthropic(name) => settings
+                .upstream_keys
+                .get(name)
+                .map(|k| ("x-api-key", k.clone())),
         };
         if let Some((name, value)) = credential {
             if let Ok(mut value) = HeaderValue::from_str(&value) {
@@ -121,4 +130,28 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
         .iter()
         .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
         .map(str::to_owned)
+}
+
+/// The headers of a translated request to an OpenAI-compatible upstream: JSON, no
+/// compression (the stream is parsed), and the upstream's own key as a bearer token. None of
+/// the client's headers go: they are Anthropic's (`anthropic-version`, `anthropic-beta`,
+/// the client's key) and mean nothing there.
+pub(crate) fn openai_headers(key: Option<&str>) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    out.insert("content-type", HeaderValue::from_static("application/json"));
+    out.insert("accept-encoding", HeaderValue::from_static("identity"));
+    if let Some(key) = key {
+        if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {key}")) {
+            value.set_sensitive(true);
+            out.insert("authorization", value);
+        }
+    }
+    out
+}
+
+/// A routed upstream's base URL for Anthropic paths: without a trailing `/` or `/v1`, so
+/// both `https://host` and `https://host/v1` work.
+pub(crate) fn anthropic_base(url: &str) -> &str {
+    let url = url.trim_end_matches('/');
+    url.strip_suffix("/v1").unwrap_or(url)
 }

@@ -60,6 +60,7 @@ impl Gateway {
         ledger: Arc<dyn LedgerSink>,
     ) -> Result<Self> {
         settings.validate()?;
+        settings.check_upstream_keys()?;
         let http = reqwest::Client::builder()
             .connect_timeout(settings.timeouts.connect)
             .pool_idle_timeout(std::time::Duration::from_secs(90))

@@ -18,6 +18,7 @@ mod relay;
 mod routes;
 mod serve;
 pub mod tap;
+mod translated_stream;
 pub mod usage;
 
 pub use config::{OnStoreError, PromptCount, Settings, Timeouts};

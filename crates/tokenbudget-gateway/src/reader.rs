@@ -34,9 +34,31 @@ pub struct UsageReader {
     /// Bytes of generated text/JSON/thinking seen in deltas: the basis of an output estimate
     /// when no output usage arrives.
     pub delta_bytes: u64,
+    /// True when `usage` is the gateway's own count (a translated upstream reported none).
+    pub estimated: bool,
 }
 
 impl UsageReader {
+    /// Takes a translated response's usage as final: the translator's count (the upstream's
+    /// report, else its estimate) is all there is to read. `ended_well` is false when the
+    /// client was sent an `error` event (or nothing more could be sent).
+    pub fn translated(&mut self, usage: &tokenbudget_translate::Usage, ended_well: bool) {
+        self.usage = Usage {
+            input: usage.input_tokens,
+            cache_write: 0,
+            cache_read: usage.cache_read_input_tokens,
+            output: usage.output_tokens,
+        };
+        self.saw_input = true;
+        self.saw_output = true;
+        self.estimated = usage.estimated;
+        self.complete = ended_well;
+        if !ended_well {
+            self.error
+                .get_or_insert_with(|| "translated stream ended early".into());
+        }
+    }
+
     /// Reads one Anthropic SSE event's JSON data.
     pub fn anthropic_event(&mut self, data: &str) {
         let Ok(value) = serde_json::from_str::<Value>(data) else {

@@ -86,6 +86,8 @@ pub enum Role {
     User,
     /// The model (and its tool calls).
     Assistant,
+    /// Instructions in the middle of the conversation (Claude Code 2.1 sends them).
+    System,
 }
 
 /// One message of the conversation.

@@ -17,7 +17,7 @@ mod usage;
 pub use count::{count_tokens, TokenCountAnswer, IMAGE_TOKENS};
 pub use error::{Result, TranslateError};
 pub use request::{parse_request, translate_request, TOOL_ERROR_PREFIX};
-pub use response::{response_usage, translate_response};
+pub use response::{response_as_chunk, response_usage, translate_response};
 pub use schema::adapt_schema;
 pub use stream::{FinishCause, StreamStart, StreamTranslator, Upstream};
 pub use target::{MaxTokensField, Reasoning, RouteTarget};

@@ -107,9 +107,36 @@ pub(crate) fn translate_messages(req: &AnthropicRequest) -> Result<Vec<ChatMessa
         match message.role {
             Role::User => user_message(index, message, &mut out)?,
             Role::Assistant => out.push(assistant_message(index, message)?),
+            Role::System => out.push(system_message(index, message)?),
         }
     }
     Ok(out)
+}
+
+/// A `system` message among the others: a system message in its place. Only text can be
+/// carried; anything else is a 400 naming the block.
+fn system_message(index: usize, message: &InputMessage) -> Result<ChatMessage> {
+    let content = match &message.content {
+        MessageContent::Text(text) => text.clone(),
+        MessageContent::Blocks(blocks) => {
+            let mut text = Vec::with_capacity(blocks.len());
+            for (block, content) in blocks.iter().enumerate() {
+                match content {
+                    ContentBlock::Text { text: t } => text.push(t.as_str()),
+                    other => {
+                        return Err(TranslateError::MisplacedContent {
+                            message: index,
+                            block,
+                            kind: block_kind(other),
+                            role: "system".into(),
+                        })
+                    }
+                }
+            }
+            text.join("\n\n")
+        }
+    };
+    Ok(ChatMessage::System { content })
 }
 
 fn user_message(index: usize, message: &InputMessage, out: &mut Vec<ChatMessage>) -> Result<()> {

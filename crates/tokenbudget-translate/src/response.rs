@@ -1,7 +1,7 @@
 //! OpenAI Chat Completions response -> Anthropic message (non-streaming).
 
 use crate::anthropic::{AnthropicMessage, AnthropicUsage, ResponseBlock, StopReason};
-use crate::openai::ChatResponse;
+use crate::openai::{ChatChunk, ChatResponse, ChunkChoice, Delta, FunctionDelta, ToolCallDelta};
 use crate::stream::clean_id;
 use crate::usage::Usage;
 use crate::{Result, TranslateError};
@@ -131,5 +131,53 @@ pub fn response_usage(
         output_tokens: output,
         cache_read_input_tokens: 0,
         estimated: true,
+    }
+}
+
+/// A whole response as one stream chunk, for servers that answer a stream request with a
+/// plain JSON body: feeding it to a [`StreamTranslator`](crate::StreamTranslator) and
+/// finishing gives the client the stream it asked for.
+///
+/// # Behavior
+/// - The first choice's reasoning, text and tool calls (each with its position as `index`,
+///   its id and its whole arguments) become one delta, with the choice's `finish_reason`
+///   and the response's usage. No choices gives a chunk with none.
+pub fn response_as_chunk(response: &ChatResponse) -> ChatChunk {
+    let choices = response
+        .choices
+        .first()
+        .map(|choice| {
+            let message = &choice.message;
+            let tool_calls = message
+                .tool_calls
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(n, call)| ToolCallDelta {
+                    index: u32::try_from(n).ok(),
+                    id: call.id.clone(),
+                    function: Some(FunctionDelta {
+                        name: Some(call.function.name.clone()),
+                        arguments: Some(call.function.arguments.clone()),
+                    }),
+                })
+                .collect();
+            vec![ChunkChoice {
+                index: Some(0),
+                delta: Some(Delta {
+                    content: message.content.clone(),
+                    reasoning_content: message.reasoning_content.clone(),
+                    tool_calls,
+                }),
+                finish_reason: choice.finish_reason.clone(),
+            }]
+        })
+        .unwrap_or_default();
+    ChatChunk {
+        id: response.id.clone(),
+        model: response.model.clone(),
+        choices,
+        usage: response.usage,
+        error: None,
     }
 }

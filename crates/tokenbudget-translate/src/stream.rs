@@ -240,9 +240,12 @@ impl StreamTranslator {
     /// Ends the stream: an `error` event first unless it ended well, the open block's stop,
     /// `message_delta` with the stop reason and usage, and the one `message_stop`. Writes
     /// `message_start` first if nothing was written yet; writes nothing when called again.
-    pub fn finish(&mut self, cause: FinishCause, out: &mut Vec<u8>) {
+    ///
+    /// Returns true when the stream ended well (no `error` event: a stop reason was sent),
+    /// false when it ended with an error or had already finished.
+    pub fn finish(&mut self, cause: FinishCause, out: &mut Vec<u8>) -> bool {
         if self.phase == Phase::Finished {
-            return;
+            return false;
         }
         self.start(out);
         let timed_out = cause == FinishCause::Timeout;
@@ -268,6 +271,7 @@ impl StreamTranslator {
             .write(out);
         }
         self.close_open(out);
+        let ended_well = error.is_none();
         let stop_reason = match error {
             Some(_) => None,
             None => Some(self.stop_reason()),
@@ -288,6 +292,13 @@ impl StreamTranslator {
         .write(out);
         Event::MessageStop.write(out);
         self.phase = Phase::Finished;
+        ended_well
+    }
+
+    /// Whether the upstream sent a `finish_reason` (a body that ends after one, without
+    /// `[DONE]`, ended well; one that ends before it was cut).
+    pub fn saw_finish_reason(&self) -> bool {
+        self.finish_reason.is_some()
     }
 
     /// Whether `finish` has run.

@@ -242,3 +242,26 @@ fn count_tokens_is_exact_for_openai_models_and_estimated_otherwise() {
     assert!(answer.input_tokens > 1_600 + 300, "{answer:?}");
     assert!(answer.input_tokens < 1_600 + 3_000, "{answer:?}");
 }
+
+#[test]
+fn a_system_message_among_the_messages_stays_in_its_place() {
+    // Claude Code 2.1 sends these (found by `cargo xtask e2e`).
+    let req = tokenbudget_translate::parse_request(
+        br#"{"model":"m","max_tokens":10,"messages":[
+            {"role":"user","content":"hi"},
+            {"role":"system","content":[{"type":"text","text":"Be brief."}]},
+            {"role":"user","content":"again"}]}"#,
+    )
+    .unwrap();
+    let chat = tokenbudget_translate::translate_request(
+        &req,
+        &tokenbudget_translate::RouteTarget::new("q"),
+    )
+    .unwrap();
+    let value = serde_json::to_value(&chat).unwrap();
+    assert_eq!(
+        value["messages"][1],
+        serde_json::json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(value["messages"].as_array().unwrap().len(), 3);
+}

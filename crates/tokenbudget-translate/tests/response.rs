@@ -95,3 +95,30 @@ fn untranslatable_answers_are_upstream_errors() {
         (0, Some(StopReason::MaxTokens))
     );
 }
+
+#[test]
+fn a_json_answer_to_a_stream_request_streams_as_one_chunk() {
+    use tokenbudget_translate::{response_as_chunk, FinishCause, StreamStart, StreamTranslator};
+    let response: tokenbudget_translate::openai::ChatResponse = serde_json::from_str(
+        r#"{"id":"c1","choices":[{"message":{"content":"Let me look.","tool_calls":[
+            {"id":"call_1","type":"function","function":{"name":"Bash","arguments":"{\"command\":\"ls\"}"}}]},
+            "finish_reason":"tool_calls"}],"usage":{"prompt_tokens":12,"completion_tokens":7}}"#,
+    )
+    .unwrap();
+    let mut t = StreamTranslator::new(StreamStart {
+        message_id: "msg_x".into(),
+        model: "claude-haiku-4-5".into(),
+        input_tokens: 3,
+        estimator: Default::default(),
+    });
+    let mut out = Vec::new();
+    t.push(&response_as_chunk(&response), &mut out);
+    assert!(t.finish(FinishCause::Done, &mut out));
+    let sse = String::from_utf8(out).unwrap();
+    assert!(sse.contains(r#""text":"Let me look.""#), "{sse}");
+    assert!(sse.contains(r#""id":"call_1","name":"Bash""#), "{sse}");
+    assert!(sse.contains(r#""stop_reason":"tool_use""#), "{sse}");
+    assert_eq!(sse.matches("event: message_stop").count(), 1);
+    assert_eq!((t.usage().input_tokens, t.usage().output_tokens), (12, 7));
+    assert!(!t.usage().estimated);
+}

@@ -3,13 +3,21 @@
 
 use std::sync::Arc;
 
-use tokenbudget_gateway::fake::{self, Fake, Mode};
+use tokenbudget_gateway::fake::{self, Dialect, Fake, Mode};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "text".into());
     let f = Arc::new(Fake::default());
-    f.set_mode(match mode.as_str() {
+    // `MODE[:DIALECT]`: the OpenAI side's dialect (openai, ollama, vllm, mlx).
+    let (mode, dialect) = mode.split_once(':').unwrap_or((mode.as_str(), "openai"));
+    f.set_dialect(match dialect {
+        "ollama" => Dialect::Ollama,
+        "vllm" => Dialect::Vllm,
+        "mlx" => Dialect::Mlx,
+        _ => Dialect::OpenAi,
+    });
+    f.set_mode(match mode {
         "tool" => Mode::ToolLoop,
         "hang" => Mode::Hang,
         _ => Mode::Text,

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 use tokenbudget::{Encoding, Estimator};
+use tokenbudget_translate::route::UpstreamKind;
 
 use super::{call, parse_json, Call};
 use crate::admit::Ask;
@@ -48,13 +49,47 @@ async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> R
         }
     };
     let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
-    let url = format!("{}/v1/messages", gw.inner.settings.anthropic_url);
+    let routed = model
+        .as_deref()
+        .and_then(|m| gw.inner.settings.routes.resolve(m));
+    let mut rewritten = false;
+    let (url, upstream) = match &routed {
+        Some(route) if route.upstream.kind == UpstreamKind::Openai => {
+            return super::translated::messages(
+                gw,
+                super::translated::Request {
+                    caller,
+                    original: &original,
+                    prompt,
+                    route,
+                },
+            )
+            .await;
+        }
+        Some(route) => {
+            if model.as_deref() != Some(route.model.as_str()) {
+                body["model"] = route.model.clone().into();
+                rewritten = true;
+            }
+            (
+                format!(
+                    "{}/v1/messages",
+                    forward::anthropic_base(&route.upstream.url)
+                ),
+                Upstream::RoutedAnthropic(route.upstream_name),
+            )
+        }
+        None => (
+            format!("{}/v1/messages", gw.inner.settings.anthropic_url),
+            Upstream::Anthropic,
+        ),
+    };
     call(
         gw,
         Call {
             route: "messages",
             api: Api::Anthropic,
-            upstream: Upstream::Anthropic,
+            upstream,
             url,
             headers,
             caller,
@@ -67,32 +102,61 @@ async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> R
             body: &mut body,
             original,
             max_field: "max_tokens",
-            rewritten: false,
+            rewritten,
             hide_usage: false,
         },
     )
     .await
 }
 
-/// `POST /v1/messages/count_tokens`: authenticated, forwarded as it is, costs nothing.
+/// `POST /v1/messages/count_tokens`: authenticated, costs nothing; forwarded as it is,
+/// except on a route to an OpenAI-compatible upstream, where it is answered locally.
 pub(crate) async fn count_tokens(
     State(gw): State<Gateway>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result: Result<Response> = async {
-        let value = parse_json(&body)?;
+        let mut value = parse_json(&body)?;
         let caller = gw.authorize(&headers, &value).await?;
-        let url = format!(
-            "{}/v1/messages/count_tokens",
-            gw.inner.settings.anthropic_url
-        );
-        let up = forward::upstream_headers(
-            &gw,
-            &headers,
-            Upstream::Anthropic,
-            caller.forwards_credential,
-        );
+        let model = value
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let routed = model
+            .as_deref()
+            .and_then(|m| gw.inner.settings.routes.resolve(m));
+        let (url, upstream, body) = match &routed {
+            Some(route) if route.upstream.kind == UpstreamKind::Openai => {
+                return super::translated::count_tokens(&body, route);
+            }
+            Some(route) => {
+                let mut body = body.clone();
+                if model.as_deref() != Some(route.model.as_str()) {
+                    value["model"] = route.model.clone().into();
+                    body = Bytes::from(
+                        serde_json::to_vec(&value).map_err(|e| Error::Internal(e.to_string()))?,
+                    );
+                }
+                (
+                    format!(
+                        "{}/v1/messages/count_tokens",
+                        forward::anthropic_base(&route.upstream.url)
+                    ),
+                    Upstream::RoutedAnthropic(route.upstream_name),
+                    body,
+                )
+            }
+            None => (
+                format!(
+                    "{}/v1/messages/count_tokens",
+                    gw.inner.settings.anthropic_url
+                ),
+                Upstream::Anthropic,
+                body,
+            ),
+        };
+        let up = forward::upstream_headers(&gw, &headers, upstream, caller.forwards_credential);
         let response = forward::send(&gw, reqwest::Method::POST, url, up, Some(body)).await?;
         passthrough(&gw, response).await
     }

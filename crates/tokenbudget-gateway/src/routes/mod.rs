@@ -4,6 +4,7 @@
 pub(crate) mod anthropic;
 pub(crate) mod misc;
 pub(crate) mod openai;
+pub(crate) mod translated;
 
 use std::time::Instant;
 
@@ -24,7 +25,7 @@ use crate::reader::Api;
 pub(crate) struct Call<'a> {
     pub route: &'static str,
     pub api: Api,
-    pub upstream: Upstream,
+    pub upstream: Upstream<'a>,
     pub url: String,
     pub headers: &'a HeaderMap,
     pub caller: Caller,

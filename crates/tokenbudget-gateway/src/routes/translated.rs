@@ -1,0 +1,306 @@
+//! `POST /v1/messages` and `count_tokens` on a route to an OpenAI-compatible upstream: the
+//! request is translated to Chat Completions (pure, in `tokenbudget-translate`), admitted
+//! and settled like pass-through, and the answer translated back.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+use tokenbudget_translate::openai::ChatResponse;
+use tokenbudget_translate::route::Resolved;
+use tokenbudget_translate::{
+    count_tokens as count_locally, parse_request, response_usage, translate_request,
+    translate_response, MaxTokensField, StreamStart, TranslateError,
+};
+
+use crate::admit::{admit, Admitted, Ask};
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::finalize::{Ending, Finalizer};
+use crate::forward;
+use crate::gateway::Gateway;
+
+/// The metrics label of translated requests.
+pub(crate) const ROUTE: &str = "messages_translated";
+
+/// A `POST /v1/messages` request routed to an OpenAI-compatible upstream.
+pub(crate) struct Request<'a> {
+    pub caller: Caller,
+    pub original: &'a Bytes,
+    /// The prompt's bound as pass-through sizes it (`prompt_count`): what admission holds.
+    pub prompt: u64,
+    pub route: &'a Resolved<'a>,
+}
+
+/// Translates, admits, forwards and answers; every outcome after admission goes through one
+/// finalizer.
+pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
+    let settings = &gw.inner.settings;
+    let request = parse_request(r.original)?;
+    let mut chat = translate_request(&request, &r.route.target())?;
+    let max_tokens = u64::from(request.max_tokens.ok_or(TranslateError::MissingMaxTokens)?);
+    // The local count is what `message_start` reports and what is settled when the
+    // upstream reports no usage; admission holds the (larger) bound.
+    let counted = count_locally(&request, &r.route.model)?.input_tokens;
+    let ask = Ask {
+        prompt: r.prompt,
+        max_tokens,
+        min_output: settings.min_output_tokens,
+    };
+    let Admitted {
+        grant,
+        max_tokens,
+        clamped,
+    } = match admit(
+        &gw.inner.budgets,
+        &r.caller.budget,
+        ask,
+        &settings.weights,
+        settings.reservation_timeout,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            if matches!(e, Error::Refused { .. }) {
+                crate::metrics::refusal(ROUTE);
+            }
+            return Err(e);
+        }
+    };
+    let mut fin = Finalizer::new(
+        gw,
+        grant.reservation.id,
+        r.caller.budget.clone(),
+        r.prompt,
+        ROUTE,
+        r.caller.key.id.clone(),
+        r.caller.session.clone(),
+        Some(request.model.clone()),
+    );
+    let message_id = new_message_id();
+    fin.reader.message_id = Some(message_id.clone());
+    fin.reader.model = Some(r.route.model.clone());
+    if clamped {
+        crate::metrics::clamp(ROUTE);
+        let limit = Some(u32::try_from(max_tokens).unwrap_or(u32::MAX));
+        match r.route.upstream.max_tokens_field {
+            MaxTokensField::MaxCompletionTokens => chat.max_completion_tokens = limit,
+            _ => chat.max_tokens = limit,
+        }
+    }
+    let body = match serde_json::to_vec(&chat) {
+        Ok(body) => Bytes::from(body),
+        Err(e) => {
+            fin.finish(Ending::NotAccepted);
+            return Err(Error::Internal(e.to_string()));
+        }
+    };
+    let url = format!(
+        "{}/chat/completions",
+        r.route.upstream.url.trim_end_matches('/')
+    );
+    let key = settings
+        .upstream_keys
+        .get(r.route.upstream_name)
+        .map(String::as_str);
+    let headers = forward::openai_headers(key);
+    let mut out_headers = HeaderMap::new();
+    out_headers.insert(
+        "x-tokenbudget-budget",
+        HeaderValue::from_str(r.caller.budget.as_str()).unwrap_or(HeaderValue::from_static("?")),
+    );
+    if clamped {
+        out_headers.insert("x-tokenbudget-max-tokens", HeaderValue::from(max_tokens));
+    }
+    let start = StreamStart {
+        message_id,
+        model: request.model.clone(),
+        input_tokens: counted,
+        estimator: Default::default(),
+    };
+    if request.is_stream() {
+        let upstream = gw.inner.http.post(url).headers(headers).body(body);
+        let body = crate::translated_stream::relay(gw, upstream, fin, start);
+        out_headers.insert(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        out_headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+        crate::metrics::request(ROUTE, 200, Some(&request.model));
+        let mut response = Response::new(body);
+        *response.headers_mut() = out_headers;
+        return Ok(response);
+    }
+    let deadline = tokio::time::Instant::now() + settings.timeouts.total;
+    let upstream = match forward::send(gw, reqwest::Method::POST, url, headers, Some(body)).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            fin.finish(Ending::NotAccepted);
+            return Err(e);
+        }
+    };
+    let status = upstream.status();
+    let limit = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let bytes = match forward::read_body(upstream, limit).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            fin.reader.translated(&estimated_usage(&start, ""), false);
+            fin.finish(Ending::Cut("body read failed"));
+            return Err(e);
+        }
+    };
+    if !status.is_success() {
+        fin.finish(Ending::NotAccepted);
+        let (kind, message) = upstream_error(r.route.upstream_name, status.as_u16(), &bytes);
+        crate::metrics::request(ROUTE, status.as_u16(), Some(&request.model));
+        let body =
+            serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
+        let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        return Ok((code, out_headers, axum::Json(body)).into_response());
+    }
+    let translated = serde_json::from_slice::<ChatResponse>(&bytes)
+        .map_err(|e| {
+            TranslateError::Upstream(format!("the response is not Chat Completions JSON: {e}"))
+        })
+        .and_then(|parsed| {
+            let message = translate_response(&parsed, &start.message_id, &request.model)?;
+            let usage = response_usage(&parsed, &message, counted, &start.estimator);
+            Ok((message, usage))
+        });
+    match translated {
+        Ok((message, usage)) => {
+            fin.reader.translated(&usage, true);
+            fin.finish(Ending::Completed);
+            crate::metrics::request(ROUTE, 200, Some(&request.model));
+            Ok((out_headers, axum::Json(message)).into_response())
+        }
+        Err(e) => {
+            // The upstream answered (and spent): settle the prompt and the answer's size.
+            let text = String::from_utf8_lossy(&bytes);
+            fin.reader
+                .translated(&estimated_usage(&start, &text), false);
+            fin.finish(Ending::Cut("untranslatable answer"));
+            Err(e.into())
+        }
+    }
+}
+
+/// `count_tokens` on a translated route: counted here, never sent anywhere.
+pub(crate) fn count_tokens(body: &[u8], route: &Resolved<'_>) -> Result<Response> {
+    let request = parse_request(body)?;
+    let answer = count_locally(&request, &route.model)?;
+    Ok(([("content-type", "application/json")], answer.to_json()).into_response())
+}
+
+/// The prompt as counted and `output` estimated, flagged estimated.
+fn estimated_usage(start: &StreamStart, output: &str) -> tokenbudget_translate::Usage {
+    tokenbudget_translate::Usage {
+        input_tokens: start.input_tokens,
+        output_tokens: start.estimator.estimate(output),
+        cache_read_input_tokens: 0,
+        estimated: true,
+    }
+}
+
+/// `msg_` and 24 random hex digits.
+fn new_message_id() -> String {
+    let mut bytes = [0u8; 12];
+    // Without randomness the id is still unique enough per process: fall back to time.
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..12]);
+    }
+    format!("msg_{}", hex::encode(bytes))
+}
+
+/// An upstream's error answer in Anthropic's terms: the error type its status means to an
+/// Anthropic client (so Claude Code retries a 429 or 503 and shows a 400), and a message
+/// naming the upstream with the upstream's own message (OpenAI's `error.message`, or the
+/// body's text).
+pub(crate) fn upstream_error(upstream: &str, status: u16, body: &[u8]) -> (&'static str, String) {
+    let kind = match status {
+        400 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    };
+    let detail = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            let message = v.pointer("/error/message").or_else(|| v.get("error"))?;
+            Some(match message {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        })
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            text.chars().take(500).collect::<String>().trim().to_owned()
+        });
+    (
+        kind,
+        format!("upstream {upstream} answered {status}: {detail}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_errors_keep_their_meaning_and_message() {
+        let cases: [(u16, &[u8], &str, &str); 5] = [
+            (
+                500,
+                br#"{"error":{"message":"model crashed","type":"server_error"}}"#,
+                "api_error",
+                "upstream local answered 500: model crashed",
+            ),
+            (
+                429,
+                br#"{"error":"slow down"}"#,
+                "rate_limit_error",
+                "upstream local answered 429: slow down",
+            ),
+            (
+                503,
+                b"Loading model",
+                "overloaded_error",
+                "upstream local answered 503: Loading model",
+            ),
+            (
+                404,
+                br#"{"error":{"message":"model qwen not found"}}"#,
+                "not_found_error",
+                "upstream local answered 404: model qwen not found",
+            ),
+            (
+                400,
+                b"",
+                "invalid_request_error",
+                "upstream local answered 400: ",
+            ),
+        ];
+        for (status, body, kind, message) in cases {
+            assert_eq!(
+                upstream_error("local", status, body),
+                (kind, message.to_owned()),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_ids_look_like_anthropics_and_differ() {
+        let (a, b) = (new_message_id(), new_message_id());
+        assert!(a.starts_with("msg_") && a.len() == 28, "{a}");
+        assert_ne!(a, b);
+    }
+}

@@ -24,7 +24,19 @@ pub async fn serve(
         signal.cancel();
     });
     let graceful = stop.clone();
-    let server = axum::serve(listener, gateway.router())
+    // The dashboard rides along on a loopback address; elsewhere it would need a token of
+    // its own, so it is left to `tokenbudget dashboard --token`.
+    let mut app = gateway.router();
+    let dashboard = tokenbudget_dashboard::Dashboard::new(gateway.budgets().store().clone());
+    match listener
+        .local_addr()
+        .map(|addr| dashboard.check_listen(addr))
+    {
+        Ok(Ok(())) => app = app.merge(dashboard.router()),
+        Ok(Err(e)) => tracing::warn!("no /dashboard here: {e}"),
+        Err(e) => tracing::warn!("no /dashboard: {e}"),
+    }
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { graceful.cancelled().await });
     let outcome = tokio::select! {
         result = server => result,

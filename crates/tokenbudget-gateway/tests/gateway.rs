@@ -550,6 +550,31 @@ async fn health_ready_metrics_and_models() {
         "{metrics}"
     );
     assert!(metrics.contains("tokenbudget_gateway_tokens_total"));
+    // On loopback the gateway also serves the dashboard, over the same budgets.
+    let page = h
+        .client
+        .get(format!("{}/dashboard", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let budgets: Value = h
+        .client
+        .get(format!("{}/api/budgets", h.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let used: u64 = budgets["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["depth"] == 0)
+        .map(|b| b["used"].as_u64().unwrap())
+        .sum();
+    assert!(used > 0, "the request's usage shows: {budgets}");
     let models = h
         .client
         .get(format!("{}/v1/models", h.url))

@@ -21,7 +21,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 
 use crate::finalize::{Ending, Finalizer};
 use crate::gateway::Gateway;
-use crate::routes::translated::{upstream_error, ROUTE};
+use crate::routes::translated::{upstream_error, Counted, ROUTE};
 use crate::tap::SseTap;
 
 type Chunk = Result<Bytes, std::io::Error>;
@@ -32,11 +32,12 @@ pub(crate) fn relay(
     upstream: reqwest::RequestBuilder,
     fin: Finalizer,
     start: StreamStart,
+    counted: Counted,
 ) -> Body {
     // A few events of slack; past that the task waits for the client (backpressure up to
     // the upstream), so nothing piles up in memory.
     let (tx, rx) = mpsc::channel::<Chunk>(16);
-    tokio::spawn(run(gateway.clone(), upstream, fin, start, tx));
+    tokio::spawn(run(gateway.clone(), upstream, fin, start, counted, tx));
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     }))
@@ -114,7 +115,8 @@ async fn run(
     gateway: Gateway,
     upstream: reqwest::RequestBuilder,
     fin: Finalizer,
-    start: StreamStart,
+    mut start: StreamStart,
+    counted: Counted,
     tx: mpsc::Sender<Chunk>,
 ) {
     let _open = Open::new(&gateway);
@@ -124,6 +126,20 @@ async fn run(
     let deadline = Instant::now() + settings.timeouts.total;
     let first_byte = (Instant::now() + settings.timeouts.first_byte).min(deadline);
     let cut = gateway.inner.cut_streams.clone();
+
+    // The request goes out first; `message_start` carries the prompt's count, which is
+    // finished on its own thread meanwhile (the response headers may even come first).
+    let send = upstream.send();
+    tokio::pin!(send);
+    let count = counted.get();
+    tokio::pin!(count);
+    let mut early = None;
+    start.input_tokens = loop {
+        tokio::select! {
+            n = &mut count => break n,
+            response = &mut send, if early.is_none() => early = Some(response),
+        }
+    };
     let mut r = Relay {
         t: StreamTranslator::new(start),
         out: Vec::new(),
@@ -136,9 +152,10 @@ async fn run(
     }
 
     // Waiting for the response headers.
-    let send = upstream.send();
-    tokio::pin!(send);
     let response = loop {
+        if let Some(response) = early.take() {
+            break response;
+        }
         let tx = r.tx.clone();
         tokio::select! {
             response = &mut send => break response,

@@ -5,7 +5,7 @@ use tokenbudget_counter::{
 };
 
 use crate::anthropic::AnthropicRequest;
-use crate::openai::{ChatMessage, ContentPart, UserContent};
+use crate::openai::{ChatMessage, ChatRequest, ChatTool, ContentPart, UserContent};
 use crate::request::{translate_messages, translate_tools};
 use crate::Result;
 
@@ -43,6 +43,29 @@ impl TokenCountAnswer {
 pub fn count_tokens(req: &AnthropicRequest, upstream_model: &str) -> Result<TokenCountAnswer> {
     let messages = translate_messages(req)?;
     let tools = translate_tools(req)?.unwrap_or_default();
+    Ok(count_translated(&messages, &tools, upstream_model))
+}
+
+/// Counts a request already translated for its upstream (`chat.model`), as
+/// [`count_tokens`] counts its Anthropic original, without translating it again: the
+/// gateway translates once, sends, and counts while the upstream works on the answer.
+///
+/// # Behavior
+/// - Counts the messages and tool definitions as sent (after any schema adaptation), with
+///   `chat.model`'s tokenizer when it is an OpenAI-family name, else the [`Estimator`].
+pub fn count_chat(chat: &ChatRequest) -> TokenCountAnswer {
+    count_translated(
+        &chat.messages,
+        chat.tools.as_deref().unwrap_or_default(),
+        &chat.model,
+    )
+}
+
+fn count_translated(
+    messages: &[ChatMessage],
+    tools: &[ChatTool],
+    upstream_model: &str,
+) -> TokenCountAnswer {
     let mut images = 0u64;
     let mut plain = tools.is_empty();
     let counted: Vec<Message> = messages
@@ -56,7 +79,7 @@ pub fn count_tokens(req: &AnthropicRequest, upstream_model: &str) -> Result<Toke
     let tools_text = if tools.is_empty() {
         String::new()
     } else {
-        serde_json::to_string(&tools).unwrap_or_default()
+        serde_json::to_string(tools).unwrap_or_default()
     };
     let (message_count, tools_count, exact_counter) = match Encoding::try_for_model(upstream_model)
     {
@@ -75,10 +98,10 @@ pub fn count_tokens(req: &AnthropicRequest, upstream_model: &str) -> Result<Toke
             (count.tokens, estimator.estimate(&tools_text), false)
         }
     };
-    Ok(TokenCountAnswer {
+    TokenCountAnswer {
         input_tokens: message_count + tools_count + images * IMAGE_TOKENS,
         exact: exact_counter && plain && images == 0,
-    })
+    }
 }
 
 /// The counter's view of a message, and whether it is a plain string.

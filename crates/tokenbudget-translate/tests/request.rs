@@ -6,8 +6,8 @@ mod common;
 use common::fixture;
 use serde_json::{json, Value};
 use tokenbudget_translate::{
-    count_tokens, parse_request, translate_request, MaxTokensField, Reasoning, RouteTarget,
-    TranslateError,
+    count_chat, count_tokens, parse_request, translate_request, MaxTokensField, Reasoning,
+    RouteTarget, TranslateError,
 };
 
 fn translate(body: Value, target: &RouteTarget) -> Result<Value, TranslateError> {
@@ -241,6 +241,29 @@ fn count_tokens_is_exact_for_openai_models_and_estimated_otherwise() {
     // One image (1,600) plus a few hundred tokens of text and tool definitions.
     assert!(answer.input_tokens > 1_600 + 300, "{answer:?}");
     assert!(answer.input_tokens < 1_600 + 3_000, "{answer:?}");
+}
+
+#[test]
+fn counting_the_translated_request_equals_counting_the_original() {
+    // The gateway counts what it already translated (`count_chat`); `count_tokens` answers
+    // the `count_tokens` endpoint from the Anthropic request. Both must agree.
+    let cases = [
+        (fixture("claude_code_request.json"), "qwen3-coder-30b"),
+        (fixture("claude_code_request.json"), "gpt-4o"),
+        (
+            minimal(json!([{"role": "user", "content": "hello world"}])).to_string(),
+            "gpt-4o",
+        ),
+    ];
+    for (body, model) in cases {
+        let req = parse_request(body.as_bytes()).unwrap();
+        let chat = translate_request(&req, &RouteTarget::new(model)).unwrap();
+        assert_eq!(
+            count_chat(&chat),
+            count_tokens(&req, model).unwrap(),
+            "{model}"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokenbudget_translate::openai::ChatResponse;
 use tokenbudget_translate::route::Resolved;
 use tokenbudget_translate::{
-    count_tokens as count_locally, parse_request, response_usage, translate_request,
+    count_chat, count_tokens as count_locally, parse_request, response_usage, translate_request,
     translate_response, MaxTokensField, StreamStart, TranslateError,
 };
 
@@ -39,9 +39,6 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     let request = parse_request(r.original)?;
     let mut chat = translate_request(&request, &r.route.target())?;
     let max_tokens = u64::from(request.max_tokens.ok_or(TranslateError::MissingMaxTokens)?);
-    // The local count is what `message_start` reports and what is settled when the
-    // upstream reports no usage; admission holds the (larger) bound.
-    let counted = count_locally(&request, &r.route.model)?.input_tokens;
     let ask = Ask {
         prompt: r.prompt,
         max_tokens,
@@ -96,6 +93,14 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
             return Err(Error::Internal(e.to_string()));
         }
     };
+    // The local count is what `message_start` reports and what is settled when the
+    // upstream reports no usage; admission holds the (larger) bound. It takes milliseconds
+    // on a long session, so it runs on a blocking thread while the request is on its way:
+    // the upstream's answer never waits for it. Should the count fail, the bound stands in.
+    let counted = Counted {
+        task: tokio::task::spawn_blocking(move || count_chat(&chat).input_tokens),
+        bound: r.prompt,
+    };
     let url = format!(
         "{}/chat/completions",
         r.route.upstream.url.trim_end_matches('/')
@@ -113,15 +118,15 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     if clamped {
         out_headers.insert("x-tokenbudget-max-tokens", HeaderValue::from(max_tokens));
     }
-    let start = StreamStart {
+    let mut start = StreamStart {
         message_id,
         model: request.model.clone(),
-        input_tokens: counted,
+        input_tokens: r.prompt,
         estimator: Default::default(),
     };
     if request.is_stream() {
         let upstream = gw.inner.http.post(url).headers(headers).body(body);
-        let body = crate::translated_stream::relay(gw, upstream, fin, start);
+        let body = crate::translated_stream::relay(gw, upstream, fin, start, counted);
         out_headers.insert(
             "content-type",
             HeaderValue::from_static("text/event-stream"),
@@ -142,7 +147,10 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     };
     let status = upstream.status();
     let limit = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let bytes = match forward::read_body(upstream, limit).await {
+    let bytes = forward::read_body(upstream, limit).await;
+    let counted = counted.get().await;
+    start.input_tokens = counted;
+    let bytes = match bytes {
         Ok(bytes) => bytes,
         Err(e) => {
             fin.reader.translated(&estimated_usage(&start, ""), false);
@@ -183,6 +191,20 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
             fin.finish(Ending::Cut("untranslatable answer"));
             Err(e.into())
         }
+    }
+}
+
+/// The prompt's local count, computed while the request is on its way.
+pub(crate) struct Counted {
+    task: tokio::task::JoinHandle<u64>,
+    /// The admission bound: stands in if the count fails.
+    bound: u64,
+}
+
+impl Counted {
+    /// The count, once it is done.
+    pub(crate) async fn get(self) -> u64 {
+        self.task.await.unwrap_or(self.bound)
     }
 }
 

@@ -2,8 +2,10 @@
 //!
 //! Installs what it needs under `target/e2e` (npm `@anthropic-ai/claude-code`; a Python venv
 //! with `anthropic` and `openai`), then runs: the real Claude Code CLI for a plain answer, a
-//! tool-use loop, a refusal it shows without retrying, and per-session phases; the official
-//! Python SDKs streaming through the gateway. Every scenario checks the budget against what
+//! tool-use loop, a refusal it shows without retrying, and per-session phases; through
+//! translated routes to fake OpenAI-compatible servers, a plain answer, a tool-use loop in
+//! Ollama's deltas, a 40 s first byte and an answer cut mid-stream; the official Python SDKs
+//! streaming through the gateway. Every scenario checks the budget against what
 //! the fake reported. Nothing leaves 127.0.0.1.
 
 use std::fs;
@@ -70,18 +72,13 @@ pub fn main(_args: &[String]) -> Result {
     let tool_url = start_fake(&env, "tool", &mut procs)?;
     let gw_text = start_gateway(&env, &text_url, "text", &mut procs)?;
     let gw_tool = start_gateway(&env, &tool_url, "tool", &mut procs)?;
-    // A fake OpenAI-compatible server streaming its tool call as Ollama does (no `index`),
-    // behind a gateway whose config routes every model there, translated.
-    let ollama_url = start_fake(&env, "tool:ollama", &mut procs)?;
-    let config = env.dir.join("gateway-ollama.toml");
-    fs::write(
-        &config,
-        format!(
-            "[upstreams.local]\nkind = \"openai\"\nurl = \"{ollama_url}/v1\"\n\n[[routes]]\nmatch = \"*\"\nupstream = \"local\"\nmodel = \"qwen3-coder-30b\"\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let gw_ollama = start_gateway_with(&env, &tool_url, "ollama", Some(&config), &mut procs)?;
+    // Gateways whose config routes every model, translated, to a fake OpenAI-compatible
+    // server: one streaming its tool call as Ollama does (no `index`), one answering plain
+    // text, one whose first byte takes 40 s (a local model loading), one cutting its answer.
+    let gw_ollama = start_translated(&env, "tool:ollama", "ollama", &tool_url, &mut procs)?;
+    let gw_local = start_translated(&env, "text", "local", &tool_url, &mut procs)?;
+    let gw_loading = start_translated(&env, "slow=40s", "loading", &tool_url, &mut procs)?;
+    let gw_cut = start_translated(&env, "cut", "cut", &tool_url, &mut procs)?;
 
     let mut passed = 0;
     let mut failed = Vec::new();
@@ -105,6 +102,18 @@ pub fn main(_args: &[String]) -> Result {
         (
             "claude code: tool-use loop translated to an Ollama-dialect OpenAI server",
             Box::new(|| translated_tool_loop(&env, &gw_ollama)),
+        ),
+        (
+            "claude code: plain answer translated to an OpenAI-compatible server",
+            Box::new(|| translated_answer(&env, &gw_local)),
+        ),
+        (
+            "claude code: a translated route whose first byte takes 40 s",
+            Box::new(|| slow_first_byte(&env, &gw_loading)),
+        ),
+        (
+            "claude code: a translated answer cut mid-stream",
+            Box::new(|| cut_mid_answer(&env, &gw_cut)),
         ),
         (
             "python sdks: anthropic and openai streaming",
@@ -224,6 +233,27 @@ fn start_gateway_with(
     })
 }
 
+/// A fake OpenAI-compatible server in `mode`, and a gateway whose config routes every
+/// model to it, translated (`fallback` is its Anthropic upstream, which no request reaches).
+fn start_translated(
+    env: &Env,
+    mode: &str,
+    name: &str,
+    fallback: &str,
+    procs: &mut Procs,
+) -> Result<String> {
+    let url = start_fake(env, mode, procs)?;
+    let config = env.dir.join(format!("gateway-{name}.toml"));
+    fs::write(
+        &config,
+        format!(
+            "[upstreams.local]\nkind = \"openai\"\nurl = \"{url}/v1\"\n\n[[routes]]\nmatch = \"*\"\nupstream = \"local\"\nmodel = \"qwen3-coder-30b\"\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    start_gateway_with(env, fallback, name, Some(&config), procs)
+}
+
 fn tb(env: &Env, args: &[&str]) -> Result<String> {
     let out = Command::new(env.bin.join("tokenbudget"))
         .arg("--db")
@@ -278,7 +308,23 @@ fn claude(
     prompt: &str,
     extra: &[&str],
 ) -> Result<(bool, Value)> {
-    let out = Command::new(&env.claude)
+    claude_with(env, gateway, key, prompt, extra, &[])
+}
+
+/// The longest one Claude Code run may take (the slowest case waits 40 s for a first byte).
+const CLAUDE_LIMIT: Duration = Duration::from_secs(240);
+
+/// [`claude`] with more environment variables.
+fn claude_with(
+    env: &Env,
+    gateway: &str,
+    key: &str,
+    prompt: &str,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<(bool, Value)> {
+    let child = Command::new(&env.claude)
+        .envs(vars.iter().copied())
         .current_dir(env.dir.join("work"))
         .args(["-p", prompt, "--output-format", "json"])
         .args(extra)
@@ -290,8 +336,30 @@ fn claude(
         .env("DISABLE_AUTOUPDATER", "1")
         .env_remove("ANTHROPIC_AUTH_TOKEN")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("running claude: {e}"))?;
+    // A hang is a failure, not a stuck CI: past the limit the process is killed.
+    let pid = child.id().to_string();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let hung = matches!(
+            finished.recv_timeout(CLAUDE_LIMIT),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        if hung {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+        hung
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for claude: {e}"))?;
+    let _ = done.send(());
+    if watchdog.join().unwrap_or(false) {
+        return Err(format!("claude did not finish within {CLAUDE_LIMIT:?}"));
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let value: Value = serde_json::from_str(stdout.trim()).map_err(|e| {
         format!(
@@ -383,6 +451,71 @@ fn translated_tool_loop(env: &Env, gw: &str) -> Result {
             "e2e note: translated budget used {used}, Claude Code reported {}",
             reported(&v)
         );
+    }
+    Ok(())
+}
+
+fn translated_answer(env: &Env, gw: &str) -> Result {
+    let key = budget_with_key(env, "e2e-local", 1_000_000, &[])?;
+    let (ok, v) = claude(env, gw, &key, "Say hello", &[])?;
+    if !ok || v["result"] != "Hello from the fake upstream." {
+        return Err(format!("unexpected result: {v}"));
+    }
+    settled_as_reported(env, "e2e-local", &v)
+}
+
+fn slow_first_byte(env: &Env, gw: &str) -> Result {
+    let key = budget_with_key(env, "e2e-loading", 1_000_000, &[])?;
+    let started = Instant::now();
+    let (ok, v) = claude(env, gw, &key, "Say hello", &[])?;
+    let waited = started.elapsed();
+    if !ok || v["result"] != "Hello from the fake upstream." {
+        return Err(format!("Claude Code gave up on a slow first byte: {v}"));
+    }
+    // Proof that the silence really happened: the fake held its first byte for 40 s, so
+    // Claude Code waited through it (on the gateway's pings) instead of retrying sooner.
+    if waited < Duration::from_secs(40) {
+        return Err(format!("answered after {waited:?}: the fake did not hold"));
+    }
+    settled_as_reported(env, "e2e-loading", &v)
+}
+
+fn cut_mid_answer(env: &Env, gw: &str) -> Result {
+    let key = budget_with_key(env, "e2e-cut", 1_000_000, &[])?;
+    // On a failed stream Claude Code normally retries without streaming, and the fake cuts
+    // that answer too: a 502 it retries with backoff for about three minutes before showing
+    // it (seen with 2.1.197). With that fallback off, the stream's own end is what it
+    // reports.
+    let (_, v) = claude_with(
+        env,
+        gw,
+        &key,
+        "Say hello",
+        &[],
+        &[("CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK", "1")],
+    )?;
+    let result = v["result"].as_str().unwrap_or("");
+    // Claude Code shows the gateway's `error` event and stops: it neither hangs nor takes
+    // the cut text for a complete answer.
+    if v["is_error"] != true || !result.contains("ended before the answer was complete") {
+        return Err(format!("the cut was not reported as an error: {v}"));
+    }
+    let (used, held) = used(env, "e2e-cut")?;
+    // The text streamed before the cut was spent upstream: settled as partial, not free.
+    if used == 0 || held != 0 {
+        return Err(format!("a cut answer settled {used} (held {held})"));
+    }
+    Ok(())
+}
+
+/// The budget settled what Claude Code reported, and holds nothing.
+fn settled_as_reported(env: &Env, budget: &str, v: &Value) -> Result {
+    let (used, held) = used(env, budget)?;
+    if used != reported(v) || held != 0 {
+        return Err(format!(
+            "budget {budget} used {used} (held {held}), Claude Code reported {}",
+            reported(v)
+        ));
     }
     Ok(())
 }

@@ -151,12 +151,17 @@ fn chunked(text: String, chunk: usize, tail: Option<Bytes>, fail: bool, hang: bo
     if let Some(tail) = tail {
         pieces.push(Ok(tail));
     }
-    if fail {
-        pieces.push(Err(std::io::Error::other("fake cut")));
-    }
+    use futures_util::StreamExt;
     let stream = futures_util::stream::iter(pieces);
-    if hang {
-        use futures_util::StreamExt;
+    if fail {
+        // The cut comes a moment after the last byte, so what was sent reaches the client
+        // first: a connection lost mid-answer, not a refused request.
+        let cut = futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(std::io::Error::other("fake cut"))
+        });
+        Body::from_stream(stream.chain(cut))
+    } else if hang {
         Body::from_stream(stream.chain(futures_util::stream::pending()))
     } else {
         Body::from_stream(stream)
@@ -404,12 +409,24 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, raw: Bytes) -> 
         } else {
             "stop"
         };
-        return axum::Json(
-            json!({"id": "chatcmpl-fake", "object": "chat.completion", "model": "gpt-fake",
+        let answer = json!({"id": "chatcmpl-fake", "object": "chat.completion", "model": "gpt-fake",
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": usage}),
-        )
-        .into_response();
+            "usage": usage});
+        if mode == Mode::Cut {
+            // Half the JSON, then the connection is lost.
+            let text = answer.to_string();
+            let mid = (0..=text.len() / 2)
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
+            let half = text[..mid].to_owned();
+            let mut response = Response::new(chunked(half, 64, None, true, false));
+            if let Ok(v) = "application/json".parse() {
+                response.headers_mut().insert("content-type", v);
+            }
+            return response;
+        }
+        return axum::Json(answer).into_response();
     }
     let include = body
         .pointer("/stream_options/include_usage")

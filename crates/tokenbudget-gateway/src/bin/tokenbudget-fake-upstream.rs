@@ -1,5 +1,5 @@
 //! The fake upstream as a program, for `cargo xtask e2e` and `cargo xtask bench`:
-//! `tokenbudget-fake-upstream [text|tool|refuse-never|hang] [ADDR-FILE]` prints its base URL.
+//! `tokenbudget-fake-upstream [text|tool|hang|cut|slow=DURATION][:DIALECT] [ADDR-FILE]` prints its base URL.
 
 use std::sync::Arc;
 
@@ -20,6 +20,14 @@ async fn main() -> std::io::Result<()> {
     f.set_mode(match mode {
         "tool" => Mode::ToolLoop,
         "hang" => Mode::Hang,
+        "cut" => Mode::Cut,
+        // `slow=40s`: every answer waits that long before its first byte.
+        slow if slow.starts_with("slow=") => {
+            let wait = humantime::parse_duration(&slow["slow=".len()..]).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{slow}: {e}"))
+            })?;
+            Mode::Slow(wait)
+        }
         _ => Mode::Text,
     });
     f.set_chunk(64);

@@ -30,7 +30,14 @@
 //!
 //! Last resort for a total order: equal usage, timestamp and location (the same line read
 //! twice) compare by the raw usage text, so even a rewritten line decides the same way
-//! whichever copy is seen first.
+//! whichever copy is seen first; then a reported usage beats an estimated one (a gateway
+//! stream cut mid-answer estimates; what the API reported is the truth).
+//!
+//! **The budget a response was charged to** is a property of the response, not of one of its
+//! lines: whichever candidate wins, the merged record keeps the greater of the two `budget`s
+//! (`Some` over `None`, then bytewise), so a transcript line re-read after the gateway or
+//! `import --charge` recorded the budget never erases it, and the merge stays commutative,
+//! associative and idempotent.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -68,6 +75,13 @@ pub fn rank(a: &UsageRecord, b: &UsageRecord) -> Ordering {
         // Reversed: the smaller location is the greater candidate.
         .then_with(|| (&b.file, b.offset).cmp(&(&a.file, a.offset)))
         .then_with(|| b.raw_usage.cmp(&a.raw_usage))
+        // Reversed: reported (false) is the greater candidate.
+        .then(b.estimated.cmp(&a.estimated))
+}
+
+/// The budget of the merged record of `a` and `b` (see the module docs).
+pub fn merged_budget(a: Option<&str>, b: Option<&str>) -> Option<String> {
+    a.max(b).map(str::to_owned)
 }
 
 /// Whether `candidate` replaces `stored` (same key): strictly greater in [`rank`].
@@ -84,10 +98,20 @@ pub fn merge(map: &mut BTreeMap<String, UsageRecord>, candidate: UsageRecord) ->
             Merge::Inserted
         }
         Some(stored) if supersedes(&candidate, stored) => {
+            let budget = merged_budget(stored.budget.as_deref(), candidate.budget.as_deref());
             *stored = candidate;
+            stored.budget = budget;
             Merge::Replaced
         }
-        Some(_) => Merge::Unchanged,
+        Some(stored) => {
+            let budget = merged_budget(stored.budget.as_deref(), candidate.budget.as_deref());
+            if budget == stored.budget {
+                Merge::Unchanged
+            } else {
+                stored.budget = budget;
+                Merge::Replaced
+            }
+        }
     }
 }
 
@@ -142,6 +166,8 @@ mod tests {
             raw_usage: format!("{{\"output_tokens\":{output}}}"),
             file: file.into(),
             offset,
+            estimated: false,
+            budget: None,
         }
     }
 
@@ -232,6 +258,26 @@ mod tests {
                 assert_eq!(got, want, "{rule} (reversed: {reversed})");
             }
         }
+    }
+
+    #[test]
+    fn a_reported_usage_beats_an_estimated_one_and_the_budget_is_never_erased() {
+        let reported = candidate(("m", Some("r"), 5, "f", 0));
+        let mut estimated = reported.clone();
+        estimated.estimated = true;
+        estimated.budget = Some("team".into());
+        for order in [
+            [reported.clone(), estimated.clone()],
+            [estimated.clone(), reported.clone()],
+        ] {
+            let got = dedup(order).into_values().next().unwrap();
+            assert!(!got.estimated, "the reported usage wins");
+            assert_eq!(got.budget.as_deref(), Some("team"), "the budget stays");
+        }
+        assert_eq!(merged_budget(None, None), None);
+        assert_eq!(merged_budget(Some("a"), None).as_deref(), Some("a"));
+        assert_eq!(merged_budget(Some("a"), Some("b")).as_deref(), Some("b"));
+        assert_eq!(merged_budget(Some("b"), Some("a")).as_deref(), Some("b"));
     }
 
     #[test]

@@ -202,6 +202,8 @@ fn parse_text(text: &str, offset: u64, ctx: &FileContext) -> Result<UsageRecord,
         raw_usage: raw_usage.get().to_owned(),
         file: ctx.file.clone(),
         offset,
+        estimated: false,
+        budget: None,
     })
 }
 

@@ -57,6 +57,8 @@ impl Usage {
 pub mod source {
     /// A Claude Code transcript line.
     pub const CLAUDE_CODE: &str = "claude-code";
+    /// A response the gateway carried (written by its ledger sink).
+    pub const GATEWAY: &str = "gateway";
 }
 
 /// One model response's usage, as the ledger stores it.
@@ -84,4 +86,9 @@ pub struct UsageRecord {
     pub file: String,
     /// The byte offset of the line in `file`.
     pub offset: u64,
+    /// Whether the usage is partly estimated (a gateway stream cut before its final usage
+    /// event); always false for transcripts, which only hold what the API reported.
+    pub estimated: bool,
+    /// The budget the response was charged to, when it was (`import --charge`, the gateway).
+    pub budget: Option<String>,
 }

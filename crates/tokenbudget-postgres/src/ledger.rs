@@ -16,7 +16,7 @@ use crate::error::PgError;
 use crate::{pool, schema, tx};
 
 /// A [`UsageStore`] in PostgreSQL, beside the budgets (tables `usage_records` and
-/// `usage_checkpoints` in the store's schema, migration 2).
+/// `usage_checkpoints` in the store's schema, migrations 3 and 5).
 ///
 /// Each [`UsageStore::write`] is one transaction: the batch's records (merged by key first,
 /// which the merge rule makes equivalent to writing them one by one) in one multi-row upsert
@@ -64,27 +64,64 @@ const SUPERSEDES: &str = "(excluded.output, excluded.input, excluded.cache_write
       usage_records.web_fetch_requests, usage_records.ts)
    AND ((excluded.file, excluded.line_offset) < (usage_records.file, usage_records.line_offset)
      OR ((excluded.file, excluded.line_offset) = (usage_records.file, usage_records.line_offset)
-         AND excluded.raw_usage < usage_records.raw_usage)))";
+         AND (excluded.raw_usage < usage_records.raw_usage
+           OR (excluded.raw_usage = usage_records.raw_usage
+               AND excluded.estimated < usage_records.estimated)))))";
+
+/// Where the merged budget (`dedup::merged_budget`: the greater, `NULL` least) differs from
+/// the stored one.
+const BUDGET_GROWS: &str = "excluded.budget IS NOT NULL
+    AND (usage_records.budget IS NULL OR excluded.budget > usage_records.budget)";
+
+/// The columns a superseding record replaces.
+const REPLACED: [&str; 17] = [
+    "source",
+    "machine",
+    "session_id",
+    "project",
+    "model",
+    "ts",
+    "input",
+    "output",
+    "cache_write_5m",
+    "cache_write_1h",
+    "cache_read",
+    "web_search_requests",
+    "web_fetch_requests",
+    "raw_usage",
+    "file",
+    "line_offset",
+    "estimated",
+];
+
+/// The upsert's `SET` list: every column from a superseding record, the budget by its own
+/// rule (so a record that does not supersede can still record the budget).
+fn set_list() -> String {
+    let mut set: Vec<String> = REPLACED
+        .iter()
+        .map(|c| {
+            format!("{c} = CASE WHEN {SUPERSEDES} THEN excluded.{c} ELSE usage_records.{c} END")
+        })
+        .collect();
+    set.push(format!(
+        "budget = CASE WHEN {BUDGET_GROWS} THEN excluded.budget ELSE usage_records.budget END"
+    ));
+    set.push("revision = usage_records.revision + 1".to_owned());
+    set.join(",\n")
+}
 
 fn upsert_sql() -> String {
+    let set = set_list();
     format!(
         "INSERT INTO usage_records (dedup_key, source, machine, session_id, project, model, ts,
             input, output, cache_write_5m, cache_write_1h, cache_read, web_search_requests,
-            web_fetch_requests, raw_usage, file, line_offset)
+            web_fetch_requests, raw_usage, file, line_offset, estimated, budget)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
             $6::text[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
-            $12::int8[], $13::int8[], $14::int8[], $15::text[], $16::text[], $17::int8[])
-         ON CONFLICT (dedup_key) DO UPDATE SET
-            source = excluded.source, machine = excluded.machine,
-            session_id = excluded.session_id, project = excluded.project,
-            model = excluded.model, ts = excluded.ts, input = excluded.input,
-            output = excluded.output, cache_write_5m = excluded.cache_write_5m,
-            cache_write_1h = excluded.cache_write_1h, cache_read = excluded.cache_read,
-            web_search_requests = excluded.web_search_requests,
-            web_fetch_requests = excluded.web_fetch_requests, raw_usage = excluded.raw_usage,
-            file = excluded.file, line_offset = excluded.line_offset,
-            revision = usage_records.revision + 1
-         WHERE {SUPERSEDES}
+            $12::int8[], $13::int8[], $14::int8[], $15::text[], $16::text[], $17::int8[],
+            $18::bool[], $19::text[])
+         ON CONFLICT (dedup_key) DO UPDATE SET {set}
+         WHERE ({SUPERSEDES}) OR ({BUDGET_GROWS})
          RETURNING revision"
     )
 }
@@ -114,6 +151,8 @@ fn uint(v: i64) -> u64 {
 struct Columns {
     text: [Vec<String>; 8],
     ints: [Vec<i64>; 9],
+    estimated: Vec<bool>,
+    budget: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -146,6 +185,8 @@ impl Columns {
             ]) {
                 col.push(v);
             }
+            c.estimated.push(r.estimated);
+            c.budget.push(r.budget.clone());
         }
         c
     }
@@ -199,8 +240,25 @@ impl PostgresUsageStore {
                 .query(
                     upsert,
                     &[
-                        &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &i[0], &i[1], &i[2], &i[3],
-                        &i[4], &i[5], &i[6], &i[7], &t[6], &t[7], &i[8],
+                        &t[0],
+                        &t[1],
+                        &t[2],
+                        &t[3],
+                        &t[4],
+                        &t[5],
+                        &i[0],
+                        &i[1],
+                        &i[2],
+                        &i[3],
+                        &i[4],
+                        &i[5],
+                        &i[6],
+                        &i[7],
+                        &t[6],
+                        &t[7],
+                        &i[8],
+                        &columns.estimated,
+                        &columns.budget,
                     ],
                 )
                 .await
@@ -281,6 +339,8 @@ fn record_row(
         },
         file: row.try_get("file")?,
         offset: n("line_offset")?,
+        estimated: row.try_get("estimated")?,
+        budget: row.try_get("budget")?,
     })
 }
 
@@ -347,7 +407,7 @@ impl UsageStore for PostgresUsageStore {
         let sql = format!(
             "SELECT dedup_key, source, machine, session_id, project, model, ts, input, output,
                 cache_write_5m, cache_write_1h, cache_read, web_search_requests,
-                web_fetch_requests, file, line_offset{raw}
+                web_fetch_requests, file, line_offset, estimated, budget{raw}
              FROM usage_records WHERE ts >= $1 AND ts < $2 ORDER BY ts, dedup_key"
         );
         let client = self.pool.get().await.map_err(|e| storage(e.into()))?;

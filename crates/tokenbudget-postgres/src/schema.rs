@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "periods_units_admin",
         include_str!("../migrations/0004_periods_units_admin.sql"),
     ),
+    (
+        5,
+        "ledger_charge",
+        include_str!("../migrations/0005_ledger_charge.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

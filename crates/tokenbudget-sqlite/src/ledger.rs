@@ -16,7 +16,7 @@ use crate::retry::Backoff;
 use crate::schema;
 
 /// A [`UsageStore`] in a SQLite database file, beside the budgets (tables `usage_records` and
-/// `usage_checkpoints`, schema version 3).
+/// `usage_checkpoints`, schema versions 3 and 5).
 ///
 /// Each [`UsageStore::write`] is one `BEGIN IMMEDIATE` transaction on this store's connection:
 /// its records and its checkpoint commit together. Processes sharing the file take turns
@@ -58,25 +58,62 @@ pub(crate) const SUPERSEDES: &str = "(excluded.output, excluded.input, excluded.
       usage_records.web_fetch_requests, usage_records.ts)
    AND ((excluded.file, excluded.line_offset) < (usage_records.file, usage_records.line_offset)
      OR ((excluded.file, excluded.line_offset) = (usage_records.file, usage_records.line_offset)
-         AND excluded.raw_usage < usage_records.raw_usage)))";
+         AND (excluded.raw_usage < usage_records.raw_usage
+           OR (excluded.raw_usage = usage_records.raw_usage
+               AND excluded.estimated < usage_records.estimated)))))";
+
+/// Where the merged budget (`dedup::merged_budget`: the greater, `NULL` least) differs from
+/// the stored one.
+const BUDGET_GROWS: &str = "excluded.budget IS NOT NULL
+    AND (usage_records.budget IS NULL OR excluded.budget > usage_records.budget)";
+
+/// The columns a superseding record replaces.
+const REPLACED: [&str; 17] = [
+    "source",
+    "machine",
+    "session_id",
+    "project",
+    "model",
+    "ts",
+    "input",
+    "output",
+    "cache_write_5m",
+    "cache_write_1h",
+    "cache_read",
+    "web_search_requests",
+    "web_fetch_requests",
+    "raw_usage",
+    "file",
+    "line_offset",
+    "estimated",
+];
+
+/// The upsert's `SET` list: every column from a superseding record, the budget by its own
+/// rule (so a record that does not supersede can still record the budget).
+fn set_list() -> String {
+    let mut set: Vec<String> = REPLACED
+        .iter()
+        .map(|c| {
+            format!("{c} = CASE WHEN {SUPERSEDES} THEN excluded.{c} ELSE usage_records.{c} END")
+        })
+        .collect();
+    set.push(format!(
+        "budget = CASE WHEN {BUDGET_GROWS} THEN excluded.budget ELSE usage_records.budget END"
+    ));
+    set.push("revision = usage_records.revision + 1".to_owned());
+    set.join(",\n")
+}
 
 fn upsert_sql() -> String {
+    let set = set_list();
     format!(
         "INSERT INTO usage_records (dedup_key, source, machine, session_id, project, model, ts,
             input, output, cache_write_5m, cache_write_1h, cache_read, web_search_requests,
-            web_fetch_requests, raw_usage, file, line_offset)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT (dedup_key) DO UPDATE SET
-            source = excluded.source, machine = excluded.machine,
-            session_id = excluded.session_id, project = excluded.project,
-            model = excluded.model, ts = excluded.ts, input = excluded.input,
-            output = excluded.output, cache_write_5m = excluded.cache_write_5m,
-            cache_write_1h = excluded.cache_write_1h, cache_read = excluded.cache_read,
-            web_search_requests = excluded.web_search_requests,
-            web_fetch_requests = excluded.web_fetch_requests, raw_usage = excluded.raw_usage,
-            file = excluded.file, line_offset = excluded.line_offset,
-            revision = usage_records.revision + 1
-         WHERE {SUPERSEDES}
+            web_fetch_requests, raw_usage, file, line_offset, estimated, budget)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+            ?18, ?19)
+         ON CONFLICT (dedup_key) DO UPDATE SET {set}
+         WHERE ({SUPERSEDES}) OR ({BUDGET_GROWS})
          RETURNING revision"
     )
 }
@@ -94,7 +131,7 @@ const CHECKPOINT_SQL: &str = "INSERT INTO usage_checkpoints
 
 const RECORD_COLUMNS: &str = "dedup_key, source, machine, session_id, project, model, ts, input,
     output, cache_write_5m, cache_write_1h, cache_read, web_search_requests, web_fetch_requests,
-    file, line_offset";
+    file, line_offset, estimated, budget";
 
 /// Counts are validated to fit an i64 before any write; identities are stored bit for bit.
 fn int(v: u64) -> i64 {
@@ -170,6 +207,8 @@ impl SqliteUsageStore {
                 .bind(&r.raw_usage)
                 .bind(&r.file)
                 .bind(int(r.offset))
+                .bind(r.estimated)
+                .bind(&r.budget)
                 .fetch_optional(&mut *tx)
                 .await?;
             match revision {
@@ -235,6 +274,8 @@ fn record_row(row: &SqliteRow, with_raw: bool) -> std::result::Result<UsageRecor
         },
         file: row.try_get("file")?,
         offset: n("line_offset")?,
+        estimated: row.try_get("estimated")?,
+        budget: row.try_get("budget")?,
     })
 }
 

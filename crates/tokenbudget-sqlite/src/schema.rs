@@ -39,10 +39,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "periodic and usd budgets, closed budgets, reservation models",
         sql: include_str!("../migrations/0004_periods_units_admin.sql"),
     },
+    Migration {
+        version: 5,
+        description: "usage ledger: estimated records and the budget charged",
+        sql: include_str!("../migrations/0005_ledger_charge.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokenbudget_schema (
     version     INTEGER PRIMARY KEY NOT NULL,

@@ -40,6 +40,7 @@ macro_rules! usage_conformance_tests {
             records_are_ordered_and_filtered_by_time,
             records_without_raw_have_empty_raw_usage,
             concurrent_writers_converge_on_the_merged_result,
+            estimated_and_budget_round_trip_and_the_budget_is_never_erased,
         );
     };
     (@each $harness:expr; $($name:ident),+ $(,)?) => {

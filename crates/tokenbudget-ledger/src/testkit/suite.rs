@@ -32,6 +32,8 @@ pub fn record(key: &str, output: u64, ts: i64, file: &str) -> UsageRecord {
         raw_usage: format!(r#"{{"input_tokens":10,"output_tokens":{output},"x":"é"}}"#),
         file: file.to_owned(),
         offset: 0,
+        estimated: false,
+        budget: None,
     }
 }
 
@@ -351,4 +353,53 @@ pub async fn concurrent_writers_converge_on_the_merged_result(h: &impl UsageHarn
     ta.await.unwrap();
     tb.await.unwrap();
     assert_eq!(all(&a).await, expected);
+}
+
+/// `estimated` and `budget` round-trip; a reported record beats an estimated one of the same
+/// usage, and a later record without a budget never erases the stored budget.
+pub async fn estimated_and_budget_round_trip_and_the_budget_is_never_erased(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let mut gateway = record("msg_g:req_g", 40, 100, "");
+    gateway.source = crate::record::source::GATEWAY.to_owned();
+    gateway.estimated = true;
+    gateway.budget = Some("team-é".to_owned());
+    store
+        .write(std::slice::from_ref(&gateway), None)
+        .await
+        .unwrap();
+    assert_eq!(all(&store).await, vec![gateway.clone()]);
+
+    // The same response read from a transcript: same usage, reported, no budget.
+    let mut transcript = gateway.clone();
+    transcript.source = crate::record::source::CLAUDE_CODE.to_owned();
+    transcript.estimated = false;
+    transcript.budget = None;
+    let w = store
+        .write(std::slice::from_ref(&transcript), None)
+        .await
+        .unwrap();
+    assert_eq!(w.replaced, 1);
+    let mut expected = transcript.clone();
+    expected.budget = gateway.budget.clone();
+    assert_eq!(all(&store).await, vec![expected.clone()]);
+
+    // Neither the estimate again nor the transcript again changes anything now.
+    let w = store.write(&[gateway, transcript], None).await.unwrap();
+    assert_eq!(w.unchanged, 2);
+    assert_eq!(all(&store).await, vec![expected.clone()]);
+
+    // A record that does not supersede can still name the budget of a row that had none.
+    let plain = record("k2", 5, 200, "a.jsonl");
+    store
+        .write(std::slice::from_ref(&plain), None)
+        .await
+        .unwrap();
+    let mut charged = plain.clone();
+    charged.budget = Some("b".to_owned());
+    let w = store
+        .write(std::slice::from_ref(&charged), None)
+        .await
+        .unwrap();
+    assert_eq!(w.replaced, 1);
+    assert_eq!(all(&store).await, vec![expected, charged]);
 }

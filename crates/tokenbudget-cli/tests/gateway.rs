@@ -80,9 +80,18 @@ fn gateway_config_errors_at_start_name_the_setting() {
         "nope",
     ])
     .fails(1, "--anthropic-url");
+    // `open` needs a journal whose folder exists.
     let open = s.file("open.toml", "on_store_error = \"open\"\n");
-    s.run(&["gateway", "--config", open.to_str().unwrap()])
-        .fails(1, "on_store_error");
+    s.run(&[
+        "gateway",
+        "--config",
+        open.to_str().unwrap(),
+        "--journal",
+        "/nonexistent-tokenbudget-folder/gw.journal",
+    ])
+    .fails(1, "journal");
+    s.run(&["gateway", "--on-store-error", "sometimes"])
+        .fails(2, "sometimes");
 }
 
 #[test]
@@ -113,4 +122,126 @@ fn gateway_route_errors_at_start_name_the_setting() {
         keyed.to_str().unwrap(),
     ])
     .fails(1, "upstreams.paid.api_key_env");
+}
+
+/// One HTTP/1.1 request on a fresh connection; the whole answer as text.
+fn http(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn gateway_json_logs_parse_and_never_carry_the_key_or_the_upstream_credential() {
+    use std::io::BufRead;
+    const UPSTREAM_KEY: &str = "sk-ant-cli-test-upstream-secret";
+    let s = Scratch::new();
+    s.run(&["budget", "create", "team", "--limit", "100000"])
+        .ok();
+    let key = s
+        .run(&["key", "create", "--budget", "team"])
+        .ok()
+        .trim()
+        .to_owned();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = std::sync::Arc::new(tokenbudget_gateway::fake::Fake::default());
+    let upstream = runtime
+        .block_on(tokenbudget_gateway::fake::start(fake.clone()))
+        .unwrap();
+    let mut child = s
+        .command(&[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--anthropic-url",
+            &upstream,
+            "--log-format",
+            "json",
+        ])
+        .env("ANTHROPIC_API_KEY", UPSTREAM_KEY)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the gateway says where it listens");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        let url = v["fields"]["url"].as_str().map(str::to_owned);
+        lines.push(line);
+        if let Some(url) = url {
+            break url.trim_start_matches("http://").to_owned();
+        }
+    };
+    let body = r#"{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+    for headers in [
+        vec![("x-api-key", key.as_str())],
+        vec![("authorization", &*format!("Bearer {key}"))],
+    ] {
+        let answer = http(&addr, "/v1/messages", &headers, body);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let unknown = format!("tbk_{}", "cd".repeat(32));
+    let answer = http(&addr, "/v1/messages", &[("x-api-key", &unknown)], body);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // SIGTERM: a graceful stop that flushes the settlements' logs.
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    assert!(lines.len() > 3, "{lines:#?}");
+    let all = lines.join("\n");
+    for secret in [key.as_str(), &key[4..], UPSTREAM_KEY, &unknown] {
+        assert!(!all.contains(secret), "a secret was logged: {all}");
+    }
+    let mut targets = std::collections::BTreeSet::new();
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for field in ["timestamp", "level", "target", "fields"] {
+            assert!(v.get(field).is_some(), "no {field}: {line}");
+        }
+        targets.insert(v["target"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        targets.iter().any(|t| t.starts_with("tower_http")),
+        "requests are logged at debug: {targets:?}"
+    );
+    // The upstream got the gateway's credential.
+    let (headers, _) = fake.received().pop().unwrap();
+    assert_eq!(headers["x-api-key"], UPSTREAM_KEY);
 }

@@ -4,14 +4,18 @@ pub mod admit;
 mod auth;
 pub mod bound;
 pub mod config;
+mod count;
 pub mod error;
 #[doc(hidden)]
 pub mod fake;
 mod finalize;
 mod forward;
 mod gateway;
+pub mod journal;
 pub mod keys;
 pub mod ledger;
+pub mod logging;
+pub mod meter;
 pub mod metrics;
 pub mod reader;
 mod relay;

@@ -335,6 +335,7 @@ async fn open_forwards_journals_and_replays_exactly_once_when_the_store_is_back_
     let h = w.gateway(budgets.clone(), open).await;
     // Authorized once while the store answers: the caller is known when it does not.
     assert_eq!(send(&h, &request("warm", 100, false)).await.0, 200);
+    h.settled().await;
 
     // A stream admitted while the store answers, whose commit finds it gone.
     h.fake.set_mode(Mode::Hang);
@@ -441,6 +442,45 @@ async fn open_forwards_journals_and_replays_exactly_once_when_the_store_is_back_
         "",
         "every journal file is gone or empty"
     );
+    h.shutdown().await;
+    w.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_replays_while_running_once_the_store_is_back() {
+    let Some(url) = database_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let w = World::new(url).await;
+    let budgets = w.budgets().await;
+    budgets.create_workflow("team", 1_000_000).await.unwrap();
+    let journal = dir.path().join("gw.journal");
+    let h = w
+        .gateway(budgets, |s| {
+            s.on_store_error = OnStoreError::Open;
+            s.journal = Some(journal.clone());
+        })
+        .await;
+    assert_eq!(send(&h, &request("warm", 100, false)).await.0, 200);
+    h.settled().await;
+    w.down();
+    for n in 0..5 {
+        let (status, _) = send(&h, &request(&format!("down {n}"), 500, n % 2 == 0)).await;
+        assert_eq!(status, 200);
+    }
+    h.settled().await;
+    assert_eq!(h.gateway.journal_depth(), 5);
+    w.up();
+    eventually("the running gateway replays the journal", async || {
+        h.gateway.journal_depth() == 0
+    })
+    .await;
+    let s = h.status("team").await;
+    assert_eq!((s.used, s.held), (6 * 30, 0));
+    // Served again from the store: no journal growth.
+    assert_eq!(send(&h, &request("after", 100, false)).await.0, 200);
+    h.settled().await;
+    assert_eq!(h.gateway.journal_depth(), 0);
+    assert_eq!(h.status("team").await.used, 7 * 30);
     h.shutdown().await;
     w.drop_schema().await;
 }

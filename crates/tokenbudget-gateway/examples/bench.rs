@@ -1,6 +1,8 @@
-//! Direct to the fake upstream vs through the gateway (SQLite store): added time to first
-//! byte p50/p99 and requests/s at 1/64/512 clients, non-streaming and streaming; then RSS
-//! with 1,000 open streams. Run by `cargo xtask bench-gateway` (release build).
+//! Direct to the fake upstream vs through the gateway: added time to first byte p50/p99 and
+//! requests/s at 1/64/512 clients, non-streaming and streaming; then RSS with 1,000 open
+//! streams. Run by `cargo xtask bench-gateway` (release build). The store is a fresh SQLite
+//! file, or the database `TOKENBUDGET_BENCH_DATABASE_URL` names (a Postgres URL gets a
+//! schema of its own, dropped by nobody: name a scratch database).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,7 +81,15 @@ async fn main() {
     fake.set_chunk(64);
     let upstream = fake::start(fake.clone()).await.expect("fake");
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let db = match std::env::var("TOKENBUDGET_BENCH_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}schema=tb_bench_{}", std::process::id())
+        }
+        Ok(url) if !url.is_empty() => url,
+        _ => format!("sqlite://{}", dir.path().join("bench.db").display()),
+    };
+    println!("store: {}\n", tokenbudget::redact(&db));
     let budgets = TokenBudget::open(&db).await.expect("store");
     budgets
         .create_workflow("bench", 1 << 60)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokenbudget::{BudgetId, Grant, ReserveOptions, ReserveOutcome, TokenBudget};
 
 use crate::error::{Error, Result};
-use crate::usage::Weights;
+use crate::meter::Meter;
 
 /// What a request asks to hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,32 +19,32 @@ pub struct Ask {
     pub min_output: u64,
 }
 
+/// What holds a request's worst-case cost while it runs.
+#[derive(Debug, Clone)]
+pub enum Hold {
+    /// A reservation in the store.
+    Reserved(Grant),
+    /// The store was unreachable and `on_store_error = "open"`: the gateway's own allowance
+    /// holds it, and the settlement is charged (or journaled) under `id`.
+    Open {
+        /// The request's id: its charge's idempotency key is `gateway-open:<id>`.
+        id: tokenbudget::ReservationId,
+        /// Weighted tokens held in the allowance.
+        tokens: u64,
+    },
+}
+
 /// A granted admission.
 #[derive(Debug, Clone)]
 pub struct Admitted {
-    /// The reservation holding the request's worst-case cost.
-    pub grant: Grant,
+    /// What holds the request's worst-case cost.
+    pub hold: Hold,
     /// The `max_tokens` to forward (the request's, or lowered).
     pub max_tokens: u64,
     /// True when `max_tokens` was lowered.
     pub clamped: bool,
-}
-
-/// The `max_tokens` that `available` can pay for after the prompt, when at least
-/// `min_output` fits; `None` when even that does not. Never above `ask.max_tokens`.
-pub fn clamp(available: u64, ask: &Ask, weights: &Weights) -> Option<u64> {
-    let prompt_cost = weights.prompt_cost(ask.prompt);
-    let room = available.checked_sub(prompt_cost)?;
-    let per_token = weights.output.max(1);
-    let affordable = (room / per_token).min(ask.max_tokens);
-    (affordable >= ask.min_output.min(ask.max_tokens)).then_some(affordable)
-}
-
-/// The tokens to hold for `ask` with `max_tokens` output.
-pub fn hold(ask: &Ask, max_tokens: u64, weights: &Weights) -> u64 {
-    weights
-        .prompt_cost(ask.prompt)
-        .saturating_add(weights.output_cost(max_tokens))
+    /// How the request is measured (settlement prices the usage the same way).
+    pub meter: Meter,
 }
 
 /// How many times admission retries with a lower `max_tokens` when a refusal names a budget
@@ -52,30 +52,38 @@ pub fn hold(ask: &Ask, max_tokens: u64, weights: &Weights) -> u64 {
 /// stopping early only refuses, it never overdraws).
 const TRIES: usize = 4;
 
-/// Reserves for `ask` on `budget`, lowering `max_tokens` when the chain lacks room for all of
-/// it. A refusal is [`Error::Refused`] naming the budget and what it has left.
+/// Reserves for `ask` on `budget`, measured by `meter` (tokens, or dollars priced by the
+/// budgets' price table), lowering `max_tokens` when the chain lacks room for all of it. A
+/// refusal is [`Error::Refused`] naming the budget and what it has left.
 pub async fn admit(
     budgets: &TokenBudget,
     budget: &BudgetId,
     ask: Ask,
-    weights: &Weights,
+    meter: &Meter,
     timeout: Duration,
 ) -> Result<Admitted> {
+    let prices = budgets.prices();
     let mut max_tokens = ask.max_tokens;
     let mut last = None;
     for _ in 0..TRIES {
-        let tokens = hold(&ask, max_tokens, weights);
-        let options = ReserveOptions::new().with_timeout(timeout);
-        match budgets.reserve(budget, tokens, options).await? {
+        let amount = meter.hold(prices, ask.prompt, max_tokens)?;
+        let mut options = ReserveOptions::new().with_timeout(timeout);
+        if let Meter::Usd { model } = meter {
+            options = options.with_model(model.as_str());
+        }
+        match budgets.reserve(budget, amount, options).await? {
             ReserveOutcome::Granted(grant) => {
                 return Ok(Admitted {
-                    grant,
+                    hold: Hold::Reserved(grant),
                     max_tokens,
                     clamped: max_tokens < ask.max_tokens,
+                    meter: meter.clone(),
                 })
             }
             ReserveOutcome::Refused(refusal) => {
-                let lower = clamp(refusal.available, &ask, weights).filter(|&m| m < max_tokens);
+                let lower = meter
+                    .clamp(prices, refusal.available, &ask)?
+                    .filter(|&m| m < max_tokens);
                 last = Some(refusal);
                 match lower {
                     Some(m) => max_tokens = m,
@@ -89,14 +97,92 @@ pub async fn admit(
         budget: refusal.budget_id.to_string(),
         requested: refusal.requested,
         available: refusal.available,
-        prompt: weights.prompt_cost(ask.prompt),
+        prompt: meter.hold(prices, ask.prompt, 0)?,
+        need: meter.hold(prices, ask.prompt, ask.min_output.min(ask.max_tokens))?,
         min_output: ask.min_output,
+        unit: meter.unit(),
+    })
+}
+
+/// Admits a request of `caller` (priced by `model` on a usd budget) for `route`: measured,
+/// reserved within `timeouts.store`, and when the store is unreachable either refused with
+/// 503 (`on_store_error = "closed"`) or held in the gateway's open allowance (`"open"`).
+pub(crate) async fn admit_request(
+    gw: &crate::gateway::Gateway,
+    caller: &crate::auth::Caller,
+    ask: Ask,
+    model: Option<&str>,
+    route: &'static str,
+) -> Result<Admitted> {
+    let settings = &gw.inner.settings;
+    let reserve = async {
+        let meter = gw.meter(&caller.budget, model).await?;
+        admit(
+            &gw.inner.budgets,
+            &caller.budget,
+            ask,
+            &meter,
+            settings.reservation_timeout,
+        )
+        .await
+    };
+    let outcome = tokio::time::timeout(settings.timeouts.store, reserve)
+        .await
+        .unwrap_or_else(|_| Err(Error::Store("timed out".into())));
+    match outcome {
+        Err(Error::Refused { .. }) => {
+            crate::metrics::refusal(route);
+            outcome
+        }
+        Err(Error::Store(reason))
+            if settings.on_store_error == crate::config::OnStoreError::Open =>
+        {
+            let admitted = admit_open(gw, ask, &reason)?;
+            tracing::warn!(budget = %caller.budget, error = %reason, "budget store unreachable: forwarding on the open allowance");
+            crate::metrics::forwarded_open(route);
+            Ok(admitted)
+        }
+        other => other,
+    }
+}
+
+/// Holds `ask`'s weighted tokens in the open allowance: what is out without the store
+/// (running open requests and unreplayed journal entries) stays within `open_limit`.
+fn admit_open(gw: &crate::gateway::Gateway, ask: Ask, reason: &str) -> Result<Admitted> {
+    use std::sync::atomic::Ordering;
+    let inner = &gw.inner;
+    let weights = inner.settings.weights;
+    let meter = Meter::Tokens(weights);
+    let tokens = meter.hold(inner.budgets.prices(), ask.prompt, ask.max_tokens)?;
+    let journaled = inner.journal.as_ref().map_or(0, |j| j.tokens());
+    let limit = inner.settings.open_limit;
+    let granted = inner
+        .open_held
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
+            held.checked_add(tokens)
+                .filter(|&total| total.saturating_add(journaled) <= limit)
+        });
+    if granted.is_err() {
+        return Err(Error::Store(format!(
+            "{reason}; forwarding without it is capped at {limit} tokens (on_store_error = \"open\"), and that is taken"
+        )));
+    }
+    Ok(Admitted {
+        hold: Hold::Open {
+            id: tokenbudget::ReservationId::from_uuid(uuid::Uuid::now_v7()),
+            tokens,
+        },
+        max_tokens: ask.max_tokens,
+        clamped: false,
+        meter,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage::Weights;
+    use tokenbudget::prices::PriceTable;
 
     const W: Weights = Weights {
         input: 1,
@@ -115,6 +201,7 @@ mod tests {
 
     #[test]
     fn clamp_cases() {
+        let prices = PriceTable::embedded();
         // (available, prompt, max_tokens, min_output) -> max_tokens to forward
         let cases = [
             (10_000, 1_000, 32_000, 1_000, Some(9_000)),
@@ -128,17 +215,12 @@ mod tests {
         ];
         for (available, prompt, max, min, want) in cases {
             assert_eq!(
-                clamp(available, &ask(prompt, max, min), &W),
+                Meter::Tokens(W)
+                    .clamp(&prices, available, &ask(prompt, max, min))
+                    .unwrap(),
                 want,
                 "{available} {prompt} {max} {min}"
             );
         }
-    }
-
-    #[test]
-    fn weights_scale_the_clamp() {
-        let w = Weights { output: 5, ..W };
-        assert_eq!(clamp(10_000, &ask(1_000, 32_000, 100), &w), Some(1_800));
-        assert_eq!(hold(&ask(1_000, 1_800, 100), 1_800, &w), 10_000);
     }
 }

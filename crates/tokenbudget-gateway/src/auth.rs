@@ -76,9 +76,79 @@ pub(crate) fn session_phase(budget: &BudgetId, session: &str) -> Result<BudgetId
     BudgetId::new(id).map_err(|e| Error::InvalidRequest(e.to_string()))
 }
 
+/// What identifies an authorization: the key's hash, the budget asked for, the session.
+type CallerKey = (String, Option<String>, Option<String>);
+
+/// Callers authorized while the store answered, for `on_store_error = "open"` to serve while
+/// it does not. Bounded: past [`CallerCache::CAPACITY`] entries it starts over (a caller
+/// then needs the store once more), so a week of sessions cannot grow it.
+///
+/// # Note
+/// A key revoked while the store is unreachable is still served from here until the store
+/// is back: revocations live in the store.
+#[derive(Debug, Default)]
+pub(crate) struct CallerCache {
+    entries: std::sync::Mutex<std::collections::HashMap<CallerKey, Caller>>,
+}
+
+impl CallerCache {
+    /// The most callers remembered.
+    pub const CAPACITY: usize = 10_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<CallerKey, Caller>> {
+        match self.entries.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn remember(&self, key: CallerKey, caller: &Caller) {
+        let mut entries = self.lock();
+        if entries.len() >= Self::CAPACITY && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, caller.clone());
+    }
+
+    fn recall(&self, key: &CallerKey) -> Option<Caller> {
+        self.lock().get(key).cloned()
+    }
+}
+
 impl Gateway {
-    /// Authenticates the request and picks the budget that pays for it.
+    /// Authenticates the request and picks the budget that pays for it, each store call
+    /// within `timeouts.store`. With `on_store_error = "open"`, a caller authorized before
+    /// is served from memory while the store is unreachable.
     pub(crate) async fn authorize(&self, headers: &HeaderMap, body: &Value) -> Result<Caller> {
+        let settings = &self.inner.settings;
+        let fresh =
+            tokio::time::timeout(settings.timeouts.store, self.authorize_fresh(headers, body))
+                .await
+                .unwrap_or_else(|_| Err(Error::Store("timed out".into())));
+        if settings.on_store_error != crate::config::OnStoreError::Open {
+            return fresh;
+        }
+        let Some((presented, _)) = presented_key(headers) else {
+            return fresh;
+        };
+        let key = (
+            keys::hash(presented),
+            header(headers, "x-tokenbudget-budget").map(str::to_owned),
+            session_id(headers, body),
+        );
+        match fresh {
+            Ok(caller) => {
+                self.inner.callers.remember(key, &caller);
+                Ok(caller)
+            }
+            Err(Error::Store(reason)) => {
+                self.inner.callers.recall(&key).ok_or(Error::Store(reason))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn authorize_fresh(&self, headers: &HeaderMap, body: &Value) -> Result<Caller> {
         let (presented, forwards_credential) = presented_key(headers).ok_or(Error::MissingKey)?;
         if !presented.starts_with(keys::PREFIX) {
             return Err(Error::UnknownKey);
@@ -141,7 +211,15 @@ impl Gateway {
         let phase = session_phase(budget, session)?;
         let budgets = &self.inner.budgets;
         if budgets.store().budget(&phase).await?.is_none() {
-            match budgets.create_phase(&phase, budget, limit).await {
+            // A phase counts what its parent counts: the session limit is in that unit.
+            let unit = budgets
+                .store()
+                .budget(budget)
+                .await?
+                .map_or(tokenbudget::Unit::Tokens, |b| b.unit);
+            let new =
+                tokenbudget::NewBudget::child(phase.clone(), budget.clone(), limit).with_unit(unit);
+            match budgets.create_budget(new).await {
                 Ok(_) | Err(tokenbudget::Error::Core(CoreError::BudgetExists { .. })) => {}
                 Err(e) => return Err(e.into()),
             }

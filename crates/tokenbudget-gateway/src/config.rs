@@ -19,6 +19,26 @@ pub enum PromptCount {
     Bound,
     /// The local estimator: smaller holds, but an adversarial prompt can exceed it.
     Estimate,
+    /// Anthropic's `POST /v1/messages/count_tokens` on the request's upstream, with the
+    /// gateway's credential, within `timeouts.count_tokens`; on a timeout or an error, the
+    /// bound (never less).
+    CountTokens,
+}
+
+impl std::str::FromStr for PromptCount {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bound" => Ok(Self::Bound),
+            "estimate" => Ok(Self::Estimate),
+            "count_tokens" => Ok(Self::CountTokens),
+            other => Err(config_err(
+                "--prompt-count",
+                format!("{other:?}: expected \"bound\", \"estimate\" or \"count_tokens\""),
+            )),
+        }
+    }
 }
 
 /// What to do when the budget store cannot be reached.
@@ -28,7 +48,8 @@ pub enum OnStoreError {
     /// 503 in the API's shape, nothing forwarded. Defaults to this.
     #[default]
     Closed,
-    /// Forward anyway (not implemented in this build: refused at start).
+    /// Forward anyway, within `open_limit` tokens not yet in the store, and journal the
+    /// settlement (fsynced) for replay when the store is back. Needs a `journal`.
     Open,
 }
 
@@ -48,6 +69,8 @@ struct RawTimeouts {
     first_byte: Option<RawDuration>,
     idle: Option<RawDuration>,
     total: Option<RawDuration>,
+    count_tokens: Option<RawDuration>,
+    store: Option<RawDuration>,
 }
 
 /// `gateway.toml` as written.
@@ -66,6 +89,9 @@ struct RawFile {
     prompt_count: Option<PromptCount>,
     weights: Option<Weights>,
     on_store_error: Option<OnStoreError>,
+    journal: Option<PathBuf>,
+    open_limit: Option<u64>,
+    journal_retry: Option<RawDuration>,
 }
 
 /// Upstream timeouts.
@@ -80,6 +106,12 @@ pub struct Timeouts {
     pub idle: Duration,
     /// The whole response. Defaults to 60 min.
     pub total: Duration,
+    /// A `count_tokens` call made for admission (`prompt_count = "count_tokens"`); past it
+    /// admission uses the byte bound. Defaults to 2 s.
+    pub count_tokens: Duration,
+    /// One call to the budget or key store; past it the store counts as unreachable
+    /// (`on_store_error` decides). Defaults to 5 s.
+    pub store: Duration,
 }
 
 impl Default for Timeouts {
@@ -89,6 +121,8 @@ impl Default for Timeouts {
             first_byte: Duration::from_secs(600),
             idle: Duration::from_secs(300),
             total: Duration::from_secs(3600),
+            count_tokens: Duration::from_secs(2),
+            store: Duration::from_secs(5),
         }
     }
 }
@@ -120,6 +154,18 @@ pub struct Settings {
     pub weights: Weights,
     /// Store-down behaviour. Defaults to [`OnStoreError::Closed`].
     pub on_store_error: OnStoreError,
+    /// The settlement journal: settlements the store could not take (a commit that failed,
+    /// a request forwarded with `on_store_error = "open"`) are appended here, fsynced, and
+    /// replayed into the store when it is back and at start. Defaults to none (a failed
+    /// settlement is logged; `open` refuses to start without a journal).
+    pub journal: Option<PathBuf>,
+    /// With `on_store_error = "open"`: the most weighted tokens that may be out without the
+    /// store, counting requests forwarded while it is unreachable (their whole hold while
+    /// they run) and every journaled settlement not yet replayed. Past it, requests get 503
+    /// as with `closed`. Defaults to 1,000,000.
+    pub open_limit: u64,
+    /// How often a non-empty journal is replayed. Defaults to 5 s.
+    pub journal_retry: Duration,
     /// The `[upstreams.*]` and `[[routes]]` of the config file: which model names go to
     /// which upstream, translated or not. Defaults to none (everything goes to
     /// `anthropic_url`).
@@ -153,6 +199,8 @@ impl std::fmt::Debug for Settings {
             .field("prompt_count", &self.prompt_count)
             .field("weights", &self.weights)
             .field("on_store_error", &self.on_store_error)
+            .field("journal", &self.journal)
+            .field("open_limit", &self.open_limit)
             .field("routes", &self.routes)
             .field(
                 "upstream_keys",
@@ -177,6 +225,9 @@ impl Default for Settings {
             prompt_count: PromptCount::Bound,
             weights: Weights::default(),
             on_store_error: OnStoreError::Closed,
+            journal: None,
+            open_limit: 1_000_000,
+            journal_retry: Duration::from_secs(5),
             routes: RouteConfig::default(),
             upstream_keys: BTreeMap::new(),
             keepalive: Duration::from_secs(5),
@@ -252,6 +303,12 @@ impl Settings {
             ),
             ("timeouts.idle", &t.idle, &mut s.timeouts.idle),
             ("timeouts.total", &t.total, &mut s.timeouts.total),
+            ("timeouts.store", &t.store, &mut s.timeouts.store),
+            (
+                "timeouts.count_tokens",
+                &t.count_tokens,
+                &mut s.timeouts.count_tokens,
+            ),
         ] {
             if let Some(v) = value {
                 *slot = duration(name, v)?;
@@ -274,6 +331,15 @@ impl Settings {
         }
         if let Some(o) = raw.on_store_error {
             s.on_store_error = o;
+        }
+        if let Some(p) = raw.journal {
+            s.journal = Some(p);
+        }
+        if let Some(n) = raw.open_limit {
+            s.open_limit = n;
+        }
+        if let Some(v) = &raw.journal_retry {
+            s.journal_retry = duration("journal_retry", v)?;
         }
         if let Some(v) = &raw.keepalive {
             s.keepalive = duration("keepalive", v)?;
@@ -319,6 +385,16 @@ impl Settings {
         self
     }
 
+    /// Every upstream credential the gateway holds (for the log scrubber).
+    pub fn credentials(&self) -> Vec<String> {
+        self.anthropic_api_key
+            .iter()
+            .chain(self.openai_api_key.iter())
+            .chain(self.upstream_keys.values())
+            .cloned()
+            .collect()
+    }
+
     /// Checks every upstream that names an `api_key_env` has its key (called when the
     /// gateway starts: a missing key would fail every request routed there).
     pub fn check_upstream_keys(&self) -> Result<()> {
@@ -348,10 +424,10 @@ impl Settings {
         if self.keepalive.is_zero() {
             return Err(config_err("keepalive", "must be more than zero"));
         }
-        if self.on_store_error == OnStoreError::Open {
+        if self.on_store_error == OnStoreError::Open && self.journal.is_none() {
             return Err(config_err(
-                "on_store_error",
-                "\"open\" (forwarding with a local journal) is not available in this build; use \"closed\"",
+                "journal",
+                "on_store_error = \"open\" journals what it forwards: set a journal file (--journal)",
             ));
         }
         if self.weights.output == 0 {
@@ -393,7 +469,14 @@ mod tests {
             "reservation_timeout"
         );
         assert_eq!(setting_of("anthropic_url = \"ftp://x\"\n"), "anthropic_url");
-        assert_eq!(setting_of("on_store_error = \"open\"\n"), "on_store_error");
+        assert_eq!(setting_of("on_store_error = \"open\"\n"), "journal");
+        let open =
+            Settings::from_toml("on_store_error = \"open\"\njournal = \"gw.journal\"\n").unwrap();
+        assert_eq!(
+            open.journal.as_deref(),
+            Some(std::path::Path::new("gw.journal"))
+        );
+        assert_eq!(setting_of("[timeouts]\nstore = 5\n"), "timeouts.store");
         assert!(setting_of("[timeouts]\nbogus = \"1s\"\n").contains("bogus"));
     }
 

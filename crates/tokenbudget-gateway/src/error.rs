@@ -33,18 +33,36 @@ pub enum Error {
         key_budget: String,
     },
     /// Not enough budget for the prompt plus the minimum output.
-    #[error("tokenbudget: budget {budget} has {available} tokens left; this request needs at least {need} (prompt up to {prompt} + {min_output} output)", need = prompt.saturating_add(*min_output))]
+    #[error(
+        "tokenbudget: budget {budget} has {} left; this request needs at least {} (prompt up to {} + {min_output} output tokens)",
+        unit.format(*available), unit.format(*need), unit.format(*prompt)
+    )]
     Refused {
         /// The budget in the chain that lacked room.
         budget: String,
-        /// Tokens the last try asked for.
+        /// What the last try asked for, in the budget's unit.
         requested: u64,
-        /// Tokens that budget had left.
+        /// What that budget had left, in its unit.
         available: u64,
-        /// The prompt's cost bound.
+        /// The prompt's cost bound, in the budget's unit.
         prompt: u64,
-        /// The minimum output configured.
+        /// The least the request could be admitted for (prompt and minimum output).
+        need: u64,
+        /// The minimum output configured (tokens).
         min_output: u64,
+        /// The budget's unit.
+        unit: tokenbudget::Unit,
+    },
+    /// A `usd` budget cannot price this request: no model, an unknown one, or a kind of
+    /// token the model has no price for. Nothing is forwarded.
+    #[error(
+        "tokenbudget: this key's budget counts dollars and cannot price model {model:?}: {reason}"
+    )]
+    Price {
+        /// The model asked for.
+        model: String,
+        /// Why it has no price.
+        reason: String,
     },
     /// A request the gateway cannot read.
     #[error("invalid request: {0}")]
@@ -61,6 +79,9 @@ pub enum Error {
     /// The budget store or key store failed.
     #[error("budget store unavailable: {0}")]
     Store(String),
+    /// The settlement journal could not be read or written.
+    #[error("settlement journal: {0}")]
+    Journal(String),
     /// A setting is invalid (at start).
     #[error("setting `{setting}`: {reason}")]
     Config {
@@ -110,13 +131,13 @@ impl Error {
             // 400 invalid_request_error, the way the API itself answers "credit balance too
             // low": clients (Claude Code included) show it and do not retry, where a 429 or
             // 5xx is retried with backoff.
-            Error::Refused { .. } | Error::InvalidRequest(_) => {
+            Error::Refused { .. } | Error::InvalidRequest(_) | Error::Price { .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
             Error::Upstream(_) => (StatusCode::BAD_GATEWAY, "api_error"),
             Error::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout_error"),
             Error::NoUpstream(_) => (StatusCode::NOT_FOUND, "not_found_error"),
-            Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
+            Error::Store(_) | Error::Journal(_) => (StatusCode::SERVICE_UNAVAILABLE, "api_error"),
             Error::Translate(e) if e.is_client_error() => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error")
             }
@@ -141,7 +162,7 @@ impl Error {
             }}),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self, Error::Refused { .. }) {
+        if matches!(self, Error::Refused { .. } | Error::Price { .. }) {
             // The Anthropic and OpenAI SDKs honour this header: never retry a refusal.
             response
                 .headers_mut()

@@ -34,6 +34,17 @@ pub enum Mode {
     Hang,
 }
 
+/// How the fake answers `POST /v1/messages/count_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountMode {
+    /// `{"input_tokens": N}`: this number, or the fake's `input_tokens` when `None`.
+    Answer(Option<u64>),
+    /// Never answers (the connection stays open).
+    Hang,
+    /// This error status.
+    Fail(u16),
+}
+
 /// How the fake's OpenAI-compatible side streams tool calls and usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -61,6 +72,10 @@ pub struct Fake {
     pub received: Mutex<Vec<(HeaderMap, Value)>>,
     /// The OpenAI side's dialect.
     pub dialect: Mutex<Dialect>,
+    /// How `count_tokens` answers.
+    pub count_mode: Mutex<CountMode>,
+    /// Every `count_tokens` request received, with its headers.
+    pub counted: Mutex<Vec<(HeaderMap, Value)>>,
     /// When set, a streamed chat answer's first body byte waits for this to be notified
     /// (a model loading: tests release it instead of sleeping).
     pub first_byte_gate: Mutex<Option<Arc<tokio::sync::Notify>>>,
@@ -75,6 +90,8 @@ impl Default for Fake {
             chunk: Mutex::new(7),
             received: Mutex::new(Vec::new()),
             dialect: Mutex::new(Dialect::OpenAi),
+            count_mode: Mutex::new(CountMode::Answer(None)),
+            counted: Mutex::new(Vec::new()),
             first_byte_gate: Mutex::new(None),
         }
     }
@@ -99,6 +116,12 @@ impl Fake {
     }
     pub fn set_text(&self, text: &str) {
         *lock(&self.text) = text.to_owned();
+    }
+    pub fn set_count_mode(&self, mode: CountMode) {
+        *lock(&self.count_mode) = mode;
+    }
+    pub fn counted(&self) -> Vec<(HeaderMap, Value)> {
+        lock(&self.counted).clone()
     }
     pub fn set_dialect(&self, dialect: Dialect) {
         *lock(&self.dialect) = dialect;
@@ -318,8 +341,23 @@ async fn messages(State(fake): State<Arc<Fake>>, headers: HeaderMap, raw: Bytes)
     response
 }
 
-async fn count_tokens(State(fake): State<Arc<Fake>>, raw: Bytes) -> Response {
-    let input = lock(&fake.input_tokens).unwrap_or(raw.len() as u64 / 2);
+async fn count_tokens(State(fake): State<Arc<Fake>>, headers: HeaderMap, raw: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    lock(&fake.counted).push((headers, body));
+    let mode = *lock(&fake.count_mode);
+    let input = match mode {
+        CountMode::Answer(Some(n)) => n,
+        CountMode::Answer(None) => lock(&fake.input_tokens).unwrap_or(raw.len() as u64 / 2),
+        CountMode::Hang => return std::future::pending().await,
+        CountMode::Fail(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return (
+                status,
+                axum::Json(json!({"type": "error", "error": {"type": "api_error", "message": "fake count failure"}})),
+            )
+                .into_response();
+        }
+    };
     axum::Json(json!({"input_tokens": input})).into_response()
 }
 

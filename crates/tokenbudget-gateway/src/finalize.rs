@@ -7,6 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokenbudget::{BudgetId, ReservationId};
+
+use crate::admit::{Admitted, Hold};
+use crate::journal::Entry;
+use crate::meter::Meter;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::gateway::Gateway;
@@ -28,7 +32,11 @@ pub(crate) enum Ending {
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub gateway: Gateway,
+    /// The reservation (or, for a request forwarded without the store, its own id).
     pub reservation: ReservationId,
+    /// What holds the request.
+    pub hold: Hold,
+    pub meter: Meter,
     pub budget: BudgetId,
     /// Charged as input when the upstream accepted but never reported usage.
     pub prompt_bound: u64,
@@ -55,7 +63,7 @@ impl Finalizer {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gateway: &Gateway,
-        reservation: ReservationId,
+        admitted: &Admitted,
         budget: BudgetId,
         prompt_bound: u64,
         route: &'static str,
@@ -65,11 +73,19 @@ impl Finalizer {
     ) -> Self {
         gateway.inner.unsettled.fetch_add(1, Ordering::SeqCst);
         let token = CancellationToken::new();
-        spawn_extender(gateway, reservation, token.clone());
+        let reservation = match &admitted.hold {
+            Hold::Reserved(grant) => {
+                spawn_extender(gateway, grant.reservation.id, token.clone());
+                grant.reservation.id
+            }
+            Hold::Open { id, .. } => *id,
+        };
         Self {
             pending: Some(Pending {
                 gateway: gateway.clone(),
                 reservation,
+                hold: admitted.hold.clone(),
+                meter: admitted.meter.clone(),
                 budget,
                 prompt_bound,
                 route,
@@ -143,15 +159,110 @@ pub(crate) fn decide(
     }
 }
 
+/// Writes a settlement the store did not take to the journal (fsynced), or, without one,
+/// says loudly that it is lost.
+async fn journal(p: &Pending, entry: Entry, error: &crate::Error) {
+    match &p.gateway.inner.journal {
+        Some(journal) => match journal.append(entry).await {
+            Ok(()) => {
+                tracing::warn!(reservation = %p.reservation, %error, "the store did not take a settlement: journaled for replay");
+            }
+            Err(e) => {
+                crate::metrics::settlement_lost();
+                tracing::error!(reservation = %p.reservation, %error, journal_error = %e, "settlement lost: neither the store nor the journal took it");
+            }
+        },
+        None => {
+            crate::metrics::settlement_lost();
+            tracing::error!(reservation = %p.reservation, %error, "settlement lost: the store did not take it and no journal is configured");
+        }
+    }
+}
+
+/// A store call within `timeouts.store`, its error as the gateway's.
+async fn within<T>(
+    p: &Pending,
+    call: impl std::future::Future<Output = Result<T, tokenbudget::Error>>,
+) -> crate::Result<T> {
+    match tokio::time::timeout(p.gateway.inner.settings.timeouts.store, call).await {
+        Ok(r) => r.map_err(crate::Error::from),
+        Err(_) => Err(crate::Error::Store("timed out".into())),
+    }
+}
+
+fn is_storage(e: &crate::Error) -> bool {
+    matches!(e, crate::Error::Store(_))
+}
+
+/// Settles on the store, or on the journal when the store does not take it.
+async fn store_settlement(
+    p: &Pending,
+    usage: &crate::usage::Usage,
+    cost: Option<u64>,
+    model: Option<String>,
+) {
+    let inner = &p.gateway.inner;
+    let tokens = inner.settings.weights.cost(usage);
+    match (&p.hold, cost) {
+        (Hold::Reserved(_), None) => {
+            if let Err(e) = within(p, inner.budgets.rollback(p.reservation)).await {
+                if is_storage(&e) {
+                    let entry = Entry::Rollback {
+                        reservation: p.reservation,
+                    };
+                    journal(p, entry, &e).await;
+                } else {
+                    tracing::error!(reservation = %p.reservation, error = %e, "rollback refused");
+                }
+            }
+        }
+        (Hold::Reserved(_), Some(amount)) => {
+            if let Err(e) = within(p, inner.budgets.commit(p.reservation, amount)).await {
+                if is_storage(&e) {
+                    let entry = Entry::Commit {
+                        reservation: p.reservation,
+                        amount,
+                        tokens,
+                    };
+                    journal(p, entry, &e).await;
+                } else {
+                    tracing::error!(reservation = %p.reservation, amount, error = %e, "commit refused");
+                }
+            }
+        }
+        (Hold::Open { .. }, None) => {}
+        (Hold::Open { .. }, Some(_)) => {
+            let entry = Entry::Charge {
+                key: format!("gateway-open:{}", p.reservation),
+                budget: p.budget.clone(),
+                model,
+                usage: *usage,
+                tokens,
+            };
+            // The store may be back already; else the journal keeps it (same key either way).
+            let direct = tokio::time::timeout(
+                inner.settings.timeouts.store,
+                crate::journal::apply(&inner.budgets, &entry),
+            )
+            .await
+            .unwrap_or_else(|_| Err(crate::Error::Store("timed out".into())));
+            if let Err(e) = direct {
+                journal(p, entry, &e).await;
+            }
+        }
+    }
+    if let Hold::Open { tokens: held, .. } = p.hold {
+        // After the journal took the entry: the allowance never counts less than is out.
+        inner.open_held.fetch_sub(held, Ordering::SeqCst);
+    }
+}
+
 async fn settle(p: Pending, reader: UsageReader, ending: Ending) {
     let inner = &p.gateway.inner;
-    let weights = inner.settings.weights;
     let decision = decide(&reader, ending, p.prompt_bound);
     let (usage, cost, estimated, settled) = match decision {
         None => {
-            if let Err(e) = inner.budgets.rollback(p.reservation).await {
-                tracing::error!(reservation = %p.reservation, error = %e, "rollback failed");
-            }
+            store_settlement(&p, &crate::usage::Usage::default(), None, None).await;
             (
                 crate::usage::Usage::default(),
                 0,
@@ -160,10 +271,20 @@ async fn settle(p: Pending, reader: UsageReader, ending: Ending) {
             )
         }
         Some((usage, estimated)) => {
-            let cost = weights.cost(&usage);
-            if let Err(e) = inner.budgets.commit(p.reservation, cost).await {
-                tracing::error!(reservation = %p.reservation, cost, error = %e, "commit failed");
-            }
+            let cost = match p.meter.cost(inner.budgets.prices(), &usage) {
+                Ok(cost) => cost,
+                Err(e) => {
+                    // Never zero once the upstream accepted: the hold is the most it can be.
+                    let held = match &p.hold {
+                        Hold::Reserved(grant) => grant.reservation.tokens,
+                        Hold::Open { tokens, .. } => *tokens,
+                    };
+                    tracing::error!(reservation = %p.reservation, error = %e, "could not price the usage: committing the hold");
+                    held
+                }
+            };
+            let model = reader.model.clone().or(p.model.clone());
+            store_settlement(&p, &usage, Some(cost), model).await;
             crate::metrics::tokens(&usage);
             // A complete response whose usage the gateway counted itself (a translated
             // upstream that reports none) is complete, and flagged estimated.

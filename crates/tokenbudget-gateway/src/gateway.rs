@@ -1,6 +1,6 @@
 //! [`Gateway`]: the shared state every route reads.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::routing::{get, post};
@@ -38,6 +38,13 @@ pub(crate) struct Inner {
     pub settled: Notify,
     /// Cancelled when the shutdown grace period is over: open streams end as cut.
     pub cut_streams: tokio_util::sync::CancellationToken,
+    /// The settlement journal, when configured.
+    pub journal: Option<Arc<crate::journal::Journal>>,
+    /// Weighted tokens held by requests forwarded without the store, still running.
+    pub open_held: AtomicU64,
+    /// Callers authorized while the store was reachable, served from here while it is not
+    /// (`on_store_error = "open"` only).
+    pub callers: crate::auth::CallerCache,
 }
 
 impl Gateway {
@@ -61,6 +68,15 @@ impl Gateway {
     ) -> Result<Self> {
         settings.validate()?;
         settings.check_upstream_keys()?;
+        let journal = match &settings.journal {
+            Some(path) => Some(Arc::new(crate::journal::Journal::open(path).map_err(
+                |e| Error::Config {
+                    setting: "journal".into(),
+                    reason: e.to_string(),
+                },
+            )?)),
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(settings.timeouts.connect)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
@@ -82,6 +98,9 @@ impl Gateway {
                 unsettled: AtomicUsize::new(0),
                 settled: Notify::new(),
                 cut_streams: tokio_util::sync::CancellationToken::new(),
+                journal,
+                open_held: AtomicU64::new(0),
+                callers: crate::auth::CallerCache::default(),
             }),
         })
     }
@@ -111,6 +130,49 @@ impl Gateway {
             .route("/metrics", get(routes::misc::metrics))
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(self.clone())
+    }
+
+    /// How requests on `budget` for `model` are measured: its unit, and on a `usd` budget
+    /// the model's price (an unknown model is refused here, before anything is forwarded).
+    pub(crate) async fn meter(
+        &self,
+        budget: &tokenbudget::BudgetId,
+        model: Option<&str>,
+    ) -> Result<crate::meter::Meter> {
+        let unit = self
+            .inner
+            .budgets
+            .store()
+            .budget(budget)
+            .await?
+            .ok_or_else(|| tokenbudget::CoreError::BudgetNotFound { id: budget.clone() })?
+            .unit;
+        crate::meter::Meter::new(
+            unit,
+            self.inner.settings.weights,
+            self.inner.budgets.prices(),
+            model,
+        )
+    }
+
+    /// Settlements journaled and not yet replayed into the store (0 without a journal).
+    pub fn journal_depth(&self) -> u64 {
+        self.inner.journal.as_ref().map_or(0, |j| j.depth())
+    }
+
+    /// Replays the journal into the store now; returns how many entries were applied.
+    ///
+    /// # Errors
+    /// [`Error::Store`] while the store is still unreachable (what was not replayed stays
+    /// journaled).
+    pub async fn replay_journal(&self) -> Result<usize> {
+        match &self.inner.journal {
+            Some(j) => {
+                j.replay(&self.inner.budgets, self.inner.settings.timeouts.store)
+                    .await
+            }
+            None => Ok(0),
+        }
     }
 
     /// Requests admitted whose settlement has not finished.

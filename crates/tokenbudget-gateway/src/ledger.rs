@@ -41,7 +41,8 @@ pub struct LedgerRecord {
     pub model: Option<String>,
     /// The usage settled.
     pub usage: Usage,
-    /// The tokens committed (usage times weights; 0 for a rollback).
+    /// The amount committed, in the budget's unit: tokens times weights, or micro-dollars
+    /// priced by the price table (0 for a rollback).
     pub cost: u64,
     /// True when some of the usage was estimated (a cut stream).
     pub estimated: bool,

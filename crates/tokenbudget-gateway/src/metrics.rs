@@ -88,6 +88,12 @@ pub fn settlement(kind: &'static str) {
     metrics::counter!("tokenbudget_gateway_settlements_total", "settled" => kind).increment(1);
 }
 
+/// An admission that fell back from `count_tokens` to the byte bound, by why.
+pub fn count_fallback(reason: &'static str) {
+    metrics::counter!("tokenbudget_gateway_count_tokens_fallbacks_total", "reason" => reason)
+        .increment(1);
+}
+
 /// Upstream time to response headers.
 pub fn ttfb(route: &'static str, seconds: f64) {
     metrics::histogram!("tokenbudget_gateway_upstream_ttfb_seconds", "route" => route)
@@ -97,6 +103,22 @@ pub fn ttfb(route: &'static str, seconds: f64) {
 /// Upstream time to the end of the response.
 pub fn latency(route: &'static str, seconds: f64) {
     metrics::histogram!("tokenbudget_gateway_upstream_seconds", "route" => route).record(seconds);
+}
+
+/// Settlements in the journal not yet replayed into the store.
+pub fn journal_depth(n: u64) {
+    metrics::gauge!("tokenbudget_gateway_journal_depth").set(n as f64);
+}
+
+/// A request forwarded without the store (`on_store_error = "open"`).
+pub fn forwarded_open(route: &'static str) {
+    metrics::counter!("tokenbudget_gateway_forwarded_without_store_total", "route" => route)
+        .increment(1);
+}
+
+/// A settlement that neither the store nor the journal took.
+pub fn settlement_lost() {
+    metrics::counter!("tokenbudget_gateway_settlements_lost_total").increment(1);
 }
 
 /// Open streams now.

@@ -45,9 +45,9 @@ impl UsageReader {
     pub fn translated(&mut self, usage: &tokenbudget_translate::Usage, ended_well: bool) {
         self.usage = Usage {
             input: usage.input_tokens,
-            cache_write: 0,
             cache_read: usage.cache_read_input_tokens,
             output: usage.output_tokens,
+            ..Usage::default()
         };
         self.saw_input = true;
         self.saw_output = true;
@@ -137,6 +137,12 @@ impl UsageReader {
         }
         if let Some(n) = field("cache_read_input_tokens") {
             self.usage.cache_read = n;
+        }
+        if let Some(n) = usage
+            .pointer("/cache_creation/ephemeral_1h_input_tokens")
+            .and_then(Value::as_u64)
+        {
+            self.usage.cache_write_1h = n;
         }
         if let Some(n) = field("output_tokens") {
             self.usage.output = n;
@@ -258,7 +264,8 @@ mod tests {
                 input: 100,
                 cache_write: 20,
                 cache_read: 30,
-                output: 12
+                output: 12,
+                ..Usage::default()
             }
         );
         assert_eq!(r.message_id.as_deref(), Some("msg_1"));
@@ -327,7 +334,8 @@ mod tests {
                 input: 30,
                 cache_write: 0,
                 cache_read: 20,
-                output: 9
+                output: 9,
+                ..Usage::default()
             }
         );
         // vLLM sends `choices: null` in its usage chunk.

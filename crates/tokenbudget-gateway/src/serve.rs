@@ -24,6 +24,7 @@ pub async fn serve(
         signal.cancel();
     });
     let graceful = stop.clone();
+    let replayer = tokio::spawn(replay_journal(gateway.clone(), stop.clone()));
     // The dashboard rides along on a loopback address; elsewhere it would need a token of
     // its own, so it is left to `tokenbudget dashboard --token`.
     let mut app = gateway.router();
@@ -49,7 +50,39 @@ pub async fn serve(
     gateway.inner.tasks.close();
     gateway.inner.tasks.wait().await;
     gateway.settled().await;
+    let _ = replayer.await;
+    // What the last settlements journaled gets one more try (bounded by the store timeout
+    // per call); whatever stays is replayed at the next start.
+    if gateway.journal_depth() > 0 {
+        if let Err(e) = gateway.replay_journal().await {
+            tracing::warn!(error = %e, depth = gateway.journal_depth(), "journal left for the next start");
+        }
+    }
     outcome
+}
+
+/// Replays the journal at start and then every `journal_retry` while it holds anything,
+/// until `stop`.
+async fn replay_journal(gateway: Gateway, stop: tokio_util::sync::CancellationToken) {
+    if gateway.inner.journal.is_none() {
+        return;
+    }
+    let every = gateway.inner.settings.journal_retry;
+    loop {
+        if gateway.journal_depth() > 0 {
+            match gateway.replay_journal().await {
+                Ok(n) if n > 0 => tracing::info!(replayed = n, "journal replayed into the store"),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, depth = gateway.journal_depth(), "journal replay: the store is still unreachable")
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

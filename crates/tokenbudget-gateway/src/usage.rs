@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 pub struct Usage {
     /// Uncached input tokens.
     pub input: u64,
-    /// Input tokens written to the prompt cache.
+    /// Input tokens written to the prompt cache (5 minute and 1 hour writes together).
     pub cache_write: u64,
+    /// The part of `cache_write` written to the 1 hour cache (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`), priced apart on `usd` budgets.
+    #[serde(default)]
+    pub cache_write_1h: u64,
     /// Input tokens read from the prompt cache.
     pub cache_read: u64,
     /// Output tokens.
@@ -86,6 +90,7 @@ mod tests {
             cache_write: 20,
             cache_read: 30,
             output: 5,
+            ..Usage::default()
         };
         assert_eq!(Weights::default().cost(&usage), 65);
         assert_eq!(usage.prompt(), 60);
@@ -104,6 +109,7 @@ mod tests {
             cache_write: 1,
             cache_read: 1,
             output: 1,
+            ..Usage::default()
         };
         assert_eq!(w.cost(&usage), 10);
         assert_eq!(w.prompt_cost(10), 30);

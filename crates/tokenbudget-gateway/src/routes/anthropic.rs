@@ -42,7 +42,7 @@ async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> R
             Error::InvalidRequest("max_tokens: a positive integer is required".into())
         })?;
     let prompt = match gw.inner.settings.prompt_count {
-        PromptCount::Bound => claude_prompt_bound(&body),
+        PromptCount::Bound | PromptCount::CountTokens => claude_prompt_bound(&body),
         PromptCount::Estimate => {
             let estimator = Estimator::new(Encoding::Cl100kBase);
             prompt_size(&body, &|text: &str| estimator.estimate(text))
@@ -84,6 +84,16 @@ async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> R
             Upstream::Anthropic,
         ),
     };
+    let prompt = crate::count::admission_prompt(
+        gw,
+        headers,
+        &body,
+        &url,
+        upstream,
+        caller.forwards_credential,
+        prompt,
+    )
+    .await;
     call(
         gw,
         Call {

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 
-use crate::admit::{admit, Admitted, Ask};
+use crate::admit::{Admitted, Ask};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::finalize::{Ending, Finalizer};
@@ -45,30 +45,18 @@ pub(crate) struct Call<'a> {
 /// Admits, forwards and relays; every outcome after admission goes through one finalizer.
 pub(crate) async fn call(gateway: &Gateway, c: Call<'_>) -> Result<Response> {
     let settings = &gateway.inner.settings;
+    // Priced (on a usd budget) by the model sent upstream.
+    let priced_model = c.body.get("model").and_then(serde_json::Value::as_str);
+    let admitted =
+        crate::admit::admit_request(gateway, &c.caller, c.ask, priced_model, c.route).await?;
     let Admitted {
-        grant,
         max_tokens,
         clamped,
-    } = match admit(
-        &gateway.inner.budgets,
-        &c.caller.budget,
-        c.ask,
-        &settings.weights,
-        settings.reservation_timeout,
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(e) => {
-            if matches!(e, Error::Refused { .. }) {
-                crate::metrics::refusal(c.route);
-            }
-            return Err(e);
-        }
-    };
+        ..
+    } = admitted;
     let mut fin = Finalizer::new(
         gateway,
-        grant.reservation.id,
+        &admitted,
         c.caller.budget.clone(),
         c.ask.prompt,
         c.route,

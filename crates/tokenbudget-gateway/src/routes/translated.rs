@@ -13,7 +13,7 @@ use tokenbudget_translate::{
     translate_response, MaxTokensField, StreamStart, TranslateError,
 };
 
-use crate::admit::{admit, Admitted, Ask};
+use crate::admit::{Admitted, Ask};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::finalize::{Ending, Finalizer};
@@ -44,30 +44,16 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
         max_tokens,
         min_output: settings.min_output_tokens,
     };
+    let admitted =
+        crate::admit::admit_request(gw, &r.caller, ask, Some(&r.route.model), ROUTE).await?;
     let Admitted {
-        grant,
         max_tokens,
         clamped,
-    } = match admit(
-        &gw.inner.budgets,
-        &r.caller.budget,
-        ask,
-        &settings.weights,
-        settings.reservation_timeout,
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(e) => {
-            if matches!(e, Error::Refused { .. }) {
-                crate::metrics::refusal(ROUTE);
-            }
-            return Err(e);
-        }
-    };
+        ..
+    } = admitted;
     let mut fin = Finalizer::new(
         gw,
-        grant.reservation.id,
+        &admitted,
         r.caller.budget.clone(),
         r.prompt,
         ROUTE,

@@ -23,8 +23,6 @@ pub struct Harness {
 }
 
 pub async fn start(limit: u64, tweak: impl FnOnce(&mut Settings)) -> Harness {
-    let fake = Arc::new(Fake::default());
-    let upstream = fake::start(fake.clone()).await.unwrap();
     let budgets = TokenBudget::builder()
         .store(MemoryStore::shared())
         .build()
@@ -32,9 +30,29 @@ pub async fn start(limit: u64, tweak: impl FnOnce(&mut Settings)) -> Harness {
         .unwrap();
     budgets.create_workflow("team", limit).await.unwrap();
     let keys = Arc::new(MemoryKeyStore::default());
+    start_with(
+        budgets,
+        keys.clone(),
+        keys,
+        Arc::new(Fake::default()),
+        tweak,
+    )
+    .await
+}
+
+/// A gateway over `budgets` (holding a budget `team`) and `keys`, with a key on `team`
+/// inserted through `memory` (the store under `keys`, or `keys` itself), before `fake`.
+pub async fn start_with(
+    budgets: TokenBudget,
+    keys: tokenbudget_gateway::DynKeyStore,
+    memory: Arc<MemoryKeyStore>,
+    fake: Arc<Fake>,
+    tweak: impl FnOnce(&mut Settings),
+) -> Harness {
+    let upstream = fake::start(fake.clone()).await.unwrap();
     let (key, record) =
         keys::generate("team".try_into().unwrap(), Some("test".into()), None).unwrap();
-    keys.insert(&record).await.unwrap();
+    memory.insert(&record).await.unwrap();
     let mut settings = Settings::default()
         .with_anthropic_url(&upstream)
         .unwrap()
@@ -45,7 +63,7 @@ pub async fn start(limit: u64, tweak: impl FnOnce(&mut Settings)) -> Harness {
     settings.min_output_tokens = 50;
     tweak(&mut settings);
     let ledger = Arc::new(MemoryLedger::default());
-    let gateway = Gateway::with_ledger(budgets, keys.clone(), settings, ledger.clone()).unwrap();
+    let gateway = Gateway::with_ledger(budgets, keys, settings, ledger.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -62,7 +80,7 @@ pub async fn start(limit: u64, tweak: impl FnOnce(&mut Settings)) -> Harness {
         gateway,
         url,
         key,
-        keys,
+        keys: memory,
         ledger,
         client: reqwest::Client::new(),
         stop: Some(tx),

@@ -33,8 +33,8 @@ impl UsageLedger {
 /// - `key`: the message id with the request id when both exist, else the message id; a
 ///   response with neither (cut before its first event) gets `gateway:<reservation>`, unique
 ///   and stable across a retried write.
-/// - The gateway keeps one cache-write count; it is stored as 5-minute writes, the ledger's
-///   rule for a source without the split. `raw_usage` is the settled usage as JSON (the
+/// - Cache writes are split as the upstream split them (1-hour writes apart; the rest, and
+///   everything from a source without the split, as 5-minute writes). `raw_usage` is the settled usage as JSON (the
 ///   gateway reads the upstream's events as they pass and keeps their counts, not the text).
 /// - `estimated` and `budget` are the settlement's; `project` and `file` stay empty.
 pub fn usage_record(r: &LedgerRecord) -> Option<UsageRecord> {
@@ -54,7 +54,8 @@ pub fn usage_record(r: &LedgerRecord) -> Option<UsageRecord> {
         usage: Usage {
             input: r.usage.input,
             output: r.usage.output,
-            cache_write_5m: r.usage.cache_write,
+            cache_write_5m: r.usage.cache_write.saturating_sub(r.usage.cache_write_1h),
+            cache_write_1h: r.usage.cache_write_1h,
             cache_read: r.usage.cache_read,
             ..Usage::default()
         },
@@ -98,6 +99,7 @@ mod tests {
             usage: GatewayUsage {
                 input: 10,
                 cache_write: 20,
+                cache_write_1h: 5,
                 cache_read: 30,
                 output: 40,
             },

@@ -120,14 +120,16 @@ mod tests {
             ("s1", "claude-sonnet-4-5")
         );
         assert_eq!(row.timestamp, 1_764_000_000_000_000);
+        let u = row.usage;
         assert_eq!(
             (
-                row.usage.input,
-                row.usage.cache_write_5m,
-                row.usage.cache_read,
-                row.usage.output
+                u.input,
+                u.cache_write_5m,
+                u.cache_write_1h,
+                u.cache_read,
+                u.output
             ),
-            (10, 20, 30, 40)
+            (10, 15, 5, 30, 40)
         );
         assert_eq!(row.budget.as_deref(), Some("team"));
         assert!(!row.estimated);

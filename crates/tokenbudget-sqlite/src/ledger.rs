@@ -133,6 +133,11 @@ const RECORD_COLUMNS: &str = "dedup_key, source, machine, session_id, project, m
     output, cache_write_5m, cache_write_1h, cache_read, web_search_requests, web_fetch_requests,
     file, line_offset, estimated, budget";
 
+/// The record `r` is not shadowed (`tokenbudget_ledger::dedup::shadows`, rule 6): no key in
+/// `(r.dedup_key + ":", r.dedup_key + ";")`, one range probe of the primary key.
+const NOT_SHADOWED: &str = "NOT EXISTS (SELECT 1 FROM usage_records s
+    WHERE s.dedup_key > r.dedup_key || ':' AND s.dedup_key < r.dedup_key || ';')";
+
 /// Counts are validated to fit an i64 before any write; identities are stored bit for bit.
 fn int(v: u64) -> i64 {
     v as i64
@@ -329,8 +334,8 @@ impl UsageStore for SqliteUsageStore {
     async fn records(&self, query: &RecordQuery) -> Result<Vec<UsageRecord>> {
         let raw = if query.without_raw { "" } else { ", raw_usage" };
         let sql = format!(
-            "SELECT {RECORD_COLUMNS}{raw} FROM usage_records
-             WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, dedup_key"
+            "SELECT {RECORD_COLUMNS}{raw} FROM usage_records r
+             WHERE ts >= ?1 AND ts < ?2 AND {NOT_SHADOWED} ORDER BY ts, dedup_key"
         );
         let mut conn = self.conn.lock().await;
         let rows = sqlx::query(&sql)

@@ -28,6 +28,23 @@
 //!    copied directory from another machine): the same keys and values; the stored row is
 //!    kept as it is (a candidate must be strictly greater to replace it), so nothing doubles.
 //!
+//! 6. **One response logged once with and once without `requestId`** (same `message.id`:
+//!    keys `msg` and `msg:req`, ccusage #976 in reverse): the record with the request id
+//!    wins and the one keyed by the message id alone is **shadowed**: stored (nothing read is
+//!    lost) but left out of [`UsageStore::records`](crate::UsageStore::records), and so out of
+//!    reports and verify. The request id wins because it is what tells two API calls apart
+//!    (rule 4): a line without it cannot say which call it was, and when two calls share the
+//!    message id (two sessions, two request ids) it is one of them, not a third response.
+//!    Shadowing is decided when reading, from the keys alone ([`shadows`]: another key is
+//!    this key, `:`, and more), never by rewriting another row when writing: each write stays
+//!    a one-row merge by rule 2, so the result is the same in any order, on a resume, and
+//!    with two imports at once, and a store finds the siblings with one range probe of its
+//!    key index (`[key + ":", key + ";")`, [`sibling_range`]).
+//!    Note: the bare line's usage is not folded into its sibling; if it held a more final
+//!    snapshot than any line with the request id, the sibling's own final usage is counted.
+//!    Claude Code writes the request id on every line of a response it writes it on, so
+//!    this is the mixed-version case only.
+//!
 //! Last resort for a total order: equal usage, timestamp and location (the same line read
 //! twice) compare by the raw usage text, so even a rewritten line decides the same way
 //! whichever copy is seen first; then a reported usage beats an estimated one (a gateway
@@ -58,6 +75,27 @@ pub fn key(message_id: Option<&str>, request_id: Option<&str>) -> Option<String>
         Some(request_id) => format!("{message_id}:{request_id}"),
         None => message_id.to_owned(),
     })
+}
+
+/// Whether the record keyed `key` is shadowed by the record keyed `sibling` (rule 6):
+/// `sibling` is `key`, a `:`, and a non-empty request id.
+pub fn shadows(sibling: &str, key: &str) -> bool {
+    sibling.len() > key.len() + 1
+        && sibling.starts_with(key)
+        && sibling.as_bytes()[key.len()] == b':'
+}
+
+/// The half-open range of keys that contains every key that can shadow `key` (and, besides
+/// `key + ":"` itself, only such keys): `[key + ":", key + ";")` (`;` follows `:` in bytes).
+pub fn sibling_range(key: &str) -> (String, String) {
+    (format!("{key}:"), format!("{key};"))
+}
+
+/// Whether any key of `map` shadows `key`.
+pub fn is_shadowed<V>(map: &BTreeMap<String, V>, key: &str) -> bool {
+    let (from, to) = sibling_range(key);
+    map.range(from..to)
+        .any(|(sibling, _)| shadows(sibling, key))
 }
 
 /// The order of candidates for one key: greater is more final (see the module docs).
@@ -258,6 +296,54 @@ mod tests {
                 assert_eq!(got, want, "{rule} (reversed: {reversed})");
             }
         }
+    }
+
+    /// Rule 6: `(keys stored, keys counted)`, checked in every order of writing.
+    #[test]
+    fn a_record_without_request_id_is_shadowed_by_one_with() {
+        let table: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
+            (
+                "with and without requestId: once",
+                vec!["m", "m:r"],
+                vec!["m:r"],
+            ),
+            (
+                "two sessions, two request ids, plus a bare line: two responses",
+                vec!["m:ra", "m", "m:rb"],
+                vec!["m:ra", "m:rb"],
+            ),
+            ("a bare line alone counts", vec!["m"], vec!["m"]),
+            (
+                "another message id sharing a prefix does not shadow",
+                vec!["m", "m2:r", "mm:r", "m;"],
+                vec!["m", "m2:r", "m;", "mm:r"],
+            ),
+            (
+                "an empty request id is no sibling",
+                vec!["m", "m:"],
+                vec!["m", "m:"],
+            ),
+        ];
+        for (rule, keys, want) in table {
+            let mut orders = vec![keys.clone()];
+            let mut rev = keys.clone();
+            rev.reverse();
+            orders.push(rev);
+            for order in orders {
+                let map: BTreeMap<String, ()> =
+                    order.iter().map(|k| ((*k).to_owned(), ())).collect();
+                let counted: Vec<&str> = map
+                    .keys()
+                    .filter(|k| !is_shadowed(&map, k))
+                    .map(String::as_str)
+                    .collect();
+                assert_eq!(counted, want, "{rule} ({order:?})");
+            }
+        }
+        assert!(shadows("m:r", "m"));
+        assert!(!shadows("m", "m:r"));
+        assert!(!shadows("m:", "m"));
+        assert!(!shadows("mx:r", "m"));
     }
 
     #[test]

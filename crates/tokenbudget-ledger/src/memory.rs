@@ -72,6 +72,7 @@ impl UsageStore for MemoryUsageStore {
         let mut out: Vec<UsageRecord> = inner
             .records
             .values()
+            .filter(|r| !dedup::is_shadowed(&inner.records, &r.key))
             .filter(|r| query.since.is_none_or(|s| r.timestamp >= s))
             .filter(|r| query.until.is_none_or(|u| r.timestamp < u))
             .cloned()

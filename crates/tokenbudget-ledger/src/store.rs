@@ -93,6 +93,9 @@ pub trait UsageStore: Send + Sync + fmt::Debug {
     /// - Returns every stored record field for field (each key once), ordered by
     ///   `(timestamp, key)`; `since` is inclusive, `until` exclusive.
     /// - `without_raw` returns the records with an empty `raw_usage`.
+    /// - A record keyed by a message id alone is left out while a record of the same message
+    ///   id with a request id is stored ([`crate::dedup::shadows`], rule 6), whatever the
+    ///   time filter and the order they were written in.
     async fn records(&self, query: &RecordQuery) -> Result<Vec<UsageRecord>>;
 }
 

@@ -137,6 +137,11 @@ const CHECKPOINT_SQL: &str = "INSERT INTO usage_checkpoints
         AND usage_checkpoints.head_hash = excluded.head_hash
         AND usage_checkpoints.line_offset > excluded.line_offset)";
 
+/// The record `r` is not shadowed (`tokenbudget_ledger::dedup::shadows`, rule 6): no key in
+/// `(r.dedup_key + ":", r.dedup_key + ";")`, one range probe of the primary key.
+const NOT_SHADOWED: &str = "NOT EXISTS (SELECT 1 FROM usage_records s
+    WHERE s.dedup_key > r.dedup_key || ':' AND s.dedup_key < r.dedup_key || ';')";
+
 /// Counts are validated to fit an i64 before any write; identities are stored bit for bit.
 fn int(v: u64) -> i64 {
     v as i64
@@ -408,7 +413,8 @@ impl UsageStore for PostgresUsageStore {
             "SELECT dedup_key, source, machine, session_id, project, model, ts, input, output,
                 cache_write_5m, cache_write_1h, cache_read, web_search_requests,
                 web_fetch_requests, file, line_offset, estimated, budget{raw}
-             FROM usage_records WHERE ts >= $1 AND ts < $2 ORDER BY ts, dedup_key"
+             FROM usage_records r WHERE ts >= $1 AND ts < $2 AND {NOT_SHADOWED}
+             ORDER BY ts, dedup_key"
         );
         let client = self.pool.get().await.map_err(|e| storage(e.into()))?;
         let rows = client

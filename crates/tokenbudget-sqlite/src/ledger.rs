@@ -7,7 +7,7 @@ use sqlx::sqlite::{SqliteJournalMode, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 use tokenbudget_ledger::checkpoint::Checkpoint;
 use tokenbudget_ledger::{
-    validate, Error, RecordQuery, Result, Usage, UsageRecord, UsageStore, WriteSummary,
+    dedup, validate, Error, RecordQuery, Result, Usage, UsageRecord, UsageStore, WriteSummary,
 };
 use tokio::sync::Mutex;
 
@@ -19,7 +19,8 @@ use crate::schema;
 /// `usage_checkpoints`, schema versions 3 and 5).
 ///
 /// Each [`UsageStore::write`] is one `BEGIN IMMEDIATE` transaction on this store's connection:
-/// its records and its checkpoint commit together. Processes sharing the file take turns
+/// its records (merged by key first, then upserted 64 rows per statement) and its checkpoint
+/// commit together. Processes sharing the file take turns
 /// through SQLite's write lock; a write that finds it busy past the busy timeout retries
 /// until [`Config::retry_deadline`].
 #[derive(Debug)]
@@ -104,14 +105,22 @@ fn set_list() -> String {
     set.join(",\n")
 }
 
-fn upsert_sql() -> String {
+/// Rows per upsert statement: 19 parameters each, well under SQLite's 32,766; large enough
+/// that a batch of 2,000 records is 32 statements, small enough that the statement stays
+/// cheap to prepare (it is prepared once per connection and reused: sqlx's statement cache).
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// The multi-row upsert of `rows` records. Each row is merged on its own, as SQLite applies
+/// `ON CONFLICT` per row; the batch is de-duplicated first anyway, so counts are per key.
+fn upsert_sql(rows: usize) -> String {
     let set = set_list();
+    let row = format!("({})", vec!["?"; 19].join(", "));
+    let values = vec![row; rows].join(",\n            ");
     format!(
         "INSERT INTO usage_records (dedup_key, source, machine, session_id, project, model, ts,
             input, output, cache_write_5m, cache_write_1h, cache_read, web_search_requests,
             web_fetch_requests, raw_usage, file, line_offset, estimated, budget)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19)
+         VALUES {values}
          ON CONFLICT (dedup_key) DO UPDATE SET {set}
          WHERE ({SUPERSEDES}) OR ({BUDGET_GROWS})
          RETURNING revision"
@@ -132,6 +141,11 @@ const CHECKPOINT_SQL: &str = "INSERT INTO usage_checkpoints
 const RECORD_COLUMNS: &str = "dedup_key, source, machine, session_id, project, model, ts, input,
     output, cache_write_5m, cache_write_1h, cache_read, web_search_requests, web_fetch_requests,
     file, line_offset, estimated, budget";
+
+/// The record `r` is not shadowed (`tokenbudget_ledger::dedup::shadows`, rule 6): no key in
+/// `(r.dedup_key + ":", r.dedup_key + ";")`, one range probe of the primary key.
+const NOT_SHADOWED: &str = "NOT EXISTS (SELECT 1 FROM usage_records s
+    WHERE s.dedup_key > r.dedup_key || ':' AND s.dedup_key < r.dedup_key || ';')";
 
 /// Counts are validated to fit an i64 before any write; identities are stored bit for bit.
 fn int(v: u64) -> i64 {
@@ -181,40 +195,50 @@ impl SqliteUsageStore {
 
     async fn write_once(
         conn: &mut SqliteConnection,
-        records: &[UsageRecord],
+        records: &[&UsageRecord],
         checkpoint: Option<&Checkpoint>,
-        upsert: &str,
+        full: &str,
     ) -> std::result::Result<WriteSummary, sqlx::Error> {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut summary = WriteSummary::default();
-        for r in records {
-            let u = &r.usage;
-            let revision: Option<i64> = sqlx::query_scalar(upsert)
-                .bind(&r.key)
-                .bind(&r.source)
-                .bind(&r.machine)
-                .bind(&r.session_id)
-                .bind(&r.project)
-                .bind(&r.model)
-                .bind(r.timestamp)
-                .bind(int(u.input))
-                .bind(int(u.output))
-                .bind(int(u.cache_write_5m))
-                .bind(int(u.cache_write_1h))
-                .bind(int(u.cache_read))
-                .bind(int(u.web_search_requests))
-                .bind(int(u.web_fetch_requests))
-                .bind(&r.raw_usage)
-                .bind(&r.file)
-                .bind(int(r.offset))
-                .bind(r.estimated)
-                .bind(&r.budget)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match revision {
-                Some(0) => summary.inserted += 1,
-                Some(_) => summary.replaced += 1,
-                None => summary.unchanged += 1,
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let tail;
+            let sql = if chunk.len() == ROWS_PER_STATEMENT {
+                full
+            } else {
+                tail = upsert_sql(chunk.len());
+                tail.as_str()
+            };
+            let mut query = sqlx::query_scalar::<_, i64>(sql);
+            for r in chunk {
+                let u = &r.usage;
+                query = query
+                    .bind(&r.key)
+                    .bind(&r.source)
+                    .bind(&r.machine)
+                    .bind(&r.session_id)
+                    .bind(&r.project)
+                    .bind(&r.model)
+                    .bind(r.timestamp)
+                    .bind(int(u.input))
+                    .bind(int(u.output))
+                    .bind(int(u.cache_write_5m))
+                    .bind(int(u.cache_write_1h))
+                    .bind(int(u.cache_read))
+                    .bind(int(u.web_search_requests))
+                    .bind(int(u.web_fetch_requests))
+                    .bind(&r.raw_usage)
+                    .bind(&r.file)
+                    .bind(int(r.offset))
+                    .bind(r.estimated)
+                    .bind(&r.budget);
+            }
+            for revision in query.fetch_all(&mut *tx).await? {
+                if revision == 0 {
+                    summary.inserted += 1;
+                } else {
+                    summary.replaced += 1;
+                }
             }
         }
         if let Some(cp) = checkpoint {
@@ -287,12 +311,19 @@ impl UsageStore for SqliteUsageStore {
         checkpoint: Option<&Checkpoint>,
     ) -> Result<WriteSummary> {
         validate(records)?;
-        let upsert = upsert_sql();
+        // One row per key, as if written one by one (rule 2 is commutative), so one
+        // statement never touches a row twice and the counts are per key.
+        let merged = dedup::dedup(records.iter().cloned());
+        let rows: Vec<&UsageRecord> = merged.values().collect();
+        let full = upsert_sql(ROWS_PER_STATEMENT);
         let mut conn = self.conn.lock().await;
         let mut backoff = Backoff::new(Instant::now() + self.config.retry_deadline);
         loop {
-            match Self::write_once(&mut conn, records, checkpoint, &upsert).await {
-                Ok(summary) => return Ok(summary),
+            match Self::write_once(&mut conn, &rows, checkpoint, &full).await {
+                Ok(mut summary) => {
+                    summary.unchanged = records.len() as u64 - summary.inserted - summary.replaced;
+                    return Ok(summary);
+                }
                 Err(e) if crate::error::is_busy(&e) => {
                     backoff.wait(e.into()).await.map_err(gave_up)?;
                 }
@@ -329,8 +360,8 @@ impl UsageStore for SqliteUsageStore {
     async fn records(&self, query: &RecordQuery) -> Result<Vec<UsageRecord>> {
         let raw = if query.without_raw { "" } else { ", raw_usage" };
         let sql = format!(
-            "SELECT {RECORD_COLUMNS}{raw} FROM usage_records
-             WHERE ts >= ?1 AND ts < ?2 ORDER BY ts, dedup_key"
+            "SELECT {RECORD_COLUMNS}{raw} FROM usage_records r
+             WHERE ts >= ?1 AND ts < ?2 AND {NOT_SHADOWED} ORDER BY ts, dedup_key"
         );
         let mut conn = self.conn.lock().await;
         let rows = sqlx::query(&sql)

@@ -41,6 +41,7 @@ macro_rules! usage_conformance_tests {
             records_without_raw_have_empty_raw_usage,
             concurrent_writers_converge_on_the_merged_result,
             estimated_and_budget_round_trip_and_the_budget_is_never_erased,
+            a_record_without_request_id_is_shadowed_by_one_with,
         );
     };
     (@each $harness:expr; $($name:ident),+ $(,)?) => {

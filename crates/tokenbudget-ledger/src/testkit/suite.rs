@@ -403,3 +403,51 @@ pub async fn estimated_and_budget_round_trip_and_the_budget_is_never_erased(h: &
     assert_eq!(w.replaced, 1);
     assert_eq!(all(&store).await, vec![expected, charged]);
 }
+
+/// Rule 6: a record keyed by the message id alone is left out while one of the same message
+/// id with a request id is stored, in any order of writing and whatever the time filter; two
+/// request ids stay two responses.
+pub async fn a_record_without_request_id_is_shadowed_by_one_with(h: &impl UsageHarness) {
+    let bare = record("msg_1", 50, 100, "a.jsonl");
+    let with = record("msg_1:req_1", 40, 200, "a.jsonl");
+    let other = record("msg_1:req_2", 7, 300, "b.jsonl");
+    let prefix = record("msg_10", 1, 100, "a.jsonl");
+    let lone = record("msg_2", 3, 100, "a.jsonl");
+    let keys = |v: Vec<UsageRecord>| v.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    let orders: Vec<Vec<&UsageRecord>> = vec![
+        vec![&bare, &with, &other, &prefix, &lone],
+        vec![&lone, &prefix, &other, &with, &bare],
+        vec![&with, &bare, &lone, &other, &prefix],
+    ];
+    for order in orders {
+        let store = h.fresh().await;
+        for r in &order {
+            store.write(&[(*r).clone()], None).await.unwrap();
+        }
+        assert_eq!(
+            keys(all(&store).await),
+            ["msg_10", "msg_2", "msg_1:req_1", "msg_1:req_2"],
+            "{:?}",
+            order.iter().map(|r| &r.key).collect::<Vec<_>>()
+        );
+        // The sibling is outside the time range: the bare record stays shadowed.
+        let q = RecordQuery {
+            since: None,
+            until: Some(150_000_000),
+            without_raw: false,
+        };
+        assert_eq!(keys(store.records(&q).await.unwrap()), ["msg_10", "msg_2"]);
+    }
+    // One batch, before the sibling exists: counted; then shadowed once it is written.
+    let store = h.fresh().await;
+    store
+        .write(&[bare.clone(), lone.clone()], None)
+        .await
+        .unwrap();
+    assert_eq!(keys(all(&store).await), ["msg_1", "msg_2"]);
+    store
+        .write(std::slice::from_ref(&with), None)
+        .await
+        .unwrap();
+    assert_eq!(keys(all(&store).await), ["msg_2", "msg_1:req_1"]);
+}

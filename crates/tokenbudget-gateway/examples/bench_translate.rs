@@ -19,6 +19,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
+use axum::serve::ListenerExt as _;
 use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -195,6 +196,9 @@ async fn main() {
         .await
         .expect("bind");
     let upstream = format!("http://{}", listener.local_addr().expect("addr"));
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = tempfile::tempdir().expect("tempdir");

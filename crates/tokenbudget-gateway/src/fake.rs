@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use axum::Router;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -153,6 +154,9 @@ pub async fn start(fake: Arc<Fake>) -> std::io::Result<String> {
         .route("/v1/models", get(models))
         .with_state(fake);
     tokio::spawn(async move {
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let _ = axum::serve(listener, app).await;
     });
     Ok(format!("http://{addr}"))

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
@@ -37,6 +38,13 @@ pub async fn serve(
         Ok(Err(e)) => tracing::warn!("no /dashboard here: {e}"),
         Err(e) => tracing::warn!("no /dashboard: {e}"),
     }
+    // Each SSE event is a small write; with Nagle's algorithm on, one that follows another
+    // unacknowledged one waits for the client's delayed ACK (40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { graceful.cancelled().await });
     let outcome = tokio::select! {

@@ -4,8 +4,10 @@
 //! 1. **Added time per request:** the time from sending a request to its first
 //!    `content_block_delta`, pass-through (`/v1/messages` to the Anthropic side) and
 //!    translated (the same request routed to the Chat Completions side), for a Claude Code
-//!    request as it starts, at 50 turns and at 200 turns. The upstream answers at once, so
-//!    the difference is what translation costs on the request path.
+//!    request as it starts, at 50 turns and at 200 turns; once with an upstream that answers
+//!    at once (every cost of translation shows, the prompt's local count included, which
+//!    `message_start` waits for) and once with its first byte after 50 ms (the count runs
+//!    while the upstream reads the prompt, as it does with any real model).
 //! 2. **No buffering:** the upstream sends 20 deltas 5 ms apart; each delta's lag is the time
 //!    from the upstream writing it to the client reading its translation. A relay that
 //!    buffered would show lags of tens of milliseconds.
@@ -33,14 +35,17 @@ const CLAUDE_CODE: &str =
 struct Upstream {
     deltas: usize,
     gap: Duration,
+    /// Before the first byte (a model reading the prompt).
+    first: Duration,
     written: Mutex<Vec<Instant>>,
 }
 
 impl Upstream {
-    fn new(deltas: usize, gap: Duration) -> Arc<Upstream> {
+    fn new(deltas: usize, gap: Duration, first: Duration) -> Arc<Upstream> {
         Arc::new(Upstream {
             deltas,
             gap,
+            first,
             written: Mutex::new(Vec::new()),
         })
     }
@@ -56,6 +61,9 @@ fn sse_body(script: Arc<Upstream>, events: Vec<String>, first_delta: usize) -> B
         let event = events.get(i).cloned();
         async move {
             let event = event?;
+            if i == 0 && !script.first.is_zero() {
+                tokio::time::sleep(script.first).await;
+            }
             let is_delta = i >= first_delta && i < first_delta + script.deltas;
             if is_delta && i > first_delta && !script.gap.is_zero() {
                 tokio::time::sleep(script.gap).await;
@@ -187,7 +195,7 @@ fn ms(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let shared: Shared = Arc::new(Mutex::new(Upstream::new(5, Duration::ZERO)));
+    let shared: Shared = Arc::new(Mutex::new(Upstream::new(5, Duration::ZERO, Duration::ZERO)));
     let app = Router::new()
         .route("/v1/messages", post(anthropic))
         .route("/v1/chat/completions", post(chat))
@@ -235,39 +243,42 @@ async fn main() {
     ));
     let client = reqwest::Client::new();
 
-    println!("Time to the first content_block_delta through the gateway (1 client, upstream answers at once)\n");
-    println!(
-        "| request | body KB | pass-through p50/p99 ms | translated p50/p99 ms | added p50 ms |"
-    );
-    println!("|---|---|---|---|---|");
-    let rounds = 200;
-    for (name, turns) in [
-        ("claude code, first turn", 0),
-        ("50 turns", 50),
-        ("200 turns", 200),
-    ] {
-        let plain = session("claude-sonnet-4-5", turns);
-        let routed = session("local-qwen", turns);
-        let (mut p, mut t) = (Vec::new(), Vec::new());
-        for _ in 0..10 {
-            one(&client, &gw, &key, &plain).await;
-            one(&client, &gw, &key, &routed).await;
-        }
-        for _ in 0..rounds {
-            p.push(one(&client, &gw, &key, &plain).await.0);
-            t.push(one(&client, &gw, &key, &routed).await.0);
-        }
-        p.sort();
-        t.sort();
+    for first in [Duration::ZERO, Duration::from_millis(50)] {
+        *shared.lock().expect("script") = Upstream::new(5, Duration::ZERO, first);
         println!(
-            "| {name} | {} | {:.3}/{:.3} | {:.3}/{:.3} | {:.3} |",
-            plain.len() / 1024,
-            ms(&p, 0.5),
-            ms(&p, 0.99),
-            ms(&t, 0.5),
-            ms(&t, 0.99),
-            ms(&t, 0.5) - ms(&p, 0.5)
+            "\nTime to the first content_block_delta through the gateway (1 client, the upstream's first byte after {first:?})\n"
         );
+        println!("| request | body KB | pass-through p50/p99 ms | translated p50/p99 ms | added p50 ms |");
+        println!("|---|---|---|---|---|");
+        let rounds = if first.is_zero() { 200 } else { 60 };
+        for (name, turns) in [
+            ("claude code, first turn", 0),
+            ("50 turns", 50),
+            ("200 turns", 200),
+        ] {
+            let plain = session("claude-sonnet-4-5", turns);
+            let routed = session("local-qwen", turns);
+            let (mut p, mut t) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                one(&client, &gw, &key, &plain).await;
+                one(&client, &gw, &key, &routed).await;
+            }
+            for _ in 0..rounds {
+                p.push(one(&client, &gw, &key, &plain).await.0);
+                t.push(one(&client, &gw, &key, &routed).await.0);
+            }
+            p.sort();
+            t.sort();
+            println!(
+                "| {name} | {} | {:.3}/{:.3} | {:.3}/{:.3} | {:.3} |",
+                plain.len() / 1024,
+                ms(&p, 0.5),
+                ms(&p, 0.99),
+                ms(&t, 0.5),
+                ms(&t, 0.99),
+                ms(&t, 0.5) - ms(&p, 0.5)
+            );
+        }
     }
 
     println!(
@@ -282,7 +293,7 @@ async fn main() {
         let body = session(model, 0);
         let mut lags = Vec::new();
         for _ in 0..20 {
-            let script = Upstream::new(20, Duration::from_millis(5));
+            let script = Upstream::new(20, Duration::from_millis(5), Duration::ZERO);
             *shared.lock().expect("script") = script.clone();
             let (_, arrivals) = one(&client, &gw, &key, &body).await;
             let written = script.written.lock().expect("written").clone();

@@ -10,6 +10,7 @@ mod estimate;
 mod estimate_tables;
 mod estimate_weights;
 mod fallback;
+mod memo;
 mod message;
 #[cfg(feature = "tiktoken")]
 mod openai;
@@ -28,6 +29,7 @@ pub use encoding::Encoding;
 pub use error::{Error, FallbackCause, Result};
 pub use estimate::Estimator;
 pub use fallback::WithFallback;
+pub use memo::{Memo, MEMO_CAPACITY, MEMO_MIN_TEXT};
 pub use message::{Content, ContentBlock, Message, Role};
 #[cfg(feature = "tiktoken")]
 pub use openai::OpenAiCounter;

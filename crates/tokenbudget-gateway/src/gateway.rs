@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     /// Callers authorized while the store was reachable, served from here while it is not
     /// (`on_store_error = "open"` only).
     pub callers: crate::auth::CallerCache,
+    /// Local counts of translated requests, remembering each session's messages.
+    pub counter: Arc<tokenbudget_translate::ChatCounter>,
 }
 
 impl Gateway {
@@ -101,6 +103,7 @@ impl Gateway {
                 journal,
                 open_held: AtomicU64::new(0),
                 callers: crate::auth::CallerCache::default(),
+                counter: Arc::default(),
             }),
         })
     }

@@ -5,8 +5,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::json;
+use tokenbudget_translate::anthropic::AnthropicRequest;
 use tokenbudget_translate::{
-    count_tokens, parse_request, translate_request, RouteTarget, StreamStart, StreamTranslator,
+    count_tokens, parse_request, translate_request, ChatCounter, RouteTarget, StreamStart,
+    StreamTranslator,
 };
 
 const CLAUDE_CODE: &str = include_str!("../tests/fixtures/claude_code_request.json");
@@ -52,7 +54,32 @@ fn requests(c: &mut Criterion) {
                 })
             },
         );
+        // The pieces: the gateway parses every body into a `Value` (pass-through does too).
+        group.bench_with_input(BenchmarkId::new("parse_value", name), &body, |b, body| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(body).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("parse_typed", name), &body, |b, body| {
+            b.iter(|| parse_request(body).unwrap())
+        });
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("typed_from_value", name),
+            &value,
+            |b, value| {
+                b.iter_batched(
+                    || value.clone(),
+                    |v| serde_json::from_value::<AnthropicRequest>(v).unwrap(),
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
         let req = parse_request(&body).unwrap();
+        let chat = translate_request(&req, &target).unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("serialize_only", name),
+            &chat,
+            |b, chat| b.iter(|| serde_json::to_vec(chat).unwrap()),
+        );
         group.bench_with_input(BenchmarkId::new("translate_only", name), &req, |b, req| {
             b.iter(|| translate_request(req, &target).unwrap())
         });
@@ -60,6 +87,15 @@ fn requests(c: &mut Criterion) {
             BenchmarkId::new("count_tokens_estimator", name),
             &req,
             |b, req| b.iter(|| count_tokens(req, "qwen3-coder-30b").unwrap()),
+        );
+        // The gateway's counter on the next turn of a session: every message but the new
+        // ones was counted on an earlier turn, so it is hashed, not counted.
+        let memo = ChatCounter::default();
+        memo.count_chat(&chat);
+        group.bench_with_input(
+            BenchmarkId::new("count_chat_memo_warm", name),
+            &chat,
+            |b, chat| b.iter(|| memo.count_chat(chat)),
         );
     }
     group.finish();

@@ -1,7 +1,7 @@
 //! `count_tokens` answered locally, for translated routes.
 
 use tokenbudget_counter::{
-    Content, ContentBlock, Encoding, Estimator, LocalCounter, Message, OpenAiCounter, Role,
+    Content, ContentBlock, Encoding, Estimator, LocalCounter, Memo, Message, OpenAiCounter, Role,
 };
 
 use crate::anthropic::AnthropicRequest;
@@ -43,7 +43,11 @@ impl TokenCountAnswer {
 pub fn count_tokens(req: &AnthropicRequest, upstream_model: &str) -> Result<TokenCountAnswer> {
     let messages = translate_messages(req)?;
     let tools = translate_tools(req)?.unwrap_or_default();
-    Ok(count_translated(&messages, &tools, upstream_model))
+    Ok(count_translated(
+        &messages,
+        &tools,
+        &*plain_counter(upstream_model),
+    ))
 }
 
 /// Counts a request already translated for its upstream (`chat.model`), as
@@ -57,14 +61,88 @@ pub fn count_chat(chat: &ChatRequest) -> TokenCountAnswer {
     count_translated(
         &chat.messages,
         chat.tools.as_deref().unwrap_or_default(),
-        &chat.model,
+        &*plain_counter(&chat.model),
     )
+}
+
+/// [`count_chat`] and [`count_tokens`] for a process that counts many requests of the same
+/// sessions: each counter is wrapped in a [`Memo`], so a message counted once (an agent
+/// re-sends its whole history every turn) costs a hash, not a count, the next time.
+///
+/// # Behavior
+/// - Answers exactly what [`count_chat`] and [`count_tokens`] answer.
+/// - Keeps up to `capacity` message shares per tokenizer (and per estimator).
+#[derive(Debug)]
+pub struct ChatCounter {
+    cl100k: Memo<OpenAiCounter>,
+    o200k: Memo<OpenAiCounter>,
+    estimator: Memo<Estimator>,
+}
+
+impl Default for ChatCounter {
+    fn default() -> Self {
+        Self::with_capacity(tokenbudget_counter::MEMO_CAPACITY)
+    }
+}
+
+impl ChatCounter {
+    /// Counters keeping up to `capacity` message shares each.
+    pub fn with_capacity(capacity: usize) -> Self {
+        ChatCounter {
+            cl100k: Memo::with_capacity(OpenAiCounter::new(Encoding::Cl100kBase), capacity),
+            o200k: Memo::with_capacity(OpenAiCounter::new(Encoding::O200kBase), capacity),
+            estimator: Memo::with_capacity(Estimator::default(), capacity),
+        }
+    }
+
+    /// [`count_chat`], remembering what it counted.
+    pub fn count_chat(&self, chat: &ChatRequest) -> TokenCountAnswer {
+        count_translated(
+            &chat.messages,
+            chat.tools.as_deref().unwrap_or_default(),
+            self.counter(&chat.model),
+        )
+    }
+
+    /// [`count_tokens`], remembering what it counted.
+    pub fn count_tokens(
+        &self,
+        req: &AnthropicRequest,
+        upstream_model: &str,
+    ) -> Result<TokenCountAnswer> {
+        let messages = translate_messages(req)?;
+        let tools = translate_tools(req)?.unwrap_or_default();
+        Ok(count_translated(
+            &messages,
+            &tools,
+            self.counter(upstream_model),
+        ))
+    }
+
+    fn counter(&self, model: &str) -> &dyn LocalCounter {
+        match Encoding::try_for_model(model) {
+            Some(Encoding::Cl100kBase) => &self.cl100k,
+            Some(Encoding::O200kBase) => &self.o200k,
+            // An encoding added to the counter crate after this was written: the tests of
+            // `count_chat` and `ChatCounter` answering alike fail until it is added here.
+            _ => &self.estimator,
+        }
+    }
+}
+
+/// The counter for `model`: its tokenizer when it is an OpenAI-family name, else the
+/// estimator.
+fn plain_counter(model: &str) -> Box<dyn LocalCounter> {
+    match Encoding::try_for_model(model) {
+        Some(encoding) => Box::new(OpenAiCounter::new(encoding)),
+        None => Box::new(Estimator::default()),
+    }
 }
 
 fn count_translated(
     messages: &[ChatMessage],
     tools: &[ChatTool],
-    upstream_model: &str,
+    counter: &dyn LocalCounter,
 ) -> TokenCountAnswer {
     let mut images = 0u64;
     let mut plain = tools.is_empty();
@@ -76,31 +154,19 @@ fn count_translated(
             message
         })
         .collect();
-    let tools_text = if tools.is_empty() {
-        String::new()
+    let count = counter.count_messages_sync(&counted);
+    // The tool definitions are one text, the same on every turn of a session (a memo keeps
+    // its count too).
+    let tools_count = if tools.is_empty() {
+        0
     } else {
-        serde_json::to_string(tools).unwrap_or_default()
-    };
-    let (message_count, tools_count, exact_counter) = match Encoding::try_for_model(upstream_model)
-    {
-        Some(encoding) => {
-            let counter = OpenAiCounter::new(encoding);
-            let count = counter.count_messages_sync(&counted);
-            (
-                count.tokens,
-                counter.count_tokens(&tools_text),
-                count.is_exact(),
-            )
-        }
-        None => {
-            let estimator = Estimator::default();
-            let count = estimator.count_messages_sync(&counted);
-            (count.tokens, estimator.estimate(&tools_text), false)
-        }
+        counter
+            .count_sync(&serde_json::to_string(tools).unwrap_or_default())
+            .tokens
     };
     TokenCountAnswer {
-        input_tokens: message_count + tools_count + images * IMAGE_TOKENS,
-        exact: exact_counter && plain && images == 0,
+        input_tokens: count.tokens + tools_count + images * IMAGE_TOKENS,
+        exact: count.is_exact() && plain && images == 0,
     }
 }
 

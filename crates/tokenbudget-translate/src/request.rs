@@ -23,6 +23,13 @@ pub fn parse_request(body: &[u8]) -> Result<AnthropicRequest> {
     serde_json::from_slice(body).map_err(|e| TranslateError::InvalidRequest(e.to_string()))
 }
 
+/// [`parse_request`] for a body already parsed into a JSON value (as a proxy does to read
+/// its model and size it): the value's strings are moved, not copied, which takes about
+/// half the time of parsing the bytes again.
+pub fn request_from_value(body: serde_json::Value) -> Result<AnthropicRequest> {
+    serde_json::from_value(body).map_err(|e| TranslateError::InvalidRequest(e.to_string()))
+}
+
 /// Translates a Messages request into a Chat Completions request for `target`.
 ///
 /// # Behavior

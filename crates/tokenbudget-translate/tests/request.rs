@@ -6,8 +6,8 @@ mod common;
 use common::fixture;
 use serde_json::{json, Value};
 use tokenbudget_translate::{
-    count_chat, count_tokens, parse_request, translate_request, MaxTokensField, Reasoning,
-    RouteTarget, TranslateError,
+    count_chat, count_tokens, parse_request, translate_request, ChatCounter, MaxTokensField,
+    Reasoning, RouteTarget, TranslateError,
 };
 
 fn translate(body: Value, target: &RouteTarget) -> Result<Value, TranslateError> {
@@ -250,19 +250,36 @@ fn counting_the_translated_request_equals_counting_the_original() {
     let cases = [
         (fixture("claude_code_request.json"), "qwen3-coder-30b"),
         (fixture("claude_code_request.json"), "gpt-4o"),
+        (fixture("claude_code_request.json"), "gpt-4"),
         (
             minimal(json!([{"role": "user", "content": "hello world"}])).to_string(),
             "gpt-4o",
         ),
+        (
+            minimal(json!([{"role": "user", "content": "hello world"}])).to_string(),
+            "gpt-3.5-turbo",
+        ),
     ];
+    // The gateway's memoizing counter, shared by every case, answers the same, asked the
+    // first time and again (then from memory).
+    let memo = ChatCounter::default();
     for (body, model) in cases {
         let req = parse_request(body.as_bytes()).unwrap();
         let chat = translate_request(&req, &RouteTarget::new(model)).unwrap();
-        assert_eq!(
-            count_chat(&chat),
-            count_tokens(&req, model).unwrap(),
-            "{model}"
-        );
+        let expected = count_tokens(&req, model).unwrap();
+        assert_eq!(count_chat(&chat), expected, "{model}");
+        for round in 0..2 {
+            assert_eq!(
+                memo.count_chat(&chat),
+                expected,
+                "{model}, memo round {round}"
+            );
+            assert_eq!(
+                memo.count_tokens(&req, model).unwrap(),
+                expected,
+                "{model}, memo round {round}"
+            );
+        }
     }
 }
 

@@ -59,7 +59,7 @@ async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> R
                 gw,
                 super::translated::Request {
                     caller,
-                    original: &original,
+                    body: std::mem::take(&mut body),
                     prompt,
                     route,
                 },
@@ -138,7 +138,7 @@ pub(crate) async fn count_tokens(
             .and_then(|m| gw.inner.settings.routes.resolve(m));
         let (url, upstream, body) = match &routed {
             Some(route) if route.upstream.kind == UpstreamKind::Openai => {
-                return super::translated::count_tokens(&body, route);
+                return super::translated::count_tokens(&gw, std::mem::take(&mut value), route);
             }
             Some(route) => {
                 let mut body = body.clone();

@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokenbudget_translate::openai::ChatResponse;
 use tokenbudget_translate::route::Resolved;
 use tokenbudget_translate::{
-    count_chat, count_tokens as count_locally, parse_request, response_usage, translate_request,
-    translate_response, MaxTokensField, StreamStart, TranslateError,
+    request_from_value, response_usage, translate_request, translate_response, MaxTokensField,
+    StreamStart, TranslateError,
 };
 
 use crate::admit::{Admitted, Ask};
@@ -26,7 +26,8 @@ pub(crate) const ROUTE: &str = "messages_translated";
 /// A `POST /v1/messages` request routed to an OpenAI-compatible upstream.
 pub(crate) struct Request<'a> {
     pub caller: Caller,
-    pub original: &'a Bytes,
+    /// The body, parsed once by the caller to read its model and size it.
+    pub body: Value,
     /// The prompt's bound as pass-through sizes it (`prompt_count`): what admission holds.
     pub prompt: u64,
     pub route: &'a Resolved<'a>,
@@ -36,7 +37,7 @@ pub(crate) struct Request<'a> {
 /// finalizer.
 pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     let settings = &gw.inner.settings;
-    let request = parse_request(r.original)?;
+    let request = request_from_value(r.body)?;
     let mut chat = translate_request(&request, &r.route.target())?;
     let max_tokens = u64::from(request.max_tokens.ok_or(TranslateError::MissingMaxTokens)?);
     let ask = Ask {
@@ -83,8 +84,9 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     // upstream reports no usage; admission holds the (larger) bound. It takes milliseconds
     // on a long session, so it runs on a blocking thread while the request is on its way:
     // the upstream's answer never waits for it. Should the count fail, the bound stands in.
+    let counter = gw.inner.counter.clone();
     let counted = Counted {
-        task: tokio::task::spawn_blocking(move || count_chat(&chat).input_tokens),
+        task: tokio::task::spawn_blocking(move || counter.count_chat(&chat).input_tokens),
         bound: r.prompt,
     };
     let url = format!(
@@ -195,9 +197,9 @@ impl Counted {
 }
 
 /// `count_tokens` on a translated route: counted here, never sent anywhere.
-pub(crate) fn count_tokens(body: &[u8], route: &Resolved<'_>) -> Result<Response> {
-    let request = parse_request(body)?;
-    let answer = count_locally(&request, &route.model)?;
+pub(crate) fn count_tokens(gw: &Gateway, body: Value, route: &Resolved<'_>) -> Result<Response> {
+    let request = request_from_value(body)?;
+    let answer = gw.inner.counter.count_tokens(&request, &route.model)?;
     Ok(([("content-type", "application/json")], answer.to_json()).into_response())
 }
 

@@ -60,6 +60,7 @@ async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> R
                 super::translated::Request {
                     caller,
                     body: std::mem::take(&mut body),
+                    size: original.len(),
                     prompt,
                     route,
                 },

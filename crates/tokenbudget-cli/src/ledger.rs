@@ -46,9 +46,6 @@ pub async fn open(url: &str) -> Result<DynUsageStore, Failure> {
 /// A web search request: $10 per 1,000 (Anthropic's list price), in pico-USD.
 const WEB_SEARCH_PICOS: u128 = 10_000_000_000;
 
-/// Pico-dollars in a micro-dollar.
-const PICOS_PER_MICRO: u128 = 1_000_000;
-
 /// The long-context thresholds of the embedded price table, for
 /// [`AggregateQuery::prompt_tiers`](tokenbudget_ledger::AggregateQuery::prompt_tiers).
 pub fn tier_thresholds() -> Vec<u64> {
@@ -79,22 +76,23 @@ pub fn cost(model: &str, usage: &Usage, prompt_above: Option<u64>) -> Option<u12
     tokens.checked_add(u128::from(usage.web_search_requests).checked_mul(WEB_SEARCH_PICOS)?)
 }
 
-/// [`cost`] of one response, in micro-USD rounded up (what `import --charge` charges).
-#[allow(dead_code)] // used by `import --charge`, next
-pub fn cost_of_one(model: &str, usage: &Usage) -> Option<u64> {
-    let prompt = tokenbudget_ledger::aggregate::prompt_tokens(usage);
-    let tiers = tier_thresholds();
-    let picos = cost(
-        model,
-        usage,
-        tokenbudget_ledger::aggregate::tier_of(prompt, &tiers),
-    )?;
-    u64::try_from(picos.div_ceil(PICOS_PER_MICRO)).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PICOS_PER_MICRO: u128 = 1_000_000;
+
+    /// [`cost`] of one response, in micro-USD rounded up.
+    fn cost_of_one(model: &str, usage: &Usage) -> Option<u64> {
+        let prompt = tokenbudget_ledger::aggregate::prompt_tokens(usage);
+        let tiers = tier_thresholds();
+        let picos = cost(
+            model,
+            usage,
+            tokenbudget_ledger::aggregate::tier_of(prompt, &tiers),
+        )?;
+        u64::try_from(picos.div_ceil(PICOS_PER_MICRO)).ok()
+    }
 
     #[test]
     fn costs_of_known_and_unknown_models() {

@@ -20,7 +20,7 @@ pub mod testkit;
 pub use aggregate::{AggregateQuery, AggregateRow, GroupBy};
 pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
-pub use import::{import, ImportOptions, ImportSummary};
+pub use import::{import, import_charging, Charger, ImportOptions, ImportSummary};
 pub use memory::MemoryUsageStore;
 pub use record::{Usage, UsageRecord};
 pub use store::{validate, DynUsageStore, RecordQuery, UsageStore, WriteSummary};

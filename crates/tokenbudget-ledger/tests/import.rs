@@ -273,3 +273,71 @@ async fn verify_agrees_after_an_import_and_finds_a_missing_file() {
     let differing: Vec<&str> = report.differing.iter().map(|d| d.file.as_str()).collect();
     assert_eq!(differing, [files[0].ctx.file.as_str()]);
 }
+
+/// A charger that remembers the most final usage charged per key (what a charger keyed by
+/// the dedup key ends with) and fails once after `fail_after` batches.
+#[derive(Default)]
+struct Recording {
+    charged: parking_lot::Mutex<BTreeMap<String, u64>>,
+    batches: AtomicU64,
+    fail_at: Option<u64>,
+}
+
+#[async_trait]
+impl tokenbudget_ledger::Charger for Recording {
+    async fn charge(&self, records: &mut [UsageRecord]) -> tokenbudget_ledger::Result<()> {
+        let n = self.batches.fetch_add(1, Ordering::SeqCst);
+        if Some(n) == self.fail_at {
+            return Err(Error::storage("charger down", false));
+        }
+        let mut charged = self.charged.lock();
+        for r in records {
+            let total = r.usage.total_tokens();
+            let entry = charged.entry(r.key.clone()).or_default();
+            *entry = (*entry).max(total);
+            r.budget = Some("team".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_charger_sees_every_batch_before_it_is_written_and_sets_the_budget() {
+    let (_dir, expected, files) = tree(&Spec::default());
+    let options = ImportOptions {
+        batch_records: 3,
+        batch_bytes: 1_000,
+    };
+    let store = MemoryUsageStore::new();
+    // A failing charger stops the import before its batch is written.
+    let failing = Recording {
+        fail_at: Some(2),
+        ..Recording::default()
+    };
+    let err =
+        tokenbudget_ledger::import_charging(&store, &files, options, Some(&failing), &mut |_| {})
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::Storage { .. }), "{err}");
+    let written = store.records(&RecordQuery::default()).await.unwrap();
+    assert!(written
+        .iter()
+        .all(|r| failing.charged.lock().contains_key(&r.key)));
+    // The rerun charges the rest (and the re-read batch again, which a charger keyed by the
+    // dedup key answers with nothing new).
+    let charger = Recording::default();
+    tokenbudget_ledger::import_charging(&store, &files, options, Some(&charger), &mut |_| {})
+        .await
+        .unwrap();
+    let (total, _) = totals(&store).await;
+    assert_eq!(total, expected.total);
+    let mut charged = failing.charged.lock().clone();
+    for (k, v) in charger.charged.lock().iter() {
+        let e = charged.entry(k.clone()).or_default();
+        *e = (*e).max(*v);
+    }
+    let records = store.records(&RecordQuery::default()).await.unwrap();
+    let sum: u64 = records.iter().map(|r| charged[&r.key]).sum();
+    assert_eq!(sum, expected.total.usage.total_tokens());
+    assert!(records.iter().all(|r| r.budget.as_deref() == Some("team")));
+}

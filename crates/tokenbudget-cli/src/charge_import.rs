@@ -9,6 +9,12 @@
 //! under a chain of derived keys ([`top_up_key`]), each naming the amount charged before it,
 //! so any number of imports, in any interleaving, end with the key's greatest amount charged
 //! exactly once.
+//!
+//! Rule 6 (a response logged with and without its request id): the bare copy is not charged
+//! when its sibling is in the same batch, and a bare copy charged earlier counts towards its
+//! sibling's charge. # Note: a bare copy read in a later batch than its sibling (another
+//! file, or past a batch boundary) is charged on its own: the charger cannot list charges by
+//! key prefix to find the sibling's.
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -100,12 +106,32 @@ impl<'a> BudgetCharger<'a> {
         }
     }
 
+    /// What is charged under the keys that `key` shadows (its message id alone, rule 6).
+    async fn bare_charged(&self, key: &str) -> Result<u64> {
+        let mut total = 0u64;
+        for (i, _) in key.match_indices(':') {
+            let bare = &key[..i];
+            if bare.is_empty() || !tokenbudget_ledger::dedup::shadows(key, bare) {
+                continue;
+            }
+            let Ok(bare) = IdempotencyKey::new(bare) else {
+                continue;
+            };
+            if let Some(c) = self.budgets.charge_by_key(&bare).await.map_err(storage)? {
+                total = total.saturating_add(c.tokens);
+            }
+        }
+        Ok(total)
+    }
+
     /// Brings what is charged for `record` up to `amount`: returns what was charged now and
     /// whether anything had been charged before.
     async fn charge_one(&self, r: &UsageRecord, amount: u64) -> Result<(u64, bool)> {
         let note = Some(format!("ledger {} {}", r.source, r.model));
         let mut key = r.key.clone();
-        let mut before = 0u64;
+        // Rule 6: a bare copy of this response (its message id alone) charged in an earlier
+        // batch or run is part of what this response was charged.
+        let mut before = self.bare_charged(&r.key).await?;
         loop {
             if amount <= before {
                 return Ok((0, true));

@@ -121,8 +121,9 @@ pub struct Progress {
 /// Records each batch's usage somewhere else (a budget) before the batch is written.
 #[async_trait]
 pub trait Charger: Send + Sync {
-    /// Charges `records` (one per key, each the most final line of the batch) and sets
-    /// `budget` on those it charged. Called before the batch and its checkpoint are written,
+    /// Charges `records` (one per key, each the most final line of the batch, without the
+    /// records a sibling in the batch shadows by rule 6) and sets `budget` on those it
+    /// charged. Called before the batch and its checkpoint are written,
     /// so a crash in between re-reads and re-charges the batch next time: a charger must be
     /// idempotent per key (a repeated key charges nothing again). An error stops the import
     /// before the batch is written.
@@ -372,10 +373,21 @@ async fn flush(
     summary: &mut ImportSummary,
 ) -> Result<()> {
     let cp = checkpoint_at(file, name, stat, offset)?;
-    let mut records: Vec<UsageRecord> = std::mem::take(batch).into_values().collect();
-    if let Some(charger) = sink.charger {
-        charger.charge(&mut records).await?;
-    }
+    let map = std::mem::take(batch);
+    let records: Vec<UsageRecord> = match sink.charger {
+        None => map.into_values().collect(),
+        Some(charger) => {
+            // A record shadowed in its own batch (rule 6: its response is logged with the
+            // request id too) is one response with its sibling: only the sibling is charged.
+            let (mut counted, shadowed): (Vec<UsageRecord>, Vec<UsageRecord>) = map
+                .values()
+                .cloned()
+                .partition(|r| !dedup::is_shadowed(&map, &r.key));
+            charger.charge(&mut counted).await?;
+            counted.extend(shadowed);
+            counted
+        }
+    };
     let written = sink.store.write(&records, Some(&cp)).await?;
     summary.add_write(written);
     Ok(())

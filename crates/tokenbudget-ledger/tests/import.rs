@@ -74,7 +74,9 @@ async fn every_trap_is_counted_and_the_totals_are_exact() {
     assert_eq!(s.torn_files, expected.torn_files);
     assert!(s.torn_bytes > 0);
     assert!(s.errors.is_empty());
-    assert_eq!(s.inserted, expected.total.records);
+    // The bare copies of rule 6 are stored (inserted) but not counted.
+    assert_eq!(expected.shadowed, 6);
+    assert_eq!(s.inserted, expected.total.records + expected.shadowed);
     let (total, per_file) = totals(&store).await;
     assert_eq!(total, expected.total);
     assert_eq!(per_file, canonical(&expected));
@@ -340,4 +342,47 @@ async fn a_charger_sees_every_batch_before_it_is_written_and_sets_the_budget() {
     let sum: u64 = records.iter().map(|r| charged[&r.key]).sum();
     assert_eq!(sum, expected.total.usage.total_tokens());
     assert!(records.iter().all(|r| r.budget.as_deref() == Some("team")));
+}
+
+/// Rule 6 in the generated tree: the fourth response of each session is logged with and
+/// without its request id; it counts once, under the key with the request id, with its final
+/// usage, and the totals are exactly those of one copy.
+#[tokio::test]
+async fn a_response_logged_with_and_without_request_id_counts_once() {
+    let spec = Spec {
+        projects: 1,
+        sessions: 1,
+        responses: 4,
+        ..Spec::default()
+    };
+    let (_dir, expected, files) = tree(&spec);
+    assert_eq!(expected.shadowed, 1);
+    let store = MemoryUsageStore::new();
+    let s = run(&store, &files, ImportOptions::default()).await;
+    // 4 responses in the session, 2 of the subagent's own; plus the bare copy, stored.
+    assert_eq!(expected.total.records, 6);
+    assert_eq!(s.inserted, 7);
+    let records = store.records(&RecordQuery::default()).await.unwrap();
+    let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    assert!(keys.contains(&"msg_0_0_3:req_0_0_3"), "{keys:?}");
+    assert!(!keys.contains(&"msg_0_0_3"), "{keys:?}");
+    // Response 1 has no request id at all: its bare key counts.
+    assert!(keys.contains(&"msg_0_0_1"), "{keys:?}");
+    let (total, _) = totals(&store).await;
+    assert_eq!(total, expected.total);
+    // What a wrong rule would count: both copies of response 3.
+    let third = records
+        .iter()
+        .find(|r| r.key == "msg_0_0_3:req_0_0_3")
+        .unwrap();
+    let mut doubled = expected.total.usage;
+    doubled.add(&third.usage);
+    assert_ne!(doubled, total.usage);
+    // The aggregate leaves it out too.
+    let rows = store
+        .aggregate(&tokenbudget_ledger::AggregateQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(rows[0].responses, expected.total.records);
+    assert_eq!(rows[0].usage, expected.total.usage);
 }

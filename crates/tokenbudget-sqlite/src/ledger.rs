@@ -69,12 +69,16 @@ pub(crate) const SUPERSEDES: &str = "(excluded.output, excluded.input, excluded.
 const BUDGET_GROWS: &str = "excluded.budget IS NOT NULL
     AND (usage_records.budget IS NULL OR excluded.budget > usage_records.budget)";
 
-/// The columns a superseding record replaces.
-const REPLACED: [&str; 17] = [
+/// Where the merged project or session (`dedup::merged_label`: the greater, bytewise, so a
+/// known one beats an empty one) differs from the stored one.
+const LABELS_GROW: &str = "excluded.project > usage_records.project
+    OR excluded.session_id > usage_records.session_id";
+
+/// The columns a superseding record replaces (the budget, project and session have their
+/// own rules).
+const REPLACED: [&str; 15] = [
     "source",
     "machine",
-    "session_id",
-    "project",
     "model",
     "ts",
     "input",
@@ -90,8 +94,8 @@ const REPLACED: [&str; 17] = [
     "estimated",
 ];
 
-/// The upsert's `SET` list: every column from a superseding record, the budget by its own
-/// rule (so a record that does not supersede can still record the budget).
+/// The upsert's `SET` list: every column from a superseding record, the budget, project and
+/// session by their own rules (so a record that does not supersede can still record them).
 fn set_list() -> String {
     let mut set: Vec<String> = REPLACED
         .iter()
@@ -102,6 +106,12 @@ fn set_list() -> String {
     set.push(format!(
         "budget = CASE WHEN {BUDGET_GROWS} THEN excluded.budget ELSE usage_records.budget END"
     ));
+    for c in ["project", "session_id"] {
+        set.push(format!(
+            "{c} = CASE WHEN excluded.{c} > usage_records.{c} THEN excluded.{c} \
+             ELSE usage_records.{c} END"
+        ));
+    }
     set.push("revision = usage_records.revision + 1".to_owned());
     set.join(",\n")
 }
@@ -123,7 +133,7 @@ fn upsert_sql(rows: usize) -> String {
             web_fetch_requests, raw_usage, file, line_offset, estimated, budget)
          VALUES {values}
          ON CONFLICT (dedup_key) DO UPDATE SET {set}
-         WHERE ({SUPERSEDES}) OR ({BUDGET_GROWS})
+         WHERE ({SUPERSEDES}) OR ({BUDGET_GROWS}) OR ({LABELS_GROW})
          RETURNING revision"
     )
 }

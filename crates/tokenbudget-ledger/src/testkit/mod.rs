@@ -46,6 +46,7 @@ macro_rules! usage_conformance_tests {
             aggregate_buckets_filters_and_order,
             aggregate_leaves_out_shadowed_records,
             aggregate_sum_above_i64_max_is_an_error,
+            a_known_project_and_session_are_never_erased_by_an_empty_one,
         );
     };
     (@each $harness:expr; $($name:ident),+ $(,)?) => {

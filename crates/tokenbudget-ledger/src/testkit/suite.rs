@@ -667,3 +667,66 @@ pub async fn aggregate_sum_above_i64_max_is_an_error(h: &impl UsageHarness) {
     let err = store.aggregate(&q).await.unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err}");
 }
+
+/// A gateway row (no project, no session) and the transcript line of the same response
+/// merge by key into one record with the transcript's project and session, whichever is
+/// written first and whichever wins; two known values keep the bytewise greater.
+pub async fn a_known_project_and_session_are_never_erased_by_an_empty_one(h: &impl UsageHarness) {
+    let transcript = record("msg_p:req_p", 40, 100, "/t/s.jsonl");
+    let mut gateway = transcript.clone();
+    gateway.source = crate::record::source::GATEWAY.to_owned();
+    gateway.file = String::new();
+    gateway.project = String::new();
+    gateway.session_id = String::new();
+    gateway.budget = Some("team".to_owned());
+    let mut copy = transcript.clone();
+    copy.file = "/u/s.jsonl".to_owned();
+    copy.project = "another-home".to_owned();
+    // The reference: the pure merge (the gateway's row wins the location tie).
+    let expected = {
+        let mut v: Vec<_> = dedup::dedup([gateway.clone(), transcript.clone()])
+            .into_values()
+            .collect();
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    };
+    assert_eq!(
+        (expected.file.as_str(), expected.project.as_str()),
+        ("", "p1")
+    );
+    assert_eq!(expected.session_id, "s1");
+    for order in [
+        vec![gateway.clone(), transcript.clone()],
+        vec![transcript.clone(), gateway.clone()],
+    ] {
+        let store = h.fresh().await;
+        for r in &order {
+            store.write(std::slice::from_ref(r), None).await.unwrap();
+        }
+        assert_eq!(all(&store).await, vec![expected.clone()], "one by one");
+        let store = h.fresh().await;
+        store.write(&order, None).await.unwrap();
+        assert_eq!(all(&store).await, vec![expected.clone()], "one batch");
+    }
+    // A second known project: the greater ("p1" > "another-home"), in any order.
+    for order in [
+        vec![copy.clone(), gateway.clone(), transcript.clone()],
+        vec![gateway.clone(), copy.clone(), transcript.clone()],
+        vec![transcript.clone(), copy.clone(), gateway.clone()],
+    ] {
+        let store = h.fresh().await;
+        for r in &order {
+            store.write(std::slice::from_ref(r), None).await.unwrap();
+        }
+        let got = all(&store).await;
+        assert_eq!(got, vec![expected.clone()]);
+    }
+    // Re-writing the transcript line after the merge changes nothing.
+    let store = h.fresh().await;
+    store
+        .write(&[gateway, transcript.clone()], None)
+        .await
+        .unwrap();
+    let w = store.write(&[transcript], None).await.unwrap();
+    assert_eq!(w.unchanged, 1);
+}

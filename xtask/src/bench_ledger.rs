@@ -164,15 +164,27 @@ fn tree(dir: &Path, size_mb: u64) -> Result<serde_json::Value> {
     Ok(v)
 }
 
-/// `ccusage` from npm, installed once under `dir`.
+/// The ccusage release installed: 20.0.26, the newest on npm when this was written, was
+/// published without its `@ccusage/ccusage-linux-x64` binary package (its launcher fails on
+/// Linux); 20.0.24 is the newest with one. `CCUSAGE_VERSION` overrides it.
+const CCUSAGE_VERSION: &str = "20.0.24";
+
+/// `ccusage` from npm, installed once under `dir` (again when the version changes).
 fn ccusage(dir: &Path) -> Result<PathBuf> {
+    let wanted = std::env::var("CCUSAGE_VERSION").unwrap_or_else(|_| CCUSAGE_VERSION.to_owned());
     let bin = dir.join("node_modules/.bin/ccusage");
-    if !bin.exists() {
+    if !version(&bin).ends_with(&wanted) {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         run(Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(dir)
-            .arg("ccusage"))?;
+            .arg(format!("ccusage@{wanted}")))?;
+    }
+    if version(&bin).is_empty() {
+        return Err(format!(
+            "{} does not run (no native binary?)",
+            bin.display()
+        ));
     }
     Ok(bin)
 }

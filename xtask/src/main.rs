@@ -5,6 +5,7 @@
 mod accuracy;
 mod bench;
 mod bench_gateway;
+mod bench_ledger;
 mod ci;
 mod demo;
 mod e2e;
@@ -23,6 +24,8 @@ tasks:
             [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S] [--skip-counter]
   bench-gateway  direct vs through the gateway: added TTFB p50/p99, req/s at 1/64/512 clients,
             non-streaming and streaming; RSS with 1,000 open streams
+  bench-ledger  the usage ledger on a generated Claude Code tree beside ccusage: first import
+            MB/s and peak RSS, a rerun, `usage daily`, `ccusage daily` [--size MB (1000)] [--db URL]
   soak      the test suite with its hammers, kill loops and proptest cases lengthened
             [--factor N (default 10)] [-- <cargo test arguments>]
   e2e       real clients (Claude Code, the anthropic and openai Python SDKs) through the gateway
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         "e2e" => e2e::main(rest),
         "bench" => bench::main(rest),
         "bench-gateway" => bench_gateway::main(rest),
+        "bench-ledger" => bench_ledger::main(rest),
         "accuracy" => accuracy::main(rest),
         "soak" => soak::main(rest),
         "help" | "-h" | "--help" => {

@@ -8,7 +8,9 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokenbudget_ledger::discover::{self, SourceFile};
 use tokenbudget_ledger::import::Progress;
-use tokenbudget_ledger::{ImportOptions, ImportSummary};
+use tokenbudget_ledger::{Charger, ImportOptions, ImportSummary};
+
+use crate::charge_import::{BudgetCharger, ChargeSummary};
 
 use crate::failure::Failure;
 use crate::output::Out;
@@ -32,6 +34,11 @@ pub struct ClaudeCodeArgs {
     /// Labels the imported rows with the machine the files come from.
     #[arg(long, value_name = "NAME", default_value = "")]
     pub machine: String,
+    /// Also charges each newly imported response to this budget (its token total, or its
+    /// price on a usd budget), once per response however often it is imported; the budget
+    /// must exist.
+    #[arg(long, value_name = "BUDGET")]
+    pub charge: Option<String>,
 }
 
 /// The files under `paths` (or the default directories), each once.
@@ -85,6 +92,29 @@ pub async fn run(cmd: ImportCommand, db: &str, out: &mut Out) -> Result<(), Fail
     let ImportCommand::ClaudeCode(args) = cmd;
     let files = sources(&args.paths, &args.machine)?;
     let store = crate::ledger::open(db).await?;
+    // The budgets, in the same database, only when charging; an unknown budget stops the
+    // import before anything is read.
+    let budgets = match &args.charge {
+        Some(_) => Some(
+            tokenbudget::TokenBudget::builder()
+                .url(db)
+                .sweep_every(None)
+                .build()
+                .await
+                .map_err(|e| {
+                    Failure::from(e).context(format!("opening {}", tokenbudget::redact(db)))
+                })?,
+        ),
+        None => None,
+    };
+    let charger = match (&budgets, &args.charge) {
+        (Some(budgets), Some(budget)) => Some(
+            BudgetCharger::new(budgets, budget)
+                .await
+                .map_err(|e| Failure::from(e).context("--charge: nothing imported"))?,
+        ),
+        _ => None,
+    };
     let bar = bar(&files, out.is_json());
     let (mut done, mut lines) = (0u64, 0u64);
     let count = files.len();
@@ -96,13 +126,19 @@ pub async fn run(cmd: ImportCommand, db: &str, out: &mut Out) -> Result<(), Fail
         bar.inc(p.bytes);
         bar.set_message(format!("{done}/{count} files, {lines} lines"));
     };
-    let summary =
-        tokenbudget_ledger::import(&*store, &files, ImportOptions::default(), &mut on_progress)
-            .await
-            .map_err(|e| Failure::error(e).context("importing"))?;
+    let result = tokenbudget_ledger::import_charging(
+        &*store,
+        &files,
+        ImportOptions::default(),
+        charger.as_ref().map(|c| c as &dyn Charger),
+        &mut on_progress,
+    )
+    .await;
     bar.finish_and_clear();
+    let summary = result.map_err(|e| Failure::error(e).context("importing"))?;
     let elapsed = started.elapsed().as_secs_f64();
-    report(&summary, elapsed, out)?;
+    let charged = charger.as_ref().map(BudgetCharger::summary);
+    report(&summary, charged.as_ref(), elapsed, out)?;
     if summary.errors.is_empty() {
         Ok(())
     } else {
@@ -113,10 +149,21 @@ pub async fn run(cmd: ImportCommand, db: &str, out: &mut Out) -> Result<(), Fail
     }
 }
 
-fn report(s: &ImportSummary, elapsed: f64, out: &mut Out) -> Result<(), Failure> {
+fn report(
+    s: &ImportSummary,
+    charged: Option<&ChargeSummary>,
+    elapsed: f64,
+    out: &mut Out,
+) -> Result<(), Failure> {
     let mut value = serde_json::to_value(s).map_err(Failure::error)?;
     if let Some(map) = value.as_object_mut() {
         map.insert("seconds".into(), serde_json::json!(elapsed));
+        if let Some(c) = charged {
+            map.insert(
+                "charge".into(),
+                serde_json::to_value(c).map_err(Failure::error)?,
+            );
+        }
     }
     out.emit(value, || {
         let mb = s.bytes_read as f64 / 1e6;
@@ -160,6 +207,18 @@ fn report(s: &ImportSummary, elapsed: f64, out: &mut Out) -> Result<(), Failure>
         for (what, n) in notes {
             if n > 0 {
                 text.push_str(&format!("\n{what}: {n}"));
+            }
+        }
+        if let Some(c) = charged {
+            text.push_str(&format!(
+                "\ncharged {} responses to {} ({} {}), {} topped up, {} already charged",
+                c.charged, c.budget, c.amount, c.unit, c.topped_up, c.already_charged
+            ));
+            if c.unpriced > 0 {
+                text.push_str(&format!(
+                    ", {} of models without a price not charged",
+                    c.unpriced
+                ));
             }
         }
         for e in &s.errors {

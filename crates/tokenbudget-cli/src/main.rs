@@ -4,6 +4,7 @@
 //! is one line on stderr.
 
 mod budget;
+mod charge_import;
 mod cli;
 mod cost;
 mod count;

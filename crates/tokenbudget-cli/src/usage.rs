@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use chrono::{NaiveDate, TimeZone};
 use clap::{Args, Subcommand};
 use tokenbudget_ledger::report::{self, Period, Report, ReportOptions, Row, Totals, Zone};
-use tokenbudget_ledger::{RecordQuery, VerifyReport};
+use tokenbudget_ledger::VerifyReport;
 
 use crate::failure::Failure;
 use crate::output::Out;
@@ -94,18 +94,6 @@ pub async fn run(cmd: UsageCommand, db: &str, out: &mut Out) -> Result<(), Failu
         UsageCommand::Models(a) => (Period::Models, a),
     };
     let store = crate::ledger::open(db).await?;
-    let query = RecordQuery {
-        since: args.since.map(|d| start_of(d, args.tz)),
-        until: args
-            .until
-            .and_then(|d| d.succ_opt())
-            .map(|d| start_of(d, args.tz)),
-        without_raw: true,
-    };
-    let records = store
-        .records(&query)
-        .await
-        .map_err(|e| Failure::error(e).context("reading the ledger"))?;
     let options = ReportOptions {
         period,
         zone: args.tz,
@@ -113,7 +101,19 @@ pub async fn run(cmd: UsageCommand, db: &str, out: &mut Out) -> Result<(), Failu
         model: args.model,
         breakdown: args.breakdown,
     };
-    let report = report::report(&records, &options, &crate::ledger::cost);
+    let query = report::query(
+        &options,
+        args.since.map(|d| start_of(d, args.tz)),
+        args.until
+            .and_then(|d| d.succ_opt())
+            .map(|d| start_of(d, args.tz)),
+        crate::ledger::tier_thresholds(),
+    );
+    let rows = store
+        .aggregate(&query)
+        .await
+        .map_err(|e| Failure::error(e).context("reading the ledger"))?;
+    let report = report::report(&rows, &options, &crate::ledger::cost);
     if out.is_json() {
         let value = serde_json::to_value(&report).map_err(Failure::error)?;
         return out.emit(value, String::new);

@@ -1,5 +1,7 @@
 //! Writes a Claude Code-shaped tree for benchmarks: `generate DIR MEGABYTES`.
-//! Prints the expected number of responses and bytes written.
+//! Prints the expected number of responses (counted once each), the records the ledger
+//! stores besides them (bare copies shadowed by dedup rule 6), the expected token total,
+//! and the bytes and files written.
 
 use tokenbudget_ledger::testkit::fixture::{generate, Spec};
 
@@ -25,8 +27,10 @@ fn main() {
     };
     match generate(std::path::Path::new(&dir), &spec) {
         Ok(e) => println!(
-            "{{\"responses\":{},\"bytes\":{},\"files\":{}}}",
+            "{{\"responses\":{},\"shadowed\":{},\"tokens\":{},\"bytes\":{},\"files\":{}}}",
             e.total.records,
+            e.shadowed,
+            e.total.usage.total_tokens(),
             e.bytes,
             e.files.len()
         ),

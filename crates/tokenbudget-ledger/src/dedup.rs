@@ -55,6 +55,16 @@
 //! (`Some` over `None`, then bytewise), so a transcript line re-read after the gateway or
 //! `import --charge` recorded the budget never erases it, and the merge stays commutative,
 //! associative and idempotent.
+//!
+//! **The project and the session** are properties of the response too: the gateway writes
+//! its rows with an empty project (it cannot know the directory Claude Code runs in), and the
+//! transcript line of the same response, merged by key, knows it. Whichever candidate wins,
+//! the merged record keeps the greater of the two `project`s and of the two `session_id`s
+//! (bytewise; the empty string is the least, so a known value always beats an empty one, in
+//! any order). Two different known values (a directory copied from a machine with another
+//! home path, a resumed session replaying its lines) keep the bytewise greater: a choice as
+//! arbitrary as any, but the same in every order, on a resume and with two imports at once,
+//! because taking the greater is commutative, associative and idempotent.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -122,6 +132,26 @@ pub fn merged_budget(a: Option<&str>, b: Option<&str>) -> Option<String> {
     a.max(b).map(str::to_owned)
 }
 
+/// The project or session of the merged record of `a` and `b` (see the module docs): the
+/// greater, so a non-empty one beats an empty one.
+pub fn merged_label<'a>(a: &'a str, b: &'a str) -> &'a str {
+    a.max(b)
+}
+
+/// Merges what the response knows besides the winning line (budget, project, session) from
+/// `other` into `winner`; returns whether `winner` changed.
+fn keep_known(winner: &mut UsageRecord, other: &UsageRecord) -> bool {
+    let budget = merged_budget(winner.budget.as_deref(), other.budget.as_deref());
+    let project = merged_label(&winner.project, &other.project).to_owned();
+    let session = merged_label(&winner.session_id, &other.session_id).to_owned();
+    let changed =
+        budget != winner.budget || project != winner.project || session != winner.session_id;
+    winner.budget = budget;
+    winner.project = project;
+    winner.session_id = session;
+    changed
+}
+
 /// Whether `candidate` replaces `stored` (same key): strictly greater in [`rank`].
 pub fn supersedes(candidate: &UsageRecord, stored: &UsageRecord) -> bool {
     rank(candidate, stored) == Ordering::Greater
@@ -136,18 +166,15 @@ pub fn merge(map: &mut BTreeMap<String, UsageRecord>, candidate: UsageRecord) ->
             Merge::Inserted
         }
         Some(stored) if supersedes(&candidate, stored) => {
-            let budget = merged_budget(stored.budget.as_deref(), candidate.budget.as_deref());
-            *stored = candidate;
-            stored.budget = budget;
+            let previous = std::mem::replace(stored, candidate);
+            keep_known(stored, &previous);
             Merge::Replaced
         }
         Some(stored) => {
-            let budget = merged_budget(stored.budget.as_deref(), candidate.budget.as_deref());
-            if budget == stored.budget {
-                Merge::Unchanged
-            } else {
-                stored.budget = budget;
+            if keep_known(stored, &candidate) {
                 Merge::Replaced
+            } else {
+                Merge::Unchanged
             }
         }
     }
@@ -364,6 +391,49 @@ mod tests {
         assert_eq!(merged_budget(Some("a"), None).as_deref(), Some("a"));
         assert_eq!(merged_budget(Some("a"), Some("b")).as_deref(), Some("b"));
         assert_eq!(merged_budget(Some("b"), Some("a")).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_known_project_and_session_beat_empty_ones_in_any_order() {
+        let transcript = candidate(("m", Some("r"), 5, "/t/s.jsonl", 10));
+        // The gateway's row of the same response: same usage, no file (so it wins the
+        // location tie), no project, no session.
+        let mut gateway = transcript.clone();
+        gateway.file = String::new();
+        gateway.offset = 0;
+        gateway.project = String::new();
+        gateway.session_id = String::new();
+        gateway.source = "gateway".into();
+        let mut copy = transcript.clone();
+        copy.file = "/u/s.jsonl".into();
+        copy.project = "another-home".into();
+        let all = [gateway.clone(), transcript.clone(), copy.clone()];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for order in orders {
+            let got = dedup(order.iter().map(|i| all[*i].clone()))
+                .into_values()
+                .next()
+                .unwrap();
+            assert_eq!(got.file, "", "the gateway's row wins ({order:?})");
+            assert_eq!(got.session_id, "s", "{order:?}");
+            // Two known projects: the bytewise greater, in every order.
+            assert_eq!(got.project, "p", "{order:?}");
+        }
+        let pair = dedup([gateway.clone(), transcript.clone()]);
+        assert_eq!(pair.values().next().unwrap().project, "p");
+        assert_eq!(merged_label("", "x"), "x");
+        assert_eq!(merged_label("x", ""), "x");
+        let mut map = BTreeMap::new();
+        merge(&mut map, gateway);
+        assert_eq!(merge(&mut map, transcript.clone()), Merge::Replaced);
+        assert_eq!(merge(&mut map, transcript), Merge::Unchanged);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 
+use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::checkpoint::{self, Checkpoint, FileStat, Plan};
@@ -117,6 +118,18 @@ pub struct Progress {
     pub file_done: bool,
 }
 
+/// Records each batch's usage somewhere else (a budget) before the batch is written.
+#[async_trait]
+pub trait Charger: Send + Sync {
+    /// Charges `records` (one per key, each the most final line of the batch, without the
+    /// records a sibling in the batch shadows by rule 6) and sets `budget` on those it
+    /// charged. Called before the batch and its checkpoint are written,
+    /// so a crash in between re-reads and re-charges the batch next time: a charger must be
+    /// idempotent per key (a repeated key charges nothing again). An error stops the import
+    /// before the batch is written.
+    async fn charge(&self, records: &mut [UsageRecord]) -> Result<()>;
+}
+
 /// Imports every file into `store`; a file that cannot be read is listed in the summary's
 /// `errors` and the others go on. A store failure stops the import (what was written stays:
 /// each write carries its checkpoint, so the next run resumes exactly there).
@@ -126,11 +139,23 @@ pub async fn import(
     options: ImportOptions,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<ImportSummary> {
+    import_charging(store, files, options, None, progress).await
+}
+
+/// [`import`], with each batch passed to `charger` before it is written.
+pub async fn import_charging(
+    store: &dyn UsageStore,
+    files: &[SourceFile],
+    options: ImportOptions,
+    charger: Option<&dyn Charger>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<ImportSummary> {
     let mut summary = ImportSummary::new();
     let mut buf = Vec::new();
     for file in files {
         summary.files += 1;
-        match import_file(store, file, options, &mut summary, &mut buf, progress).await {
+        let sink = Sink { store, charger };
+        match import_file(sink, file, options, &mut summary, &mut buf, progress).await {
             Ok(()) => {}
             Err(Error::Io { path, source }) => summary.errors.push(FileError {
                 file: path,
@@ -222,8 +247,15 @@ fn prefix_matches(file: &File, cp: &Checkpoint) -> Result<bool> {
     )
 }
 
+/// Where batches go: the store, through the charger when there is one.
+#[derive(Clone, Copy)]
+struct Sink<'a> {
+    store: &'a dyn UsageStore,
+    charger: Option<&'a dyn Charger>,
+}
+
 async fn import_file(
-    store: &dyn UsageStore,
+    sink: Sink<'_>,
     src: &SourceFile,
     options: ImportOptions,
     summary: &mut ImportSummary,
@@ -233,7 +265,7 @@ async fn import_file(
     let name = src.ctx.file.as_str();
     let file = File::open(&src.path).map_err(|e| io(name, e))?;
     let stat = stat(&file, name)?;
-    let stored = store.checkpoint(name).await?;
+    let stored = sink.store.checkpoint(name).await?;
     let start = match checkpoint::plan(&stat, stored.as_ref()) {
         Plan::Unchanged => {
             summary.files_unchanged += 1;
@@ -297,7 +329,7 @@ async fn import_file(
                 size: consumed,
                 ..stat
             };
-            flush(store, &file, name, &partial, consumed, &mut batch, summary).await?;
+            flush(sink, &file, name, &partial, consumed, &mut batch, summary).await?;
             summary.bytes_read += consumed - flushed_at;
             progress(Progress {
                 bytes: consumed - flushed_at,
@@ -321,7 +353,7 @@ async fn import_file(
         size: stat.size.max(consumed + torn),
         ..stat
     };
-    flush(store, &file, name, &seen, consumed, &mut batch, summary).await?;
+    flush(sink, &file, name, &seen, consumed, &mut batch, summary).await?;
     summary.bytes_read += consumed - flushed_at;
     progress(Progress {
         bytes: consumed - flushed_at,
@@ -332,7 +364,7 @@ async fn import_file(
 }
 
 async fn flush(
-    store: &dyn UsageStore,
+    sink: Sink<'_>,
     file: &File,
     name: &str,
     stat: &FileStat,
@@ -341,8 +373,22 @@ async fn flush(
     summary: &mut ImportSummary,
 ) -> Result<()> {
     let cp = checkpoint_at(file, name, stat, offset)?;
-    let records: Vec<UsageRecord> = std::mem::take(batch).into_values().collect();
-    let written = store.write(&records, Some(&cp)).await?;
+    let map = std::mem::take(batch);
+    let records: Vec<UsageRecord> = match sink.charger {
+        None => map.into_values().collect(),
+        Some(charger) => {
+            // A record shadowed in its own batch (rule 6: its response is logged with the
+            // request id too) is one response with its sibling: only the sibling is charged.
+            let (mut counted, shadowed): (Vec<UsageRecord>, Vec<UsageRecord>) = map
+                .values()
+                .cloned()
+                .partition(|r| !dedup::is_shadowed(&map, &r.key));
+            charger.charge(&mut counted).await?;
+            counted.extend(shadowed);
+            counted
+        }
+    };
+    let written = sink.store.write(&records, Some(&cp)).await?;
     summary.add_write(written);
     Ok(())
 }

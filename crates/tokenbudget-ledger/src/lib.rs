@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod aggregate;
 pub mod checkpoint;
 pub mod dedup;
 pub mod discover;
@@ -16,9 +17,10 @@ pub mod verify;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use aggregate::{AggregateQuery, AggregateRow, GroupBy};
 pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
-pub use import::{import, ImportOptions, ImportSummary};
+pub use import::{import, import_charging, Charger, ImportOptions, ImportSummary};
 pub use memory::MemoryUsageStore;
 pub use record::{Usage, UsageRecord};
 pub use store::{validate, DynUsageStore, RecordQuery, UsageStore, WriteSummary};

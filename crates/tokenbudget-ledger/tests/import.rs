@@ -74,7 +74,9 @@ async fn every_trap_is_counted_and_the_totals_are_exact() {
     assert_eq!(s.torn_files, expected.torn_files);
     assert!(s.torn_bytes > 0);
     assert!(s.errors.is_empty());
-    assert_eq!(s.inserted, expected.total.records);
+    // The bare copies of rule 6 are stored (inserted) but not counted.
+    assert_eq!(expected.shadowed, 6);
+    assert_eq!(s.inserted, expected.total.records + expected.shadowed);
     let (total, per_file) = totals(&store).await;
     assert_eq!(total, expected.total);
     assert_eq!(per_file, canonical(&expected));
@@ -195,6 +197,12 @@ impl UsageStore for Crashing {
     async fn records(&self, q: &RecordQuery) -> tokenbudget_ledger::Result<Vec<UsageRecord>> {
         self.inner.records(q).await
     }
+    async fn aggregate(
+        &self,
+        q: &tokenbudget_ledger::AggregateQuery,
+    ) -> tokenbudget_ledger::Result<Vec<tokenbudget_ledger::AggregateRow>> {
+        self.inner.aggregate(q).await
+    }
 }
 
 #[tokio::test]
@@ -266,4 +274,115 @@ async fn verify_agrees_after_an_import_and_finds_a_missing_file() {
     assert!(!report.is_equal());
     let differing: Vec<&str> = report.differing.iter().map(|d| d.file.as_str()).collect();
     assert_eq!(differing, [files[0].ctx.file.as_str()]);
+}
+
+/// A charger that remembers the most final usage charged per key (what a charger keyed by
+/// the dedup key ends with) and fails once after `fail_after` batches.
+#[derive(Default)]
+struct Recording {
+    charged: parking_lot::Mutex<BTreeMap<String, u64>>,
+    batches: AtomicU64,
+    fail_at: Option<u64>,
+}
+
+#[async_trait]
+impl tokenbudget_ledger::Charger for Recording {
+    async fn charge(&self, records: &mut [UsageRecord]) -> tokenbudget_ledger::Result<()> {
+        let n = self.batches.fetch_add(1, Ordering::SeqCst);
+        if Some(n) == self.fail_at {
+            return Err(Error::storage("charger down", false));
+        }
+        let mut charged = self.charged.lock();
+        for r in records {
+            let total = r.usage.total_tokens();
+            let entry = charged.entry(r.key.clone()).or_default();
+            *entry = (*entry).max(total);
+            r.budget = Some("team".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_charger_sees_every_batch_before_it_is_written_and_sets_the_budget() {
+    let (_dir, expected, files) = tree(&Spec::default());
+    let options = ImportOptions {
+        batch_records: 3,
+        batch_bytes: 1_000,
+    };
+    let store = MemoryUsageStore::new();
+    // A failing charger stops the import before its batch is written.
+    let failing = Recording {
+        fail_at: Some(2),
+        ..Recording::default()
+    };
+    let err =
+        tokenbudget_ledger::import_charging(&store, &files, options, Some(&failing), &mut |_| {})
+            .await
+            .unwrap_err();
+    assert!(matches!(err, Error::Storage { .. }), "{err}");
+    let written = store.records(&RecordQuery::default()).await.unwrap();
+    assert!(written
+        .iter()
+        .all(|r| failing.charged.lock().contains_key(&r.key)));
+    // The rerun charges the rest (and the re-read batch again, which a charger keyed by the
+    // dedup key answers with nothing new).
+    let charger = Recording::default();
+    tokenbudget_ledger::import_charging(&store, &files, options, Some(&charger), &mut |_| {})
+        .await
+        .unwrap();
+    let (total, _) = totals(&store).await;
+    assert_eq!(total, expected.total);
+    let mut charged = failing.charged.lock().clone();
+    for (k, v) in charger.charged.lock().iter() {
+        let e = charged.entry(k.clone()).or_default();
+        *e = (*e).max(*v);
+    }
+    let records = store.records(&RecordQuery::default()).await.unwrap();
+    let sum: u64 = records.iter().map(|r| charged[&r.key]).sum();
+    assert_eq!(sum, expected.total.usage.total_tokens());
+    assert!(records.iter().all(|r| r.budget.as_deref() == Some("team")));
+}
+
+/// Rule 6 in the generated tree: the fourth response of each session is logged with and
+/// without its request id; it counts once, under the key with the request id, with its final
+/// usage, and the totals are exactly those of one copy.
+#[tokio::test]
+async fn a_response_logged_with_and_without_request_id_counts_once() {
+    let spec = Spec {
+        projects: 1,
+        sessions: 1,
+        responses: 4,
+        ..Spec::default()
+    };
+    let (_dir, expected, files) = tree(&spec);
+    assert_eq!(expected.shadowed, 1);
+    let store = MemoryUsageStore::new();
+    let s = run(&store, &files, ImportOptions::default()).await;
+    // 4 responses in the session, 2 of the subagent's own; plus the bare copy, stored.
+    assert_eq!(expected.total.records, 6);
+    assert_eq!(s.inserted, 7);
+    let records = store.records(&RecordQuery::default()).await.unwrap();
+    let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    assert!(keys.contains(&"msg_0_0_3:req_0_0_3"), "{keys:?}");
+    assert!(!keys.contains(&"msg_0_0_3"), "{keys:?}");
+    // Response 1 has no request id at all: its bare key counts.
+    assert!(keys.contains(&"msg_0_0_1"), "{keys:?}");
+    let (total, _) = totals(&store).await;
+    assert_eq!(total, expected.total);
+    // What a wrong rule would count: both copies of response 3.
+    let third = records
+        .iter()
+        .find(|r| r.key == "msg_0_0_3:req_0_0_3")
+        .unwrap();
+    let mut doubled = expected.total.usage;
+    doubled.add(&third.usage);
+    assert_ne!(doubled, total.usage);
+    // The aggregate leaves it out too.
+    let rows = store
+        .aggregate(&tokenbudget_ledger::AggregateQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(rows[0].responses, expected.total.records);
+    assert_eq!(rows[0].usage, expected.total.usage);
 }

@@ -47,7 +47,17 @@ pub struct CostLine {
 }
 
 pub(crate) fn compute(model: &str, price: &ModelPrice, usage: &Usage) -> Result<Cost> {
-    let tier = price.tier_for(usage);
+    compute_at(model, price, usage, usage.prompt_tokens())
+}
+
+/// [`compute`] with the tier chosen by `prompt` instead of the usage's own prompt.
+pub(crate) fn compute_at(
+    model: &str,
+    price: &ModelPrice,
+    usage: &Usage,
+    prompt: u64,
+) -> Result<Cost> {
+    let tier = price.tier_for_prompt(prompt);
     let mut lines = Vec::new();
     let mut picos: u128 = 0;
     for kind in TokenKind::ALL {

@@ -69,7 +69,12 @@ impl ModelPrice {
     ///   reads (Anthropic's rule for its 200k tier). Output never counts.
     /// - A request exactly at a threshold stays below it (`> 200000`, not `>=`).
     pub fn tier_for(&self, usage: &Usage) -> Option<&Tier> {
-        let prompt = usage.prompt_tokens();
+        self.tier_for_prompt(usage.prompt_tokens())
+    }
+
+    /// The tier a request whose prompt is `prompt` tokens is priced in (see
+    /// [`tier_for`](Self::tier_for)).
+    pub fn tier_for_prompt(&self, prompt: u64) -> Option<&Tier> {
         self.tiers
             .iter()
             .filter(|t| prompt > t.above_input_tokens)

@@ -193,6 +193,34 @@ impl PriceTable {
         cost::compute(resolved.name, resolved.price, usage)
     }
 
+    /// What `usage` costs when it is the sum of several requests whose prompts all fall in
+    /// the tier a prompt of `prompt_tokens` falls in (see [`ModelPrice::tier_for_prompt`]):
+    /// the rates of that tier, whatever the summed prompt. Each kind's amount is exact in
+    /// [`Cost::lines`]; `total` is rounded up once, for the whole sum.
+    ///
+    /// This is how the usage ledger prices usage summed in the database: it groups responses
+    /// by [`tier_thresholds`](Self::tier_thresholds) first, so each group is in one tier of
+    /// every model.
+    pub fn price_summed(&self, model: &str, usage: &Usage, prompt_tokens: u64) -> Result<Cost> {
+        let resolved = self.resolve(model)?;
+        cost::compute_at(resolved.name, resolved.price, usage, prompt_tokens)
+    }
+
+    /// Every long-context threshold of every entry, ascending, each once: within two
+    /// consecutive thresholds, every model prices a request in the same tier.
+    pub fn tier_thresholds(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .layers
+            .iter()
+            .flat_map(|l| l.models.values())
+            .filter_map(|(_, entry)| entry.as_ref().ok())
+            .flat_map(|price| price.tiers.iter().map(|t| t.above_input_tokens))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Every model name the table prices (each name once, from the layer that answers it),
     /// in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -229,3 +229,25 @@ fn costs_too_large_for_micro_dollars_are_an_error() {
         MicroUsd::new(10_000_000 * 1_000 * 1_000_000)
     );
 }
+
+#[test]
+fn summed_usage_is_priced_in_the_tier_of_its_requests_not_of_the_sum() {
+    let t = table();
+    assert_eq!(t.tier_thresholds(), [200_000]);
+    // Three requests of 100k input each, summed: 300k, yet each was below the threshold.
+    let sum = usage(TokenKind::Input, 300_000);
+    let base = t.price_summed("sonnet-like", &sum, 100_000).unwrap();
+    assert_eq!(base.tier_above_input_tokens, None);
+    assert_eq!(base.total, MicroUsd::new(900_000));
+    // Two requests above it, summed: the tier's rates.
+    let long = t.price_summed("sonnet-like", &sum, 200_001).unwrap();
+    assert_eq!(long.tier_above_input_tokens, Some(200_000));
+    assert_eq!(long.total, MicroUsd::new(1_800_000));
+    // The exact amounts, before the one rounding up.
+    let cheap = t
+        .price_summed("cheap", &usage(TokenKind::Input, 3), 0)
+        .unwrap();
+    assert_eq!(cheap.lines[0].picos, 30_000);
+    assert_eq!(cheap.total, MicroUsd::new(1));
+    assert!(PriceTable::embedded().tier_thresholds().contains(&200_000));
+}

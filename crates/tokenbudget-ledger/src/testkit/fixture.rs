@@ -12,6 +12,9 @@
 //! - per session: a malformed JSON line, a blank line, a `<synthetic>` line, an API error
 //!   line, a usage line without `message.id`;
 //! - one response per session without `requestId` (keyed by message id alone);
+//! - one response per session (the fourth) logged once more without its `requestId`, its
+//!   final line repeated as an older Claude Code writes it (dedup rule 6): the bare copy is
+//!   stored but shadowed, so the response counts once, with the request id's record;
 //! - one response per session whose final line has an invalid UTF-8 byte in its text;
 //! - each session's first response reuses the previous session's first message id with its
 //!   own request id (two responses);
@@ -84,6 +87,9 @@ pub struct Expected {
     pub invalid_utf8_lines: u64,
     /// Files ending in a torn line.
     pub torn_files: u64,
+    /// Bare copies of responses also logged with their request id (rule 6): each is a
+    /// record the ledger stores (an insert) but never counts.
+    pub shadowed: u64,
 }
 
 const MODELS: [&str; 3] = [
@@ -103,6 +109,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// One response as the generator means it.
+#[derive(Clone)]
 struct Response {
     message_id: String,
     request_id: Option<String>,
@@ -267,6 +274,23 @@ pub fn generate(root: &Path, spec: &Spec) -> io::Result<Expected> {
                 for part in 0..r.parts {
                     w.line(&assistant_line(&r, part, &session, false, &padding))?;
                     expected.usage_lines += 1;
+                }
+                if spec.traps && i == 3 {
+                    // The same final line, without the request id: keyed by the message id
+                    // alone, shadowed by the record with it.
+                    let bare = Response {
+                        request_id: None,
+                        ..r.clone()
+                    };
+                    w.line(&assistant_line(
+                        &bare,
+                        r.parts - 1,
+                        &session,
+                        false,
+                        &padding,
+                    ))?;
+                    expected.usage_lines += 1;
+                    expected.shadowed += 1;
                 }
                 if r.bad_utf8 {
                     expected.invalid_utf8_lines += 1;

@@ -177,6 +177,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
         timeout,
         idempotency_key: None,
         model: None,
+        asked: None,
     };
     let minute = Duration::from_secs(60);
     let mut rejections: Vec<(&str, Error)> = Vec::new();

@@ -68,6 +68,7 @@ fn reserve_cmd(n: u128, budget: &str, tokens: u64) -> ReserveCommand {
         timeout: Duration::from_secs(60),
         idempotency_key: None,
         model: None,
+        asked: None,
     }
 }
 

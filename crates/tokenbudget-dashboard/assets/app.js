@@ -12,6 +12,7 @@
     }
     return String(v).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   }
+  function amountU(unit, v) { return unit === "usd" ? amount(unit, v) : amount(unit, v) + " tokens"; }
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
@@ -71,6 +72,30 @@
     stamp();
   }
 
+  async function refreshRefusals(table) {
+    var page = await getJSON("/api/refusals?limit=20");
+    var out = document.createDocumentFragment();
+    page.refusals.forEach(function (n) {
+      var tr = el("tr", { "data-seq": String(n.seq), "class": n.kind });
+      tr.appendChild(el("td", {}, n.at));
+      tr.appendChild(el("td", { "class": "kind" }, n.kind));
+      var b = el("td", { "class": "budget" });
+      b.appendChild(el("a", { href: "/dashboard/budgets/" + encodeURIComponent(n.budget_id) }, n.budget_id));
+      tr.appendChild(b);
+      tr.appendChild(el("td", { "class": "origin" }, n.origin));
+      tr.appendChild(el("td", { "class": "num requested" }, amountU(n.unit, n.requested)));
+      var left = n.reason === "closed" ? "closed"
+        : n.available !== null ? amountU(n.unit, n.available) + " available"
+        : n.granted !== null ? "held " + amountU(n.unit, n.granted) : "";
+      tr.appendChild(el("td", { "class": "left" }, left));
+      tr.appendChild(el("td", {}, n.model || ""));
+      out.appendChild(tr);
+    });
+    table.tBodies[0].replaceChildren(out);
+    var none = document.getElementById("no-refusals");
+    if (none) none.hidden = page.refusals.length > 0;
+  }
+
   async function refreshBudget(id) {
     var enc = encodeURIComponent(id);
     var s = await getJSON("/api/budgets/" + enc);
@@ -118,6 +143,8 @@
 
   var tree = document.querySelector("table[data-live=tree]");
   if (tree) every(function () { return refreshTree(tree); });
+  var refusals = document.querySelector("table[data-live=refusals]");
+  if (refusals) every(function () { return refreshRefusals(refusals); });
   var budget = document.getElementById("budget");
   if (budget) {
     var id = budget.getAttribute("data-id");

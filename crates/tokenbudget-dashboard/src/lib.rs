@@ -5,13 +5,14 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `GET /dashboard` | the budget tree: limit, used, held and available as a bar, window and reset, closed/exhausted; it refreshes itself every 2 s |
+//! | `GET /dashboard` | the budget tree: limit, used, held and available as a bar, window and reset, closed/exhausted; the recent refusals and clamps; it refreshes itself every 2 s |
 //! | `GET /dashboard/budgets/{id}` | one budget: its status, open reservations and events (paged) |
 //! | `GET /dashboard/assets/…` | the page's script, style and chart library, compiled into the binary (no CDN) |
 //! | `GET /api/budgets?after=ID&limit=N` | the budgets' live statuses in tree order, `depth` and `bar` (per mille) on each; paged by id |
 //! | `GET /api/budgets/{id}` | one budget's live status |
 //! | `GET /api/budgets/{id}/events?after=SEQ&limit=N` | its events after `SEQ`, oldest first |
 //! | `GET /api/reservations?budget=ID&state=held&after=UUID&limit=N` | reservations in a subtree, by live state |
+//! | `GET /api/refusals?before=SEQ&limit=N` | recent refusals and clamps from the log (`RESERVE_REFUSED`, `RESERVE_CLAMPED`), newest first, with the budget, the amounts in its unit and a `text` line; `next` is the `before` of the next page |
 //!
 //! Every answer is JSON (or HTML) built from the stores' own reads; nothing here writes. Bound
 //! to a loopback address it needs no credentials; bound anywhere else, [`Dashboard::serve`]
@@ -101,6 +102,7 @@ impl Dashboard {
             .route("/api/budgets/{id}", get(api::budget))
             .route("/api/budgets/{id}/events", get(api::events))
             .route("/api/reservations", get(api::reservations))
+            .route("/api/refusals", get(api::refusals))
             .with_state(self);
         match token {
             None => routes,

@@ -75,6 +75,29 @@ async fn filled(store: DynBudgetStore) -> (Server, String) {
         .into_result()
         .unwrap();
     t.close("solo").await.unwrap();
+    // A refusal, a clamped grant (rolled back, so the numbers stay) and a closed refusal.
+    let refused = t
+        .reserve("org:team:alice", 500, ReserveOptions::new())
+        .await
+        .unwrap();
+    assert!(refused.refused().is_some());
+    let clamped = t
+        .reserve(
+            "org:team:alice",
+            50,
+            ReserveOptions::new().with_asked(500).with_model("m-1"),
+        )
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    t.rollback(clamped.reservation.id).await.unwrap();
+    assert!(t
+        .reserve("solo", 1_000_000, ReserveOptions::new())
+        .await
+        .unwrap()
+        .refused()
+        .is_some());
     let clock: Arc<ManualClock> = clock;
     let server = Server::start(Dashboard::new(store).with_clock(clock)).await;
     (server, held.reservation.id.to_string())
@@ -163,6 +186,65 @@ async fn the_api_answers_from_the_store(store: DynBudgetStore) {
     assert_eq!(later["events"][0]["type"], "TOKENS_COMMITTED");
     assert_eq!(later["next"], Value::Null);
 
+    // Refusals and clamps, newest first, with the budget, the amounts and the unit.
+    let (code, body) = s.get("/api/refusals").await;
+    assert_eq!(code, 200, "{body}");
+    let rows = body["refusals"].as_array().unwrap();
+    let shape: Vec<(&str, &str, u64, &Value, &Value, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap(),
+                r["budget_id"].as_str().unwrap(),
+                r["requested"].as_u64().unwrap(),
+                &r["available"],
+                &r["granted"],
+                r["unit"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (
+                "refused",
+                "solo",
+                1_000_000,
+                &json!(5_000_000),
+                &Value::Null,
+                "usd"
+            ),
+            (
+                "clamped",
+                "org:team:alice",
+                500,
+                &Value::Null,
+                &json!(50),
+                "tokens"
+            ),
+            (
+                "refused",
+                "org:team:alice",
+                500,
+                &json!(80),
+                &Value::Null,
+                "tokens"
+            ),
+        ]
+    );
+    assert_eq!(rows[0]["reason"], "closed");
+    assert_eq!(rows[0]["text"], "refused $1.00 on solo: solo is closed");
+    assert_eq!(rows[1]["model"], "m-1");
+    assert_eq!(body["next"], Value::Null);
+    let (_, first) = s.get("/api/refusals?limit=2").await;
+    let before = first["next"].as_u64().unwrap();
+    assert_eq!(before, rows[1]["seq"].as_u64().unwrap());
+    let (_, rest) = s
+        .get(&format!("/api/refusals?limit=2&before={before}"))
+        .await;
+    assert_eq!(rest["refusals"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["refusals"][0]["seq"], rows[2]["seq"]);
+
     // Bad input: a typed JSON error, never a panic.
     for (path, code, kind) in [
         ("/api/budgets/nope", 404, "not_found"),
@@ -174,6 +256,9 @@ async fn the_api_answers_from_the_store(store: DynBudgetStore) {
         ("/api/reservations?state=bogus", 400, "bad_request"),
         ("/api/reservations?after=not-a-uuid", 400, "bad_request"),
         ("/api/budgets/org/events?after=-1", 400, "bad_request"),
+        ("/api/refusals?before=x", 400, "bad_request"),
+        ("/api/refusals?limit=0", 400, "bad_request"),
+        ("/api/refusals?kind=all", 400, "bad_request"),
     ] {
         let (got, body) = s.get(path).await;
         assert_eq!(
@@ -200,6 +285,10 @@ async fn the_api_answers_from_the_store(store: DynBudgetStore) {
     );
     assert!(
         page.contains(r#"<td class="num limit">$5.00</td>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<td class="num requested">$1.00</td><td class="left">closed</td>"#),
         "{page}"
     );
     let detail = s

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod aggregate;
 pub mod checkpoint;
 pub mod dedup;
 pub mod discover;
@@ -16,6 +17,7 @@ pub mod verify;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use aggregate::{AggregateQuery, AggregateRow, GroupBy};
 pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
 pub use import::{import, ImportOptions, ImportSummary};

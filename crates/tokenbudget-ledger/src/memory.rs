@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
+use crate::aggregate::{self, AggregateQuery, AggregateRow};
 use crate::checkpoint::{self, Checkpoint};
 use crate::dedup::{self, Merge};
 use crate::error::Result;
@@ -85,5 +86,14 @@ impl UsageStore for MemoryUsageStore {
             .collect();
         out.sort_by(|a, b| (a.timestamp, &a.key).cmp(&(b.timestamp, &b.key)));
         Ok(out)
+    }
+
+    async fn aggregate(&self, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        let inner = self.inner.lock();
+        let counted = inner
+            .records
+            .values()
+            .filter(|r| !dedup::is_shadowed(&inner.records, &r.key));
+        aggregate::of_records(counted, query)
     }
 }

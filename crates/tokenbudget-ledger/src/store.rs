@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::aggregate::{AggregateQuery, AggregateRow};
 use crate::checkpoint::Checkpoint;
 use crate::dedup::MAX_KEY_LEN;
 use crate::error::{Error, Result};
@@ -97,6 +98,28 @@ pub trait UsageStore: Send + Sync + fmt::Debug {
     ///   id with a request id is stored ([`crate::dedup::shadows`], rule 6), whatever the
     ///   time filter and the order they were written in.
     async fn records(&self, query: &RecordQuery) -> Result<Vec<UsageRecord>>;
+
+    /// The sums of the records `query` selects, grouped in the database (reports and the
+    /// dashboard read these instead of every record).
+    ///
+    /// # Behavior
+    ///
+    /// - Equals [`crate::aggregate::of_records`] over [`UsageStore::records`]: one row per
+    ///   group of (time bucket, the [`GroupBy`](crate::aggregate::GroupBy) keys, prompt tier),
+    ///   with the sum of every usage count, the number of responses and the earliest and
+    ///   latest timestamp; keys not grouped by are empty (`None` for the budget).
+    /// - Buckets are the timestamp floored to `bucket_seconds` since the epoch (UTC), also
+    ///   before the epoch; `0` puts the whole range in one group (`bucket` is `None`).
+    /// - `since` is inclusive, `until` exclusive; `project` and `model` select records that
+    ///   contain the text (bytewise), `budget` and `session` the exact value.
+    /// - With `prompt_tiers`, a group holds only responses whose prompt (input, cache writes
+    ///   and reads) is above the same greatest threshold (`prompt_above`).
+    /// - A record shadowed by rule 6 ([`crate::dedup::shadows`]) is not counted, as in
+    ///   [`UsageStore::records`].
+    /// - Rows are ordered by [`AggregateRow::sort_key`]: bucket, model, project, session,
+    ///   budget (`None` first), tier (`None` first), text bytewise.
+    /// - A sum above `i64::MAX` is an error, never a wrapped or rounded number.
+    async fn aggregate(&self, query: &AggregateQuery) -> Result<Vec<AggregateRow>>;
 }
 
 /// The check every store runs on a batch before writing anything.

@@ -195,6 +195,12 @@ impl UsageStore for Crashing {
     async fn records(&self, q: &RecordQuery) -> tokenbudget_ledger::Result<Vec<UsageRecord>> {
         self.inner.records(q).await
     }
+    async fn aggregate(
+        &self,
+        q: &tokenbudget_ledger::AggregateQuery,
+    ) -> tokenbudget_ledger::Result<Vec<tokenbudget_ledger::AggregateRow>> {
+        self.inner.aggregate(q).await
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use tokenbudget_ledger::aggregate::{self, AggregateQuery, AggregateRow};
 use tokenbudget_ledger::checkpoint::Checkpoint;
 use tokenbudget_ledger::{
     dedup, validate, Error, RecordQuery, Result, Usage, UsageRecord, UsageStore, WriteSummary,
@@ -16,7 +17,7 @@ use crate::error::PgError;
 use crate::{pool, schema, tx};
 
 /// A [`UsageStore`] in PostgreSQL, beside the budgets (tables `usage_records` and
-/// `usage_checkpoints` in the store's schema, migrations 3 and 5).
+/// `usage_checkpoints` in the store's schema, migrations 3, 5 and 6).
 ///
 /// Each [`UsageStore::write`] is one transaction: the batch's records (merged by key first,
 /// which the merge rule makes equivalent to writing them one by one) in one multi-row upsert
@@ -141,6 +142,94 @@ const CHECKPOINT_SQL: &str = "INSERT INTO usage_checkpoints
 /// `(r.dedup_key + ":", r.dedup_key + ";")`, one range probe of the primary key.
 const NOT_SHADOWED: &str = "NOT EXISTS (SELECT 1 FROM usage_records s
     WHERE s.dedup_key > r.dedup_key || ':' AND s.dedup_key < r.dedup_key || ';')";
+
+/// The `SELECT … GROUP BY` of [`UsageStore::aggregate`]: bucket and key expressions are
+/// built from the query's shape (integers only, never its text, which is bound as $3…$6);
+/// the time range is $1, $2. Keys are `COLLATE "C"` so rows sort bytewise, as Rust does;
+/// the prompt is summed as `numeric` (no overflow), and a `SUM` that does not fit an `int8`
+/// is Postgres's "bigint out of range" error.
+fn aggregate_sql(query: &AggregateQuery) -> String {
+    let width = i64::from(query.bucket_seconds) * 1_000_000;
+    let bucket = if width > 0 {
+        format!("ts - (((ts % {width}) + {width}) % {width})")
+    } else {
+        "NULL::int8".to_owned()
+    };
+    let g = query.group;
+    let key = |on: bool, column: &str| {
+        if on {
+            format!("{column} COLLATE \"C\"")
+        } else {
+            "''::text COLLATE \"C\"".to_owned()
+        }
+    };
+    let tiers = aggregate::tiers_descending(query);
+    let tier = if tiers.is_empty() {
+        "NULL::int8".to_owned()
+    } else {
+        let whens: String = tiers
+            .iter()
+            .map(|t| {
+                format!(
+                    " WHEN input::numeric + cache_write_5m + cache_write_1h + cache_read > {t} \
+                     THEN {t}::int8"
+                )
+            })
+            .collect();
+        format!("CASE{whens} ELSE NULL::int8 END")
+    };
+    format!(
+        "SELECT {bucket} AS bucket, {model} AS model, {project} AS project,
+            {session} AS session_id, {budget} AS budget, {tier} AS prompt_above,
+            SUM(input)::int8 AS input, SUM(output)::int8 AS output,
+            SUM(cache_write_5m)::int8 AS cache_write_5m,
+            SUM(cache_write_1h)::int8 AS cache_write_1h, SUM(cache_read)::int8 AS cache_read,
+            SUM(web_search_requests)::int8 AS web_search_requests,
+            SUM(web_fetch_requests)::int8 AS web_fetch_requests,
+            COUNT(*) AS responses, MIN(ts) AS first, MAX(ts) AS last
+         FROM usage_records r
+         WHERE ts >= $1 AND ts < $2
+           AND ($3::text IS NULL OR strpos(project, $3) > 0)
+           AND ($4::text IS NULL OR strpos(model, $4) > 0)
+           AND ($5::text IS NULL OR budget = $5)
+           AND ($6::text IS NULL OR session_id = $6)
+           AND {NOT_SHADOWED}
+         GROUP BY 1, 2, 3, 4, 5, 6
+         ORDER BY 1, 2, 3, 4, 5 NULLS FIRST, 6 NULLS FIRST",
+        model = key(g.model, "model"),
+        project = key(g.project, "project"),
+        session = key(g.session, "session_id"),
+        budget = if g.budget {
+            "budget"
+        } else {
+            "NULL::text COLLATE \"C\""
+        },
+    )
+}
+
+fn aggregate_row(row: &Row) -> std::result::Result<AggregateRow, tokio_postgres::Error> {
+    let n = |c: &str| row.try_get::<_, i64>(c).map(uint);
+    Ok(AggregateRow {
+        bucket: row.try_get("bucket")?,
+        model: row.try_get("model")?,
+        project: row.try_get("project")?,
+        session_id: row.try_get("session_id")?,
+        budget: row.try_get("budget")?,
+        prompt_above: row.try_get::<_, Option<i64>>("prompt_above")?.map(uint),
+        usage: Usage {
+            input: n("input")?,
+            output: n("output")?,
+            cache_write_5m: n("cache_write_5m")?,
+            cache_write_1h: n("cache_write_1h")?,
+            cache_read: n("cache_read")?,
+            web_search_requests: n("web_search_requests")?,
+            web_fetch_requests: n("web_fetch_requests")?,
+        },
+        responses: n("responses")?,
+        first: row.try_get("first")?,
+        last: row.try_get("last")?,
+    })
+}
 
 /// Counts are validated to fit an i64 before any write; identities are stored bit for bit.
 fn int(v: u64) -> i64 {
@@ -429,6 +518,30 @@ impl UsageStore for PostgresUsageStore {
             .map_err(|e| storage(pg(e)))?;
         rows.iter()
             .map(|r| record_row(r, !query.without_raw))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(pg(e)))
+    }
+
+    async fn aggregate(&self, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        aggregate::validate(query)?;
+        let sql = aggregate_sql(query);
+        let client = self.pool.get().await.map_err(|e| storage(e.into()))?;
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &query.since.unwrap_or(i64::MIN),
+                    &query.until.unwrap_or(i64::MAX),
+                    &query.project,
+                    &query.model,
+                    &query.budget,
+                    &query.session,
+                ],
+            )
+            .await
+            .map_err(|e| storage(pg(e)))?;
+        rows.iter()
+            .map(aggregate_row)
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| storage(pg(e)))
     }

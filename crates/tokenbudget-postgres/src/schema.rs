@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ledger_charge",
         include_str!("../migrations/0005_ledger_charge.sql"),
     ),
+    (
+        6,
+        "ledger_aggregate",
+        include_str!("../migrations/0006_ledger_aggregate.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -5,6 +5,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteJournalMode, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
+use tokenbudget_ledger::aggregate::{self, AggregateQuery, AggregateRow};
 use tokenbudget_ledger::checkpoint::Checkpoint;
 use tokenbudget_ledger::{
     dedup, validate, Error, RecordQuery, Result, Usage, UsageRecord, UsageStore, WriteSummary,
@@ -16,7 +17,7 @@ use crate::retry::Backoff;
 use crate::schema;
 
 /// A [`UsageStore`] in a SQLite database file, beside the budgets (tables `usage_records` and
-/// `usage_checkpoints`, schema versions 3 and 5).
+/// `usage_checkpoints`, schema versions 3, 5 and 6).
 ///
 /// Each [`UsageStore::write`] is one `BEGIN IMMEDIATE` transaction on this store's connection:
 /// its records (merged by key first, then upserted 64 rows per statement) and its checkpoint
@@ -146,6 +147,84 @@ const RECORD_COLUMNS: &str = "dedup_key, source, machine, session_id, project, m
 /// `(r.dedup_key + ":", r.dedup_key + ";")`, one range probe of the primary key.
 const NOT_SHADOWED: &str = "NOT EXISTS (SELECT 1 FROM usage_records s
     WHERE s.dedup_key > r.dedup_key || ':' AND s.dedup_key < r.dedup_key || ';')";
+
+/// The `SELECT … GROUP BY` of [`UsageStore::aggregate`]: bucket and key expressions are
+/// built from the query's shape (integers only, never its text, which is bound as ?3…?6);
+/// the time range is ?1, ?2. A `SUM` past `i64::MAX` is SQLite's "integer overflow" error.
+fn aggregate_sql(query: &AggregateQuery) -> String {
+    let width = i64::from(query.bucket_seconds) * 1_000_000;
+    let bucket = if width > 0 {
+        format!("ts - (((ts % {width}) + {width}) % {width})")
+    } else {
+        "NULL".to_owned()
+    };
+    let g = query.group;
+    let key = |on: bool, column: &str| {
+        if on {
+            column.to_owned()
+        } else {
+            "''".to_owned()
+        }
+    };
+    let tiers = aggregate::tiers_descending(query);
+    let tier = if tiers.is_empty() {
+        "NULL".to_owned()
+    } else {
+        let whens: String = tiers
+            .iter()
+            .map(|t| {
+                format!(" WHEN input + cache_write_5m + cache_write_1h + cache_read > {t} THEN {t}")
+            })
+            .collect();
+        format!("CASE{whens} ELSE NULL END")
+    };
+    format!(
+        "SELECT {bucket} AS bucket, {model} AS model, {project} AS project,
+            {session} AS session_id, {budget} AS budget, {tier} AS prompt_above,
+            SUM(input) AS input, SUM(output) AS output, SUM(cache_write_5m) AS cache_write_5m,
+            SUM(cache_write_1h) AS cache_write_1h, SUM(cache_read) AS cache_read,
+            SUM(web_search_requests) AS web_search_requests,
+            SUM(web_fetch_requests) AS web_fetch_requests,
+            COUNT(*) AS responses, MIN(ts) AS first, MAX(ts) AS last
+         FROM usage_records r
+         WHERE ts >= ?1 AND ts < ?2
+           AND (?3 IS NULL OR instr(project, ?3) > 0)
+           AND (?4 IS NULL OR instr(model, ?4) > 0)
+           AND (?5 IS NULL OR budget = ?5)
+           AND (?6 IS NULL OR session_id = ?6)
+           AND {NOT_SHADOWED}
+         GROUP BY 1, 2, 3, 4, 5, 6
+         ORDER BY 1, 2, 3, 4, 5 NULLS FIRST, 6 NULLS FIRST",
+        model = key(g.model, "model"),
+        project = key(g.project, "project"),
+        session = key(g.session, "session_id"),
+        budget = if g.budget { "budget" } else { "NULL" },
+    )
+}
+
+fn aggregate_row(row: &SqliteRow) -> std::result::Result<AggregateRow, sqlx::Error> {
+    let n = |c: &str| row.try_get::<i64, _>(c).map(uint);
+    Ok(AggregateRow {
+        bucket: row.try_get("bucket")?,
+        model: row.try_get("model")?,
+        project: row.try_get("project")?,
+        session_id: row.try_get("session_id")?,
+        budget: row.try_get("budget")?,
+        prompt_above: row.try_get::<Option<i64>, _>("prompt_above")?.map(uint),
+        usage: Usage {
+            input: n("input")?,
+            output: n("output")?,
+            cache_write_5m: n("cache_write_5m")?,
+            cache_write_1h: n("cache_write_1h")?,
+            cache_read: n("cache_read")?,
+            web_search_requests: n("web_search_requests")?,
+            web_fetch_requests: n("web_fetch_requests")?,
+        },
+        responses: n("responses")?,
+        first: row.try_get("first")?,
+        last: row.try_get("last")?,
+    })
+}
 
 /// Counts are validated to fit an i64 before any write; identities are stored bit for bit.
 fn int(v: u64) -> i64 {
@@ -372,6 +451,26 @@ impl UsageStore for SqliteUsageStore {
             .map_err(storage)?;
         rows.iter()
             .map(|r| record_row(r, !query.without_raw))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(storage)
+    }
+
+    async fn aggregate(&self, query: &AggregateQuery) -> Result<Vec<AggregateRow>> {
+        aggregate::validate(query)?;
+        let sql = aggregate_sql(query);
+        let mut conn = self.conn.lock().await;
+        let rows = sqlx::query(&sql)
+            .bind(query.since.unwrap_or(i64::MIN))
+            .bind(query.until.unwrap_or(i64::MAX))
+            .bind(&query.project)
+            .bind(&query.model)
+            .bind(&query.budget)
+            .bind(&query.session)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(storage)?;
+        rows.iter()
+            .map(aggregate_row)
             .collect::<std::result::Result<_, _>>()
             .map_err(storage)
     }

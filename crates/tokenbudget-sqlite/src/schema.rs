@@ -44,10 +44,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "usage ledger: estimated records and the budget charged",
         sql: include_str!("../migrations/0005_ledger_charge.sql"),
     },
+    Migration {
+        version: 6,
+        description: "usage ledger: a covering index for aggregates",
+        sql: include_str!("../migrations/0006_ledger_aggregate.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokenbudget_schema (
     version     INTEGER PRIMARY KEY NOT NULL,

@@ -42,6 +42,10 @@ macro_rules! usage_conformance_tests {
             concurrent_writers_converge_on_the_merged_result,
             estimated_and_budget_round_trip_and_the_budget_is_never_erased,
             a_record_without_request_id_is_shadowed_by_one_with,
+            aggregate_equals_grouping_the_records,
+            aggregate_buckets_filters_and_order,
+            aggregate_leaves_out_shadowed_records,
+            aggregate_sum_above_i64_max_is_an_error,
         );
     };
     (@each $harness:expr; $($name:ident),+ $(,)?) => {

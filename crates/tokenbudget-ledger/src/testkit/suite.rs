@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::aggregate::{self, AggregateQuery, AggregateRow, GroupBy};
 use crate::checkpoint::Checkpoint;
 use crate::dedup;
 use crate::error::Error;
@@ -450,4 +451,219 @@ pub async fn a_record_without_request_id_is_shadowed_by_one_with(h: &impl UsageH
         .await
         .unwrap();
     assert_eq!(keys(all(&store).await), ["msg_2", "msg_1:req_1"]);
+}
+
+/// Records with every key varied: models, projects (one empty, one non-ASCII), sessions,
+/// budgets (none, two), times around bucket edges and before the epoch, prompts either side
+/// of 200,000, and a bare record shadowed by its sibling.
+fn varied_records() -> Vec<UsageRecord> {
+    let mut out = Vec::new();
+    let models = ["claude-sonnet-4-5", "claude-opus-4-5", "Zed"];
+    let projects = ["p1", "", "projé", "B"];
+    let budgets = [None, Some("team"), Some("Alpha")];
+    for i in 0..60u64 {
+        let mut r = record(&format!("msg_{i}:req_{i}"), i * 7 % 50, 0, "f");
+        r.model = models[(i % 3) as usize].to_owned();
+        r.project = projects[(i % 4) as usize].to_owned();
+        r.session_id = format!("s{}", i % 5);
+        r.budget = budgets[(i % 3 + i / 7 % 2) as usize % 3].map(str::to_owned);
+        // Seconds: some before the epoch, some on and just off 15-minute and hour edges.
+        r.timestamp = (i as i64 - 10) * 1_234_567_891 + [0, 1, -1][(i % 3) as usize];
+        if i % 4 == 0 {
+            r.usage.cache_read = 199_990 + i;
+        }
+        out.push(r);
+    }
+    // Rule 6: a bare record and its sibling; only the sibling counts.
+    let mut bare = record("msg_bare", 999, 50, "f");
+    bare.usage.input = 1_000_000;
+    out.push(bare);
+    out.push(record("msg_bare:req_x", 3, 51, "f"));
+    out
+}
+
+/// `aggregate` equals grouping `records()` in Rust, for every grouping, bucket, filter and
+/// tier set.
+pub async fn aggregate_equals_grouping_the_records(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    store.write(&varied_records(), None).await.unwrap();
+    let records = all(&store).await;
+    let mut queries = Vec::new();
+    for bits in 0..16u8 {
+        for bucket_seconds in [0, 900, 3600, 86_400] {
+            queries.push(AggregateQuery {
+                bucket_seconds,
+                group: GroupBy {
+                    model: bits & 1 != 0,
+                    project: bits & 2 != 0,
+                    session: bits & 4 != 0,
+                    budget: bits & 8 != 0,
+                },
+                prompt_tiers: if bits % 3 == 0 {
+                    vec![200_000, 100_000, 200_000]
+                } else {
+                    Vec::new()
+                },
+                ..AggregateQuery::default()
+            });
+        }
+    }
+    let filtered = [
+        AggregateQuery {
+            since: Some(-5_000_000_000),
+            until: Some(20_000_000_000),
+            ..AggregateQuery::default()
+        },
+        AggregateQuery {
+            project: Some("é".into()),
+            ..AggregateQuery::default()
+        },
+        AggregateQuery {
+            project: Some(String::new()),
+            model: Some("opus".into()),
+            ..AggregateQuery::default()
+        },
+        AggregateQuery {
+            budget: Some("team".into()),
+            session: Some("s2".into()),
+            ..AggregateQuery::default()
+        },
+        AggregateQuery {
+            model: Some("nothing-like-it".into()),
+            ..AggregateQuery::default()
+        },
+    ];
+    for mut q in filtered {
+        q.bucket_seconds = 900;
+        q.group = GroupBy::ALL;
+        queries.push(q);
+    }
+    for q in queries {
+        let want = aggregate::of_records(&records, &q).unwrap();
+        let got = store.aggregate(&q).await.unwrap();
+        assert_eq!(got, want, "{q:?}");
+    }
+}
+
+/// Explicit buckets (UTC, floored, before the epoch too), filters and row order.
+pub async fn aggregate_buckets_filters_and_order(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let mut rows = Vec::new();
+    for (key, ts, model, project, budget) in [
+        ("k1", -1, "m", "a", None),
+        ("k2", 0, "m", "a", Some("b")),
+        ("k3", 899, "m", "a", None),
+        ("k4", 900, "M", "é", None),
+        ("k5", 901, "z", "", Some("b")),
+    ] {
+        let mut r = record(key, 1, ts, "f");
+        r.model = model.to_owned();
+        r.project = project.to_owned();
+        r.budget = budget.map(str::to_owned);
+        rows.push(r);
+    }
+    store.write(&rows, None).await.unwrap();
+    let q = AggregateQuery {
+        bucket_seconds: 900,
+        group: GroupBy {
+            model: true,
+            budget: true,
+            ..GroupBy::default()
+        },
+        ..AggregateQuery::default()
+    };
+    let got: Vec<(i64, String, Option<String>, u64, i64, i64)> = store
+        .aggregate(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r: AggregateRow| {
+            (
+                r.bucket.unwrap() / 1_000_000,
+                r.model,
+                r.budget,
+                r.responses,
+                r.first / 1_000_000,
+                r.last / 1_000_000,
+            )
+        })
+        .collect();
+    let b = || Some("b".to_owned());
+    assert_eq!(
+        got,
+        [
+            (-900, "m".to_owned(), None, 1, -1, -1),
+            (0, "m".to_owned(), None, 1, 899, 899),
+            (0, "m".to_owned(), b(), 1, 0, 0),
+            (900, "M".to_owned(), None, 1, 900, 900),
+            (900, "z".to_owned(), b(), 1, 901, 901),
+        ]
+    );
+    // Filters: project contains (bytewise), budget exact, the time range half-open.
+    let q = AggregateQuery {
+        since: Some(0),
+        until: Some(901_000_000),
+        project: Some("a".into()),
+        ..AggregateQuery::default()
+    };
+    let got = store.aggregate(&q).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].bucket, got[0].responses), (None, 2));
+    assert_eq!(got[0].usage.output, 2);
+    assert_eq!(got[0].usage.cache_read, 200);
+    assert!(got[0].model.is_empty() && got[0].budget.is_none());
+    let q = AggregateQuery {
+        budget: Some("b".into()),
+        ..AggregateQuery::default()
+    };
+    assert_eq!(store.aggregate(&q).await.unwrap()[0].responses, 2);
+    let q = AggregateQuery {
+        budget: Some("B".into()),
+        ..AggregateQuery::default()
+    };
+    assert!(store.aggregate(&q).await.unwrap().is_empty());
+}
+
+/// A record shadowed by rule 6 is not summed, whatever the grouping.
+pub async fn aggregate_leaves_out_shadowed_records(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let bare = record("msg_1", 500, 100, "f");
+    let with = record("msg_1:req_1", 5, 100, "f");
+    store.write(&[bare, with], None).await.unwrap();
+    for group in [GroupBy::default(), GroupBy::ALL] {
+        let q = AggregateQuery {
+            bucket_seconds: 3600,
+            group,
+            ..AggregateQuery::default()
+        };
+        let rows = store.aggregate(&q).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].responses, rows[0].usage.output), (1, 5));
+    }
+}
+
+/// A sum that does not fit an i64 is an error, not a wrapped or rounded number; a tier
+/// threshold above i64::MAX is invalid.
+pub async fn aggregate_sum_above_i64_max_is_an_error(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    let mut big = record("k1", 1, 1, "f");
+    big.usage.input = i64::MAX as u64;
+    store
+        .write(&[big, record("k2", 1, 2, "f")], None)
+        .await
+        .unwrap();
+    assert!(store.aggregate(&AggregateQuery::default()).await.is_err());
+    // Apart, each sum fits.
+    let q = AggregateQuery {
+        bucket_seconds: 1,
+        ..AggregateQuery::default()
+    };
+    assert_eq!(store.aggregate(&q).await.unwrap().len(), 2);
+    let q = AggregateQuery {
+        prompt_tiers: vec![u64::MAX],
+        bucket_seconds: 1,
+        ..AggregateQuery::default()
+    };
+    let err = store.aggregate(&q).await.unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err}");
 }

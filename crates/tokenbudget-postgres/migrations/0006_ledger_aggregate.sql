@@ -1,0 +1,6 @@
+-- The ledger's reports sum in the database (UsageStore::aggregate): a covering index over a
+-- time range with every column they group by and sum, plus the key the rule-6 probe needs,
+-- so a report can be an index-only scan and never reads the rows' raw usage JSON.
+CREATE INDEX usage_records_aggregate ON usage_records (ts, model, project, session_id, budget)
+    INCLUDE (input, output, cache_write_5m, cache_write_1h, cache_read, web_search_requests,
+             web_fetch_requests, dedup_key);

@@ -23,6 +23,9 @@ pub(crate) const MAX_PAGE: usize = 1000;
 pub(crate) struct ApiError(StatusCode, &'static str, String);
 
 impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: String) -> Self {
+        Self(status, kind, message)
+    }
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, "bad_request", message.into())
     }

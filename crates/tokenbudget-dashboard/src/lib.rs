@@ -21,6 +21,8 @@
 
 mod api;
 mod page;
+pub mod usage;
+mod usage_api;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -35,6 +37,8 @@ use axum::serve::ListenerExt as _;
 use axum::Router;
 use subtle::ConstantTimeEq;
 use tokenbudget_core::{Clock, DynBudgetStore, SystemClock};
+use tokenbudget_ledger::DynUsageStore;
+use tokenbudget_prices::PriceTable;
 
 /// What can stop the dashboard from starting.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +60,12 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// The dashboard over one budget store.
+/// The dashboard over one budget store and, optionally, a usage ledger.
 #[derive(Debug, Clone)]
 pub struct Dashboard {
     store: DynBudgetStore,
+    usage: Option<DynUsageStore>,
+    pricer: Arc<usage::Pricer>,
     clock: Arc<dyn Clock>,
     token: Option<Arc<str>>,
 }
@@ -69,9 +75,23 @@ impl Dashboard {
     pub fn new(store: DynBudgetStore) -> Self {
         Self {
             store,
+            usage: None,
+            pricer: Arc::new(usage::Pricer::new(PriceTable::embedded())),
             clock: Arc::new(SystemClock),
             token: None,
         }
+    }
+
+    /// Shows the usage history of `ledger` (the page's usage section and `/api/usage…`).
+    pub fn with_usage(mut self, ledger: DynUsageStore) -> Self {
+        self.usage = Some(ledger);
+        self
+    }
+
+    /// Prices usage with `table` (defaults to the embedded snapshot of `tokenbudget-prices`).
+    pub fn with_prices(mut self, table: PriceTable) -> Self {
+        self.pricer = Arc::new(usage::Pricer::new(table));
+        self
     }
 
     /// Reads statuses as of this clock's `now` (tests inject a manual one).
@@ -103,6 +123,9 @@ impl Dashboard {
             .route("/api/budgets/{id}/events", get(api::events))
             .route("/api/reservations", get(api::reservations))
             .route("/api/refusals", get(api::refusals))
+            .route("/api/usage", get(usage_api::daily))
+            .route("/api/usage/top", get(usage_api::top))
+            .route("/api/usage/blocks", get(usage_api::blocks))
             .with_state(self);
         match token {
             None => routes,

@@ -16,6 +16,8 @@ struct Index {
     rows: Vec<Line>,
     more: bool,
     refusals: Vec<NoticeLine>,
+    usage: bool,
+    usage_budget: String,
 }
 
 /// A refusal or clamp as the index page lists it.
@@ -61,6 +63,8 @@ struct Detail {
     parent: String,
     held: Vec<Held>,
     events: Vec<EventLine>,
+    usage: bool,
+    usage_budget: String,
 }
 
 /// An open reservation as the detail page prints it.
@@ -95,6 +99,8 @@ pub(crate) async fn index(State(d): State<Dashboard>) -> Result<Response, ApiErr
         rows: rows.iter().map(Line::from).collect(),
         more: next.is_some(),
         refusals: refusals.iter().map(NoticeLine::from).collect(),
+        usage: d.usage.is_some(),
+        usage_budget: String::new(),
     }))
 }
 
@@ -124,6 +130,8 @@ pub(crate) async fn budget(
         .unwrap_or_default();
     let row = view::tree(vec![status]).remove(0);
     Ok(html(Detail {
+        usage: d.usage.is_some(),
+        usage_budget: row.status.id.as_str().to_owned(),
         line: Line::from(&row),
         parent,
         held: held

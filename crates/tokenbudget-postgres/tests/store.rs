@@ -443,7 +443,7 @@ async fn a_schema_written_by_the_previous_release_migrates_keeping_everything() 
         .await
         .unwrap()
         .get::<_, i32>(0);
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     tokenbudget_core::testkit::check_v3_fixture_kept(&store)
         .await
         .unwrap();
@@ -555,7 +555,7 @@ async fn a_version_1_schema_migrates_to_the_current_version_keeping_its_data() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(migrated.list_budgets().await.unwrap(), budgets);
     assert_eq!(migrated.events(EventQuery::all()).await.unwrap(), events);
     for reservation in &reservations {

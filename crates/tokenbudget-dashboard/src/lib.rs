@@ -12,7 +12,25 @@
 //! | `GET /api/budgets/{id}` | one budget's live status |
 //! | `GET /api/budgets/{id}/events?after=SEQ&limit=N` | its events after `SEQ`, oldest first |
 //! | `GET /api/reservations?budget=ID&state=held&after=UUID&limit=N` | reservations in a subtree, by live state |
+//! | `GET /api/usage?range=30d&tz=UTC` | usage from the ledger: every day of the range (`days`: `date`, `start`, tokens by kind, `total_tokens`, `cost_micro_usd`, `responses`, `unpriced_responses`), per model (`models`, most expensive first), the `total`, and the stacked `chart` series (`x`, `layers` bottom first, `cost_usd`) |
+//! | `GET /api/usage/top?by=session&limit=10` | the groups that cost the most over the range, by `session` (`project/session`), `project` or `model` |
+//! | `GET /api/usage/blocks` | Claude's 5-hour blocks in the range, oldest first (`start`, `end` in seconds, models, totals) |
 //! | `GET /api/refusals?before=SEQ&limit=N` | recent refusals and clamps from the log (`RESERVE_REFUSED`, `RESERVE_CLAMPED`), newest first, with the budget, the amounts in its unit and a `text` line; `next` is the `before` of the next page |
+//!
+//! Every usage endpoint takes the range as `since=YYYY-MM-DD&until=YYYY-MM-DD` (both days
+//! included; `until` defaults to today) or `range=Nd` (the `N` days ending `until`, 1 to 366;
+//! defaults to 30d), days counted in `tz` (`UTC`, an offset like `+05:30`, an IANA name;
+//! defaults to UTC), and the filters `project=` and `model=` (contains), `budget=` and
+//! `session=` (exact). A budget's detail page charts `budget=ID`. Bad input is a 400 with
+//! `{"error": "bad_request", "message": …}`; a dashboard built without a ledger answers 404
+//! `no_ledger`. The ledger sums in SQL ([`UsageStore::aggregate`](tokenbudget_ledger::UsageStore::aggregate),
+//! in 15-minute buckets, or whole days in UTC, grouped by model and long-context tier), and
+//! [`usage`] folds the sums into days, blocks and groups and prices them with the price table
+//! ([`Dashboard::with_prices`]), so no record is loaded into memory.
+//!
+//! # Note
+//! Costs are rounded up once per group of one model, tier and bucket, where `tokenbudget
+//! usage` rounds each response: the two can differ by under a micro-dollar per response.
 //!
 //! Every answer is JSON (or HTML) built from the stores' own reads; nothing here writes. Bound
 //! to a loopback address it needs no credentials; bound anywhere else, [`Dashboard::serve`]

@@ -429,9 +429,12 @@ pub struct Stacked {
     pub cost_usd: Vec<f64>,
 }
 
+/// A layer's name and how to read it from a day's totals.
+type Layer = (&'static str, fn(&Totals) -> u64);
+
 /// The stacked series of `days`.
 pub fn stacked(days: &[Day]) -> Stacked {
-    let kinds: [(&'static str, fn(&Totals) -> u64); 4] = [
+    let kinds: [Layer; 4] = [
         ("input", |t| t.input),
         ("output", |t| t.output),
         ("cache_write", |t| t.cache_write),

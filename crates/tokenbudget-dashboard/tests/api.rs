@@ -422,7 +422,7 @@ async fn the_api_answers_from_the_store(store: DynBudgetStore, ledger: DynUsageS
     assert_eq!(code, 200, "{top}");
     let groups = top["groups"].as_array().unwrap();
     let mut want = vec![("p1/s1", c[0] + c[3]), ("p1/s2", c[1]), ("p2/s3", c[2])];
-    want.sort_by(|a, b| b.1.cmp(&a.1));
+    want.sort_by_key(|w| std::cmp::Reverse(w.1));
     let got: Vec<(&str, u64)> = groups
         .iter()
         .map(|g| {

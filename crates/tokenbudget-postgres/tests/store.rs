@@ -58,7 +58,8 @@ async fn ten_instances_opening_at_once_migrate_exactly_once() {
             (3, "usage ledger".to_owned()),
             (4, "periods_units_admin".to_owned()),
             (5, "ledger_charge".to_owned()),
-            (6, "ledger_aggregate".to_owned())
+            (6, "ledger_aggregate".to_owned()),
+            (7, "events_by_type".to_owned())
         ]
     );
     for (n, store) in stores.iter().enumerate() {

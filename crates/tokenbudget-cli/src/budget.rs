@@ -288,6 +288,8 @@ fn event_tokens(kind: &EventKind) -> Option<u64> {
         | EventKind::TokensReleased { tokens, .. }
         | EventKind::TokensCharged { tokens, .. } => *tokens,
         EventKind::BudgetExhausted { used, .. } => *used,
+        EventKind::ReserveRefused { requested, .. } => *requested,
+        EventKind::ReserveClamped { tokens, .. } => *tokens,
         _ => return None,
     })
 }
@@ -380,6 +382,32 @@ fn event_text(event: &Event, unit: Unit) -> String {
             }
             text
         }
+        EventKind::ReserveRefused {
+            origin,
+            requested,
+            available,
+            reason,
+            ..
+        } => match reason {
+            tokenbudget::RefusalReason::Closed => {
+                format!("refused {} on {origin}: closed", n(requested))
+            }
+            _ => format!(
+                "refused {} on {origin}: {} available",
+                n(requested),
+                n(available)
+            ),
+        },
+        EventKind::ReserveClamped {
+            reservation_id,
+            asked,
+            tokens,
+            ..
+        } => format!(
+            "{reservation_id} asked for {}, held {} (clamped to fit)",
+            n(asked),
+            n(tokens)
+        ),
         other => format!("{other:?}"),
     };
     format!(

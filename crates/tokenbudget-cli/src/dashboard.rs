@@ -1,4 +1,5 @@
-//! `tokenbudget dashboard`: the web dashboard on its own, over the `--db` database.
+//! `tokenbudget dashboard`: the web dashboard on its own, over the `--db` database (its
+//! budgets and its usage ledger).
 
 use std::net::SocketAddr;
 
@@ -23,9 +24,12 @@ pub struct DashboardArgs {
     pub token: Option<String>,
 }
 
-/// Serves until Ctrl-C or SIGTERM.
-pub async fn run(args: DashboardArgs, budgets: &TokenBudget) -> Result<(), Failure> {
-    let mut dashboard = tokenbudget_dashboard::Dashboard::new(budgets.store().clone());
+/// Serves until Ctrl-C or SIGTERM, over the budgets and the usage ledger of `db`.
+pub async fn run(args: DashboardArgs, db: &str, budgets: &TokenBudget) -> Result<(), Failure> {
+    let ledger = crate::ledger::open(db).await?;
+    let mut dashboard = tokenbudget_dashboard::Dashboard::new(budgets.store().clone())
+        .with_usage(ledger)
+        .with_prices(budgets.prices().clone());
     if let Some(token) = args.token {
         dashboard = dashboard
             .with_token(token)

@@ -109,7 +109,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Command::Sweep => reserve::sweep(&budgets, &mut out).await?,
                 Command::Gateway(args) => gateway::run(args, &cli.db, budgets).await?,
                 Command::Key(cmd) => key::run(cmd, &cli.db, &budgets, &mut out).await?,
-                Command::Dashboard(args) => dashboard::run(args, &budgets).await?,
+                Command::Dashboard(args) => dashboard::run(args, &cli.db, &budgets).await?,
             }
         }
     }

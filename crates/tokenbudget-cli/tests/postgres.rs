@@ -119,6 +119,8 @@ fn every_write_command_on_postgres() {
             "BUDGET_CREATED",
             "TOKENS_RESERVED",
             "TOKENS_RESERVED",
+            // The refused reserve above is in the log, on the budget that refused.
+            "RESERVE_REFUSED",
             "TOKENS_COMMITTED",
             "TOKENS_RELEASED"
         ]

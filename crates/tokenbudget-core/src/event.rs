@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::{BudgetId, IdempotencyKey, ReservationId};
 use crate::model::{Budget, Unit};
+use crate::outcome::RefusalReason;
 use crate::period::Period;
 use crate::time::Timestamp;
 
@@ -169,6 +170,38 @@ pub enum EventKind {
         /// The limit.
         limit: u64,
     },
+    /// A reserve was refused by this budget (the one of the chain nearest the target that
+    /// lacked room or is closed). Changes no state: replay skips it. A refusal is an answer,
+    /// so it is kept for people reading the log (the dashboard's recent refusals).
+    ReserveRefused {
+        /// The reservation id the refused command carried (nothing is stored under it).
+        reservation_id: ReservationId,
+        /// The budget the reserve was made on (this one or a descendant).
+        origin: BudgetId,
+        /// The amount asked for, in this budget's unit.
+        requested: u64,
+        /// What this budget had available.
+        available: u64,
+        /// No room, or closed.
+        reason: RefusalReason,
+        /// The model the amount was priced for, if the caller named one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    /// A reservation was granted for less than its caller first asked (the gateway lowered a
+    /// request's `max_tokens` to fit). Appended once, on the budget the reservation was made
+    /// on, right after its `TOKENS_RESERVED`. Changes no state: replay skips it.
+    ReserveClamped {
+        /// The reservation.
+        reservation_id: ReservationId,
+        /// What the caller first asked to hold, in this budget's unit.
+        asked: u64,
+        /// What was held.
+        tokens: u64,
+        /// The model the amount was priced for, if the caller named one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -186,6 +219,8 @@ impl EventKind {
             Self::BudgetUpdated { .. } => "BUDGET_UPDATED",
             Self::BudgetClosed {} => "BUDGET_CLOSED",
             Self::BudgetReopened {} => "BUDGET_REOPENED",
+            Self::ReserveRefused { .. } => "RESERVE_REFUSED",
+            Self::ReserveClamped { .. } => "RESERVE_CLAMPED",
         }
     }
 
@@ -195,14 +230,17 @@ impl EventKind {
             Self::TokensReserved { reservation_id, .. }
             | Self::TokensCommitted { reservation_id, .. }
             | Self::TokensReleased { reservation_id, .. }
-            | Self::ReservationExtended { reservation_id, .. } => Some(*reservation_id),
+            | Self::ReservationExtended { reservation_id, .. }
+            | Self::ReserveClamped { reservation_id, .. } => Some(*reservation_id),
             Self::BudgetCreated { .. }
             | Self::TokensCharged { .. }
             | Self::BudgetExhausted { .. }
             | Self::BudgetReset { .. }
             | Self::BudgetUpdated { .. }
             | Self::BudgetClosed {}
-            | Self::BudgetReopened {} => None,
+            | Self::BudgetReopened {}
+            // Nothing is stored under a refused reservation's id.
+            | Self::ReserveRefused { .. } => None,
         }
     }
 }
@@ -312,7 +350,10 @@ pub fn apply(budgets: &mut BTreeMap<BudgetId, Budget>, event: &Event) -> Result<
         EventKind::BudgetUpdated { limit, .. } => budget.limit = *limit,
         EventKind::BudgetClosed {} => budget.closed = true,
         EventKind::BudgetReopened {} => budget.closed = false,
-        EventKind::ReservationExtended { .. } | EventKind::BudgetExhausted { .. } => {}
+        EventKind::ReservationExtended { .. }
+        | EventKind::BudgetExhausted { .. }
+        | EventKind::ReserveRefused { .. }
+        | EventKind::ReserveClamped { .. } => {}
     }
     Ok(())
 }

@@ -29,7 +29,9 @@ pub use outcome::{
     RollbackOutcome, SweepOutcome,
 };
 pub use period::{Every, Period, Window};
-pub use store::{BudgetStore, DynBudgetStore, EventQuery, LogCursor, LogPage, ReservationQuery};
+pub use store::{
+    BudgetStore, DynBudgetStore, EventQuery, LogCursor, LogPage, RecentQuery, ReservationQuery,
+};
 pub use sweeper::SweeperHandle;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tracker::{ReserveOptions, Tracker, TrackerBuilder, DEFAULT_TIMEOUT};

@@ -23,7 +23,7 @@ use crate::rules::{
     self, Changes, ChargeCommand, CommitCommand, Decision, ExtendCommand, ReserveCommand,
     RollbackCommand, Snapshot, UpdateCommand,
 };
-use crate::store::{BudgetStore, EventQuery, LogCursor, LogPage, ReservationQuery};
+use crate::store::{BudgetStore, EventQuery, LogCursor, LogPage, RecentQuery, ReservationQuery};
 use crate::time::Timestamp;
 
 /// Budgets, reservations and events in process memory.
@@ -330,6 +330,24 @@ impl BudgetStore for MemoryStore {
             seq: e.seq,
         });
         Ok(LogPage { events, next })
+    }
+
+    async fn recent_events(&self, query: RecentQuery) -> Result<Vec<Event>> {
+        let state = self.state.lock();
+        // seq = index + 1: events before `before` end at index `before - 1`.
+        let end = query
+            .before
+            .map_or(state.events.len(), |b| {
+                usize::try_from(b.saturating_sub(1)).unwrap_or(usize::MAX)
+            })
+            .min(state.events.len());
+        Ok(state.events[..end]
+            .iter()
+            .rev()
+            .filter(|e| query.types.iter().any(|t| t == e.kind.type_name()))
+            .take(query.limit)
+            .cloned()
+            .collect())
     }
 
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {

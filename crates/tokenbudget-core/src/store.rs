@@ -49,6 +49,41 @@ impl EventQuery {
     }
 }
 
+/// Which events to read newest first ([`BudgetStore::recent_events`]): events of some
+/// types across every budget, such as the log's refusals and clamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentQuery {
+    /// Only events with one of these `type` tags (`RESERVE_REFUSED`, …); none matches nothing.
+    pub types: Vec<String>,
+    /// Only events with `seq < before` (the last `seq` of the previous page); `None` from the
+    /// newest.
+    pub before: Option<u64>,
+    /// At most this many, in descending `seq` order.
+    pub limit: usize,
+}
+
+impl RecentQuery {
+    /// The newest `limit` events of `types`.
+    pub fn of(types: &[&str], limit: usize) -> Self {
+        Self {
+            types: types.iter().map(|t| (*t).to_owned()).collect(),
+            before: None,
+            limit,
+        }
+    }
+
+    /// The refusals and clamps: `RESERVE_REFUSED` and `RESERVE_CLAMPED`.
+    pub fn refusals_and_clamps(limit: usize) -> Self {
+        Self::of(&["RESERVE_REFUSED", "RESERVE_CLAMPED"], limit)
+    }
+
+    /// The page after the one ending at `before`.
+    pub fn before(mut self, before: u64) -> Self {
+        self.before = Some(before);
+        self
+    }
+}
+
 /// Which reservations to read ([`BudgetStore::reservations`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationQuery {
@@ -272,6 +307,19 @@ pub trait BudgetStore: Send + Sync + fmt::Debug {
     /// # Behavior
     /// - A budget's events have strictly increasing `seq` in the order they were committed.
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>>;
+
+    /// Reads the newest events of some types across every budget, newest first.
+    ///
+    /// # Behavior
+    /// - Only events whose `type` is one of `query.types`, of any budget, in descending `seq`.
+    /// - Pages by `before`/`limit` (passing each page's last `seq` as the next `before`)
+    ///   without skipping or repeating any event committed before the first page was read.
+    ///
+    /// # Note
+    /// Where transactions commit out of `seq` order (Postgres), an event committed after a
+    /// page was read may sort behind it: this read is for looking back, not for tailing the
+    /// log ([`BudgetStore::log_after`] is).
+    async fn recent_events(&self, query: RecentQuery) -> Result<Vec<Event>>;
 
     /// Reads up to `limit` events of the whole log after `after`, in log order.
     ///

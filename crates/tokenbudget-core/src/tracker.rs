@@ -40,6 +40,9 @@ pub struct ReserveOptions {
     /// The model the amount was priced for, kept on the reservation (a `usd` budget's commit
     /// prices the actual usage with it).
     pub model: Option<String>,
+    /// What the caller first asked to hold, when it lowered the amount to fit (the gateway
+    /// clamping `max_tokens`): the grant appends `RESERVE_CLAMPED` with both amounts.
+    pub asked: Option<u64>,
 }
 
 impl ReserveOptions {
@@ -63,6 +66,12 @@ impl ReserveOptions {
     /// Sets the model kept on the reservation (see [`ReserveOptions::model`]).
     pub fn with_model(mut self, model: impl Into<String>) -> Self {
         self.model = Some(model.into());
+        self
+    }
+
+    /// Records the amount first asked for (see [`ReserveOptions::asked`]).
+    pub fn with_asked(mut self, asked: u64) -> Self {
+        self.asked = Some(asked);
         self
     }
 
@@ -180,6 +189,7 @@ impl Tracker {
             timeout: options.timeout.unwrap_or(self.default_timeout),
             idempotency_key: options.idempotency_key,
             model: options.model,
+            asked: options.asked,
         };
         self.store.reserve(cmd, self.clock.now()).await
     }

@@ -8,7 +8,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use tokenbudget_core::{
-    BudgetId, EventQuery, ReservationId, ReservationQuery, ReservationState, Status,
+    BudgetId, EventQuery, RecentQuery, ReservationId, ReservationQuery, ReservationState, Status,
+    Unit,
 };
 
 use crate::view;
@@ -22,6 +23,9 @@ pub(crate) const MAX_PAGE: usize = 1000;
 pub(crate) struct ApiError(StatusCode, &'static str, String);
 
 impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: String) -> Self {
+        Self(status, kind, message)
+    }
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, "bad_request", message.into())
     }
@@ -200,4 +204,58 @@ pub(crate) fn parse_state(text: &str) -> Result<ReservationState, ApiError> {
             "unknown state {text:?}: held, committed, released or expired"
         ))
     })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefusalPaging {
+    before: Option<u64>,
+    limit: Option<usize>,
+    token: Option<String>,
+}
+
+/// Recent refusals and clamps from the log, newest first: `{"refusals": [...], "next":
+/// SEQ|null}` (`next` goes in `before` for the page after).
+pub(crate) async fn refusals(
+    State(d): State<Dashboard>,
+    query: Result<Query<RefusalPaging>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = query?;
+    let _ = q.token;
+    let limit = page_limit(q.limit, 50)?;
+    let (rows, next) = refusal_page(&d, q.before, limit).await?;
+    Ok(Json(json!({"refusals": rows, "next": next})))
+}
+
+/// A page of refusals and clamps before `before`, with the seq to continue before.
+pub(crate) async fn refusal_page(
+    d: &Dashboard,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<(Vec<view::Notice>, Option<u64>), ApiError> {
+    let mut query = RecentQuery::refusals_and_clamps(limit);
+    query.before = before;
+    let events = d.store.recent_events(query).await?;
+    // Each budget's unit, read once per budget of the page.
+    let mut units: std::collections::HashMap<BudgetId, Unit> = std::collections::HashMap::new();
+    let mut rows = Vec::with_capacity(events.len());
+    for event in &events {
+        let unit = match units.get(&event.budget_id) {
+            Some(unit) => *unit,
+            None => {
+                let unit = d
+                    .store
+                    .budget(&event.budget_id)
+                    .await?
+                    .map_or(Unit::Tokens, |b| b.unit);
+                units.insert(event.budget_id.clone(), unit);
+                unit
+            }
+        };
+        rows.extend(view::notice(event, unit));
+    }
+    let next = (events.len() == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok((rows, next))
 }

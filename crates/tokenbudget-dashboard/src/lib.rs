@@ -5,13 +5,32 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `GET /dashboard` | the budget tree: limit, used, held and available as a bar, window and reset, closed/exhausted; it refreshes itself every 2 s |
+//! | `GET /dashboard` | the budget tree: limit, used, held and available as a bar, window and reset, closed/exhausted; the recent refusals and clamps; it refreshes itself every 2 s |
 //! | `GET /dashboard/budgets/{id}` | one budget: its status, open reservations and events (paged) |
 //! | `GET /dashboard/assets/…` | the page's script, style and chart library, compiled into the binary (no CDN) |
 //! | `GET /api/budgets?after=ID&limit=N` | the budgets' live statuses in tree order, `depth` and `bar` (per mille) on each; paged by id |
 //! | `GET /api/budgets/{id}` | one budget's live status |
 //! | `GET /api/budgets/{id}/events?after=SEQ&limit=N` | its events after `SEQ`, oldest first |
 //! | `GET /api/reservations?budget=ID&state=held&after=UUID&limit=N` | reservations in a subtree, by live state |
+//! | `GET /api/usage?range=30d&tz=UTC` | usage from the ledger: every day of the range (`days`: `date`, `start`, tokens by kind, `total_tokens`, `cost_micro_usd`, `responses`, `unpriced_responses`), per model (`models`, most expensive first), the `total`, and the stacked `chart` series (`x`, `layers` bottom first, `cost_usd`) |
+//! | `GET /api/usage/top?by=session&limit=10` | the groups that cost the most over the range, by `session` (`project/session`), `project` or `model` |
+//! | `GET /api/usage/blocks` | Claude's 5-hour blocks in the range, oldest first (`start`, `end` in seconds, models, totals) |
+//! | `GET /api/refusals?before=SEQ&limit=N` | recent refusals and clamps from the log (`RESERVE_REFUSED`, `RESERVE_CLAMPED`), newest first, with the budget, the amounts in its unit and a `text` line; `next` is the `before` of the next page |
+//!
+//! Every usage endpoint takes the range as `since=YYYY-MM-DD&until=YYYY-MM-DD` (both days
+//! included; `until` defaults to today) or `range=Nd` (the `N` days ending `until`, 1 to 366;
+//! defaults to 30d), days counted in `tz` (`UTC`, an offset like `+05:30`, an IANA name;
+//! defaults to UTC), and the filters `project=` and `model=` (contains), `budget=` and
+//! `session=` (exact). A budget's detail page charts `budget=ID`. Bad input is a 400 with
+//! `{"error": "bad_request", "message": …}`; a dashboard built without a ledger answers 404
+//! `no_ledger`. The ledger sums in SQL ([`UsageStore::aggregate`](tokenbudget_ledger::UsageStore::aggregate),
+//! in 15-minute buckets, or whole days in UTC, grouped by model and long-context tier), and
+//! [`usage`] folds the sums into days, blocks and groups and prices them with the price table
+//! ([`Dashboard::with_prices`]), so no record is loaded into memory.
+//!
+//! # Note
+//! Costs are rounded up once per group of one model, tier and bucket, where `tokenbudget
+//! usage` rounds each response: the two can differ by under a micro-dollar per response.
 //!
 //! Every answer is JSON (or HTML) built from the stores' own reads; nothing here writes. Bound
 //! to a loopback address it needs no credentials; bound anywhere else, [`Dashboard::serve`]
@@ -20,6 +39,8 @@
 
 mod api;
 mod page;
+pub mod usage;
+mod usage_api;
 pub mod view;
 
 use std::net::SocketAddr;
@@ -34,6 +55,8 @@ use axum::serve::ListenerExt as _;
 use axum::Router;
 use subtle::ConstantTimeEq;
 use tokenbudget_core::{Clock, DynBudgetStore, SystemClock};
+use tokenbudget_ledger::DynUsageStore;
+use tokenbudget_prices::PriceTable;
 
 /// What can stop the dashboard from starting.
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +78,12 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// The dashboard over one budget store.
+/// The dashboard over one budget store and, optionally, a usage ledger.
 #[derive(Debug, Clone)]
 pub struct Dashboard {
     store: DynBudgetStore,
+    usage: Option<DynUsageStore>,
+    pricer: Arc<usage::Pricer>,
     clock: Arc<dyn Clock>,
     token: Option<Arc<str>>,
 }
@@ -68,9 +93,23 @@ impl Dashboard {
     pub fn new(store: DynBudgetStore) -> Self {
         Self {
             store,
+            usage: None,
+            pricer: Arc::new(usage::Pricer::new(PriceTable::embedded())),
             clock: Arc::new(SystemClock),
             token: None,
         }
+    }
+
+    /// Shows the usage history of `ledger` (the page's usage section and `/api/usage…`).
+    pub fn with_usage(mut self, ledger: DynUsageStore) -> Self {
+        self.usage = Some(ledger);
+        self
+    }
+
+    /// Prices usage with `table` (defaults to the embedded snapshot of `tokenbudget-prices`).
+    pub fn with_prices(mut self, table: PriceTable) -> Self {
+        self.pricer = Arc::new(usage::Pricer::new(table));
+        self
     }
 
     /// Reads statuses as of this clock's `now` (tests inject a manual one).
@@ -101,6 +140,10 @@ impl Dashboard {
             .route("/api/budgets/{id}", get(api::budget))
             .route("/api/budgets/{id}/events", get(api::events))
             .route("/api/reservations", get(api::reservations))
+            .route("/api/refusals", get(api::refusals))
+            .route("/api/usage", get(usage_api::daily))
+            .route("/api/usage/top", get(usage_api::top))
+            .route("/api/usage/blocks", get(usage_api::blocks))
             .with_state(self);
         match token {
             None => routes,

@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use tokenbudget_core::{Event, Reservation, ReservationQuery, ReservationState};
 
-use crate::api::{budget_id, budget_page, ApiError, MAX_PAGE};
+use crate::api::{budget_id, budget_page, refusal_page, ApiError, MAX_PAGE};
 use crate::view::{self, Row};
 use crate::Dashboard;
 
@@ -15,7 +15,46 @@ use crate::Dashboard;
 struct Index {
     rows: Vec<Line>,
     more: bool,
+    refusals: Vec<NoticeLine>,
+    usage: bool,
+    usage_budget: String,
 }
+
+/// A refusal or clamp as the index page lists it.
+struct NoticeLine {
+    seq: u64,
+    at: String,
+    kind: &'static str,
+    budget: String,
+    origin: String,
+    requested: String,
+    left: String,
+    model: String,
+}
+
+impl From<&view::Notice> for NoticeLine {
+    fn from(n: &view::Notice) -> Self {
+        let a = |v| view::amount_with_unit(n.unit, v);
+        Self {
+            seq: n.seq,
+            at: n.at.to_string(),
+            kind: n.kind,
+            budget: n.budget_id.as_str().to_owned(),
+            origin: n.origin.as_str().to_owned(),
+            requested: a(n.requested),
+            left: match (n.available, n.granted, n.reason) {
+                (_, _, Some(tokenbudget_core::RefusalReason::Closed)) => "closed".to_owned(),
+                (Some(available), _, _) => format!("{} available", a(available)),
+                (_, Some(granted), _) => format!("held {}", a(granted)),
+                _ => String::new(),
+            },
+            model: n.model.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// How many refusals and clamps the index page lists.
+pub(crate) const RECENT_REFUSALS: usize = 20;
 
 #[derive(Template)]
 #[template(path = "budget.html")]
@@ -24,6 +63,8 @@ struct Detail {
     parent: String,
     held: Vec<Held>,
     events: Vec<EventLine>,
+    usage: bool,
+    usage_budget: String,
 }
 
 /// An open reservation as the detail page prints it.
@@ -53,9 +94,13 @@ fn html(page: impl Template) -> Response {
 /// `GET /dashboard`: the first page of the tree, rendered; the script keeps it fresh.
 pub(crate) async fn index(State(d): State<Dashboard>) -> Result<Response, ApiError> {
     let (rows, next) = budget_page(&d, None, MAX_PAGE).await?;
+    let (refusals, _) = refusal_page(&d, None, RECENT_REFUSALS).await?;
     Ok(html(Index {
         rows: rows.iter().map(Line::from).collect(),
         more: next.is_some(),
+        refusals: refusals.iter().map(NoticeLine::from).collect(),
+        usage: d.usage.is_some(),
+        usage_budget: String::new(),
     }))
 }
 
@@ -85,6 +130,8 @@ pub(crate) async fn budget(
         .unwrap_or_default();
     let row = view::tree(vec![status]).remove(0);
     Ok(html(Detail {
+        usage: d.usage.is_some(),
+        usage_budget: row.status.id.as_str().to_owned(),
         line: Line::from(&row),
         parent,
         held: held

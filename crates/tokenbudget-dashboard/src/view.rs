@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tokenbudget_core::{format_usd, Status, Timestamp, Unit};
+use tokenbudget_core::{
+    format_usd, BudgetId, Event, EventKind, RefusalReason, ReservationId, Status, Timestamp, Unit,
+};
 
 /// One budget as a row of the tree: its status, how deep it sits, and its bar.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,6 +88,115 @@ pub fn tree(statuses: Vec<Status>) -> Vec<Row> {
         });
     }
     out
+}
+
+/// A refusal or a clamp from the log, as `/api/refusals` answers and the page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// The event's sequence number (pages go `before` it).
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// `refused` or `clamped`.
+    pub kind: &'static str,
+    /// The budget that refused (for a clamp: the one the reservation was made on).
+    pub budget_id: BudgetId,
+    /// The budget the reserve was made on.
+    pub origin: BudgetId,
+    /// The clamped reservation (a refused one has none).
+    pub reservation_id: Option<ReservationId>,
+    /// What was asked for, in `unit`.
+    pub requested: u64,
+    /// What the refusing budget had available (refusals).
+    pub available: Option<u64>,
+    /// What was held instead (clamps).
+    pub granted: Option<u64>,
+    /// `no_room` or `closed` (refusals).
+    pub reason: Option<RefusalReason>,
+    /// The model the amount was priced for, if any.
+    pub model: Option<String>,
+    /// The unit of the amounts (the budget's).
+    pub unit: Unit,
+    /// One line for people: `refused 200 on wf:a: 100 available`.
+    pub text: String,
+}
+
+/// The notice for a `RESERVE_REFUSED` or `RESERVE_CLAMPED` event on a budget counted in
+/// `unit`; `None` for any other event.
+pub fn notice(event: &Event, unit: Unit) -> Option<Notice> {
+    let a = |v: u64| amount_with_unit(unit, v);
+    match &event.kind {
+        EventKind::ReserveRefused {
+            origin,
+            requested,
+            available,
+            reason,
+            model,
+            ..
+        } => Some(Notice {
+            seq: event.seq,
+            at: event.at,
+            kind: "refused",
+            budget_id: event.budget_id.clone(),
+            origin: origin.clone(),
+            reservation_id: None,
+            requested: *requested,
+            available: Some(*available),
+            granted: None,
+            reason: Some(*reason),
+            model: model.clone(),
+            unit,
+            text: match reason {
+                RefusalReason::Closed => {
+                    format!(
+                        "refused {} on {origin}: {} is closed",
+                        a(*requested),
+                        event.budget_id
+                    )
+                }
+                _ => format!(
+                    "refused {} on {origin}: {} has {} available",
+                    a(*requested),
+                    event.budget_id,
+                    a(*available)
+                ),
+            },
+        }),
+        EventKind::ReserveClamped {
+            reservation_id,
+            asked,
+            tokens,
+            model,
+        } => Some(Notice {
+            seq: event.seq,
+            at: event.at,
+            kind: "clamped",
+            budget_id: event.budget_id.clone(),
+            origin: event.budget_id.clone(),
+            reservation_id: Some(*reservation_id),
+            requested: *asked,
+            available: None,
+            granted: Some(*tokens),
+            reason: None,
+            model: model.clone(),
+            unit,
+            text: format!(
+                "clamped on {}: asked {}, held {}",
+                event.budget_id,
+                a(*asked),
+                a(*tokens)
+            ),
+        }),
+        _ => None,
+    }
+}
+
+/// An amount with its unit spelled out: `1,234 tokens` or `$1.25`.
+pub fn amount_with_unit(unit: Unit, value: u64) -> String {
+    match unit {
+        Unit::Usd => amount(unit, value),
+        Unit::Tokens => format!("{} tokens", amount(unit, value)),
+    }
 }
 
 /// An amount in `unit` as the page prints it: `1,234 tokens` or `$1.25`.
@@ -195,6 +306,86 @@ mod tests {
         );
         // Room left never rounds to a full bar.
         assert!(Bar::of(10_000, 9_999, 0).used < 1000);
+    }
+
+    #[test]
+    fn refusals_and_clamps_become_notices_and_other_events_do_not() {
+        let at = Timestamp::from_micros(0);
+        let event = |seq, budget: &str, kind| Event {
+            seq,
+            budget_id: BudgetId::new(budget).unwrap(),
+            at,
+            kind,
+        };
+        let rid: ReservationId = "67e55044-10b1-426f-9247-bb680e5fe0c8".parse().unwrap();
+        let refused = event(
+            7,
+            "wf",
+            EventKind::ReserveRefused {
+                reservation_id: rid,
+                origin: BudgetId::new("wf:a").unwrap(),
+                requested: 1_500,
+                available: 200,
+                reason: RefusalReason::NoRoom,
+                model: None,
+            },
+        );
+        let n = notice(&refused, Unit::Tokens).unwrap();
+        assert_eq!(
+            (
+                n.kind,
+                n.budget_id.as_str(),
+                n.origin.as_str(),
+                n.requested,
+                n.available
+            ),
+            ("refused", "wf", "wf:a", 1_500, Some(200))
+        );
+        assert_eq!(
+            n.reservation_id, None,
+            "nothing is stored under a refused id"
+        );
+        assert_eq!(
+            n.text,
+            "refused 1,500 tokens on wf:a: wf has 200 tokens available"
+        );
+        let closed = event(
+            8,
+            "solo",
+            EventKind::ReserveRefused {
+                reservation_id: rid,
+                origin: BudgetId::new("solo").unwrap(),
+                requested: 2_500_000,
+                available: 0,
+                reason: RefusalReason::Closed,
+                model: Some("m".into()),
+            },
+        );
+        assert_eq!(
+            notice(&closed, Unit::Usd).unwrap().text,
+            "refused $2.50 on solo: solo is closed"
+        );
+        let clamped = event(
+            9,
+            "wf:a",
+            EventKind::ReserveClamped {
+                reservation_id: rid,
+                asked: 9_000,
+                tokens: 4_000,
+                model: None,
+            },
+        );
+        let n = notice(&clamped, Unit::Tokens).unwrap();
+        assert_eq!(
+            (n.kind, n.requested, n.granted, n.reservation_id),
+            ("clamped", 9_000, Some(4_000), Some(rid))
+        );
+        assert_eq!(
+            n.text,
+            "clamped on wf:a: asked 9,000 tokens, held 4,000 tokens"
+        );
+        let other = event(10, "wf", EventKind::BudgetClosed {});
+        assert_eq!(notice(&other, Unit::Tokens), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use tokenbudget_core::{Clock, ManualClock, ReserveOptions, Timestamp, Tracker};
 use tokenbudget_dashboard::Dashboard;
+use tokenbudget_ledger::{Usage, UsageRecord};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -100,7 +101,7 @@ async fn browser(driver: &Driver) -> Client {
         "goog:chromeOptions": {
             "binary": CHROMIUM,
             "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--disable-gpu", "--window-size=1280,800"],
+                     "--disable-gpu", "--window-size=1280,1500"],
         },
         "goog:loggingPrefs": {"browser": "ALL"},
     });
@@ -139,6 +140,81 @@ async fn wait_for_text(c: &Client, css: &str, want: &str) {
     panic!("{css} still reads {last:?}, not {want:?}");
 }
 
+/// Waits (up to 20 s) for `script` to return `want`.
+async fn wait_for_js(c: &Client, script: &str, want: Value) {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        if let Ok(v) = c.execute(script, vec![]).await {
+            if v == want {
+                return;
+            }
+            last = v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{script} still returns {last}, not {want}");
+}
+
+/// 2026-12-02T08:00:00Z, the test's now.
+const NOW: i64 = 1_796_198_400;
+const DAY: i64 = 86_400;
+
+/// Ledger records on four days (Nov 28, Nov 30, Dec 1 and Dec 2), two models; the last two
+/// charged to org:write.
+fn records() -> Vec<UsageRecord> {
+    let rec = |key: &str,
+               model: &str,
+               session: &str,
+               ts: i64,
+               input: u64,
+               output: u64,
+               budget: Option<&str>| UsageRecord {
+        key: key.into(),
+        source: "claude-code".into(),
+        machine: "m".into(),
+        session_id: session.into(),
+        project: "demo".into(),
+        model: model.into(),
+        timestamp: ts * 1_000_000,
+        usage: Usage {
+            input,
+            output,
+            cache_write_5m: input / 10,
+            cache_read: input * 4,
+            ..Usage::default()
+        },
+        raw_usage: "{}".into(),
+        file: "/t/a.jsonl".into(),
+        offset: 0,
+        estimated: false,
+        budget: budget.map(Into::into),
+    };
+    let (sonnet, haiku) = ("claude-sonnet-4-20250514", "claude-3-5-haiku-20241022");
+    vec![
+        rec("a", sonnet, "s1", NOW - 4 * DAY, 20_000, 4_000, None),
+        rec("b", haiku, "s1", NOW - 2 * DAY, 50_000, 9_000, None),
+        rec("c", sonnet, "s2", NOW - DAY, 30_000, 6_000, None),
+        rec(
+            "d",
+            haiku,
+            "s2",
+            NOW - DAY + 600,
+            8_000,
+            1_000,
+            Some("org:write"),
+        ),
+        rec(
+            "e",
+            sonnet,
+            "s3",
+            NOW - 3_600,
+            12_000,
+            3_000,
+            Some("org:write"),
+        ),
+    ]
+}
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -151,14 +227,20 @@ async fn the_page_shows_the_budgets_and_a_new_hold_without_a_reload() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
     let store: tokenbudget_core::DynBudgetStore = Arc::new(
-        tokenbudget_sqlite::SqliteStore::open(dir.path().join("b.db").to_str().unwrap())
+        tokenbudget_sqlite::SqliteStore::open(db.to_str().unwrap())
             .await
             .unwrap(),
     );
-    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(
-        1_796_198_400_000_000,
-    )));
+    let ledger: tokenbudget_ledger::DynUsageStore = Arc::new(
+        tokenbudget_sqlite::SqliteUsageStore::open(db.to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let records = records();
+    ledger.write(&records, None).await.unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_micros(NOW * 1_000_000)));
     let t = Tracker::builder(store.clone()).clock(clock.clone()).build();
     t.create_workflow("org", 10_000).await.unwrap();
     t.create_phase("org:search", "org", 4_000).await.unwrap();
@@ -178,7 +260,9 @@ async fn the_page_shows_the_budgets_and_a_new_hold_without_a_reload() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let dashboard = Dashboard::new(store).with_clock(clock.clone() as Arc<dyn Clock>);
+    let dashboard = Dashboard::new(store)
+        .with_clock(clock.clone() as Arc<dyn Clock>)
+        .with_usage(ledger);
     tokio::spawn(dashboard.serve(listener, std::future::pending()));
 
     let driver = Driver::start().await;
@@ -207,10 +291,73 @@ async fn the_page_shows_the_budgets_and_a_new_hold_without_a_reload() {
         .unwrap_or_default();
     assert!(used_bar.contains("30.8%"), "1234 of 4000: {used_bar}");
 
-    // A hold made now appears without a reload: the marker set on this page survives.
+    // The usage chart: one point per day of the default 30-day range, four of them with
+    // usage; the totals card sums every record.
+    wait_for_js(
+        &c,
+        r#"return document.getElementById("usage-chart").getAttribute("data-points");"#,
+        json!("30"),
+    )
+    .await;
+    let chart = c
+        .execute(
+            r#"const u = window.__charts["usage-chart"];
+               return [u.data.length, u.data[0].length, u.data[1].filter(v => v > 0).length];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        chart,
+        json!([6, 30, 4]),
+        "x, 4 stacked kinds, cost; 30 days; 4 with usage"
+    );
+    let total: u64 = records.iter().map(|r| r.usage.total_tokens()).sum();
+    assert_eq!(
+        text(&c, "#usage-total .value.tokens").await,
+        tokenbudget_dashboard::view::amount(tokenbudget_core::Unit::Tokens, total)
+    );
+    let models = c
+        .find_all(Locator::Css("#usage-models tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(models.len(), 2);
+    wait_for_js(
+        &c,
+        r#"return document.querySelectorAll('#usage-sessions tbody tr').length;"#,
+        json!(3),
+    )
+    .await;
+    wait_for_js(
+        &c,
+        r#"return document.querySelectorAll('#usage-blocks tbody tr').length;"#,
+        json!(4),
+    )
+    .await;
+
+    // A refusal and a hold made now appear without a reload: the marker set on this page
+    // survives.
     c.execute("window.__sameDocument = true;", vec![])
         .await
         .unwrap();
+    let refused = t
+        .reserve("org:write", 5_000, ReserveOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(refused.refused().map(|r| r.available), Some(100));
+    wait_for_text(&c, "#refusals tbody tr:first-child td.budget", "org:write").await;
+    assert_eq!(
+        text(&c, "#refusals tbody tr:first-child td.kind").await,
+        "refused"
+    );
+    assert_eq!(
+        text(&c, "#refusals tbody tr:first-child td.requested").await,
+        "5,000 tokens"
+    );
+    assert_eq!(
+        text(&c, "#refusals tbody tr:first-child td.left").await,
+        "100 tokens available"
+    );
     t.reserve("org:write", 100, ReserveOptions::new())
         .await
         .unwrap()
@@ -246,6 +393,14 @@ async fn the_page_shows_the_budgets_and_a_new_hold_without_a_reload() {
         .unwrap();
     let held = c.find_all(Locator::Css("#held tbody tr")).await.unwrap();
     assert_eq!(held.len(), 2);
+    // Its usage over time: the records charged to it, on two days.
+    wait_for_js(
+        &c,
+        r#"const u = window.__charts && window.__charts["usage-chart"];
+           return u ? u.data[1].filter(v => v > 0).length : -1;"#,
+        json!(2),
+    )
+    .await;
     let log = c.issue_cmd(BrowserLog).await.unwrap();
     let errors: Vec<&Value> = log
         .as_array()

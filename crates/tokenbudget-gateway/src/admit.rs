@@ -65,11 +65,16 @@ pub async fn admit(
     let prices = budgets.prices();
     let mut max_tokens = ask.max_tokens;
     let mut last = None;
+    // What the request asked to hold: a clamped grant records it (`RESERVE_CLAMPED`).
+    let asked = meter.hold(prices, ask.prompt, ask.max_tokens)?;
     for _ in 0..TRIES {
         let amount = meter.hold(prices, ask.prompt, max_tokens)?;
         let mut options = ReserveOptions::new().with_timeout(timeout);
         if let Meter::Usd { model } = meter {
             options = options.with_model(model.as_str());
+        }
+        if amount < asked {
+            options = options.with_asked(asked);
         }
         match budgets.reserve(budget, amount, options).await? {
             ReserveOutcome::Granted(grant) => {

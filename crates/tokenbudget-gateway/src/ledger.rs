@@ -57,6 +57,12 @@ pub struct LedgerRecord {
 pub trait LedgerSink: Send + Sync + std::fmt::Debug {
     /// Writes `record`; writing the same (`message_id`, `request_id`) twice must add nothing.
     async fn record(&self, record: LedgerRecord) -> Result<()>;
+
+    /// The usage ledger this sink writes into, when it is one the dashboard can read
+    /// (`/dashboard` then shows its usage history). Defaults to `None`.
+    fn usage_store(&self) -> Option<tokenbudget_ledger::DynUsageStore> {
+        None
+    }
 }
 
 /// No ledger: records are only logged.

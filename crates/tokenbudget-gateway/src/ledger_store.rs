@@ -69,6 +69,10 @@ pub fn usage_record(r: &LedgerRecord) -> Option<UsageRecord> {
 
 #[async_trait]
 impl LedgerSink for UsageLedger {
+    fn usage_store(&self) -> Option<DynUsageStore> {
+        Some(self.store.clone())
+    }
+
     async fn record(&self, record: LedgerRecord) -> Result<()> {
         let Some(row) = usage_record(&record) else {
             return Ok(());

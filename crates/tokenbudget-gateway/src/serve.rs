@@ -29,7 +29,10 @@ pub async fn serve(
     // The dashboard rides along on a loopback address; elsewhere it would need a token of
     // its own, so it is left to `tokenbudget dashboard --token`.
     let mut app = gateway.router();
-    let dashboard = tokenbudget_dashboard::Dashboard::new(gateway.budgets().store().clone());
+    let mut dashboard = tokenbudget_dashboard::Dashboard::new(gateway.budgets().store().clone());
+    if let Some(ledger) = gateway.inner.ledger.usage_store() {
+        dashboard = dashboard.with_usage(ledger);
+    }
     match listener
         .local_addr()
         .map(|addr| dashboard.check_listen(addr))

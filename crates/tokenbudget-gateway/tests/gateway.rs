@@ -257,6 +257,25 @@ async fn max_tokens_is_lowered_to_what_the_budget_can_pay_for() {
     assert_eq!(clamped, 5_000 - prompt);
     h.settled().await;
     assert_eq!(h.status("team").await.held, 0);
+    // The log keeps the first, refused try and the clamped grant with what was asked.
+    let recent = h
+        .gateway
+        .budgets()
+        .store()
+        .recent_events(tokenbudget::RecentQuery::refusals_and_clamps(10))
+        .await
+        .unwrap();
+    let kinds: Vec<&tokenbudget::EventKind> = recent.iter().map(|e| &e.kind).collect();
+    assert!(
+        matches!(
+            kinds.as_slice(),
+            [
+                tokenbudget::EventKind::ReserveClamped { asked, tokens, .. },
+                tokenbudget::EventKind::ReserveRefused { requested, available: 5_000, .. },
+            ] if *asked == prompt + 128_000 && *tokens == 5_000 && requested == asked
+        ),
+        "{kinds:?}"
+    );
     h.shutdown().await;
 }
 

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use tokenbudget_core::model::live_statuses;
 use tokenbudget_core::rules::{self, Snapshot, UpdateCommand};
 use tokenbudget_core::{
-    Budget, BudgetId, Event, EventQuery, IdempotencyKey, NewBudget, Reservation, ReservationId,
-    ReservationQuery, Status, SweepOutcome, Timestamp,
+    Budget, BudgetId, Event, EventQuery, IdempotencyKey, NewBudget, RecentQuery, Reservation,
+    ReservationId, ReservationQuery, Status, SweepOutcome, Timestamp,
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -208,6 +208,8 @@ pub(crate) enum Read {
     Budgets,
     Reservation(ReservationId),
     Events(EventQuery),
+    /// The newest events of some types.
+    Recent(RecentQuery),
     /// The whole log after (transaction id, seq), at most `limit` events.
     Log {
         after: (u64, u64),
@@ -245,6 +247,7 @@ impl Op for Read {
             Self::Budgets => "list_budgets",
             Self::Reservation(_) => "reservation",
             Self::Events(_) => "events",
+            Self::Recent(_) => "recent_events",
             Self::Log { .. } => "log_after",
             Self::Status(..) => "status",
             Self::Statuses(_) => "statuses",
@@ -285,6 +288,16 @@ impl Op for Read {
                             .await?
                     }
                 };
+                result.events = rows.iter().map(rows::event).collect::<Result<_, _>>()?;
+            }
+            Self::Recent(query) => {
+                let before = query
+                    .before
+                    .map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+                let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+                let rows = tx
+                    .query(sql::RECENT_EVENTS, &[&query.types, &before, &limit])
+                    .await?;
                 result.events = rows.iter().map(rows::event).collect::<Result<_, _>>()?;
             }
             Self::Log { after, limit } => {

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ledger_aggregate",
         include_str!("../migrations/0006_ledger_aggregate.sql"),
     ),
+    (
+        7,
+        "events_by_type",
+        include_str!("../migrations/0007_events_by_type.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -340,6 +340,20 @@ WHERE (xid, seq) > ($1::bigint::text::xid8, $2::bigint)
 ORDER BY xid, seq
 LIMIT $3";
 
+/// The newest events of the types in `$1`, before seq `$2`, at most `$3`, newest first: one
+/// probe of `events_by_type` per type (each reading at most `$3` rows), merged.
+pub(crate) const RECENT_EVENTS: &str = "\
+SELECT e.seq, e.budget_id, e.at, e.kind
+FROM (SELECT DISTINCT unnest($1::text[]) AS type) AS t
+CROSS JOIN LATERAL (
+    SELECT seq, budget_id, at, kind FROM events
+    WHERE type = t.type AND seq < $2
+    ORDER BY seq DESC
+    LIMIT $3
+) AS e
+ORDER BY e.seq DESC
+LIMIT $3";
+
 /// Budget `$3`'s events after `$1`, at most `$2`.
 pub(crate) const EVENTS_OF_BUDGET: &str = "SELECT seq, budget_id, at, kind FROM events \
      WHERE budget_id = $3 AND seq > $1 ORDER BY seq LIMIT $2";

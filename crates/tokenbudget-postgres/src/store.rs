@@ -10,8 +10,8 @@ use tokenbudget_core::rules::{
 };
 use tokenbudget_core::{
     Budget, BudgetId, BudgetStore, ChargeOutcome, CommitOutcome, Event, EventQuery, ExtendOutcome,
-    IdempotencyKey, LogCursor, LogPage, NewBudget, Reservation, ReservationId, ReservationQuery,
-    ReserveOutcome, Result, RollbackOutcome, Status, SweepOutcome, Timestamp,
+    IdempotencyKey, LogCursor, LogPage, NewBudget, RecentQuery, Reservation, ReservationId,
+    ReservationQuery, ReserveOutcome, Result, RollbackOutcome, Status, SweepOutcome, Timestamp,
 };
 
 use crate::batch::{fail_all, Answer, Answers, Batch, Cmd};
@@ -289,6 +289,10 @@ impl BudgetStore for PostgresStore {
         self.read(Read::Reservation(id))
             .await
             .map(|r| r.reservation)
+    }
+
+    async fn recent_events(&self, query: RecentQuery) -> Result<Vec<Event>> {
+        self.read(Read::Recent(query)).await.map(|r| r.events)
     }
 
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {

@@ -49,10 +49,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "usage ledger: a covering index for aggregates",
         sql: include_str!("../migrations/0006_ledger_aggregate.sql"),
     },
+    Migration {
+        version: 7,
+        description: "events: refusals and clamps, read by type",
+        sql: include_str!("../migrations/0007_events_by_type.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokenbudget_schema (
     version     INTEGER PRIMARY KEY NOT NULL,

@@ -6,7 +6,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use tokenbudget_core::{
     Budget, BudgetId, Charge, Event, EventKind, EventQuery, IdempotencyKey, NewEvent, Period,
-    Reservation, ReservationId, ReservationQuery, ReservationState, Timestamp, Unit, MAX_DEPTH,
+    RecentQuery, Reservation, ReservationId, ReservationQuery, ReservationState, Timestamp, Unit,
+    MAX_DEPTH,
 };
 
 use crate::error::{Result, SqliteError};
@@ -372,6 +373,42 @@ pub(crate) async fn events(conn: &mut SqliteConnection, query: &EventQuery) -> R
         }
     };
     rows.iter().map(event).collect()
+}
+
+/// The newest events of `query.types`, newest first: one probe of `events_type_seq` per type
+/// (each reading at most `limit` rows), merged.
+pub(crate) async fn recent_events(
+    conn: &mut SqliteConnection,
+    query: &RecentQuery,
+) -> Result<Vec<Event>> {
+    let types: Vec<&String> = {
+        let mut t: Vec<&String> = query.types.iter().collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    if types.is_empty() || query.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let before = query
+        .before
+        .map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let probes: Vec<String> = (0..types.len())
+        .map(|i| {
+            format!(
+                "SELECT * FROM (SELECT seq, budget_id, at, payload FROM events \
+                 WHERE type = ?{} AND seq < ?1 ORDER BY seq DESC LIMIT ?2)",
+                i + 3
+            )
+        })
+        .collect();
+    let sql = format!("{} ORDER BY seq DESC LIMIT ?2", probes.join(" UNION ALL "));
+    let mut q = sqlx::query(&sql).bind(before).bind(limit);
+    for t in types {
+        q = q.bind(t.as_str());
+    }
+    q.fetch_all(conn).await?.iter().map(event).collect()
 }
 
 /// What a [`Unit`](crate::unit::Unit) writes, each list in the order it happened.

@@ -19,8 +19,9 @@ use tokenbudget_core::rules::{
 };
 use tokenbudget_core::{
     Budget, BudgetId, BudgetStore, Charge, ChargeOutcome, CommitOutcome, Error, Event, EventQuery,
-    ExtendOutcome, IdempotencyKey, LogCursor, LogPage, NewBudget, Reservation, ReservationId,
-    ReservationQuery, ReserveOutcome, RollbackOutcome, Status, SweepOutcome, Timestamp,
+    ExtendOutcome, IdempotencyKey, LogCursor, LogPage, NewBudget, RecentQuery, Reservation,
+    ReservationId, ReservationQuery, ReserveOutcome, RollbackOutcome, Status, SweepOutcome,
+    Timestamp,
 };
 use tokio::sync::{oneshot, Mutex, MutexGuard};
 
@@ -536,6 +537,11 @@ impl BudgetStore for SqliteStore {
     ) -> tokenbudget_core::Result<Option<Reservation>> {
         let mut conn = self.reader().await?;
         Ok(sql::reservation_by_id(&mut conn, id).await?)
+    }
+
+    async fn recent_events(&self, query: RecentQuery) -> tokenbudget_core::Result<Vec<Event>> {
+        let mut conn = self.reader().await?;
+        Ok(sql::recent_events(&mut conn, &query).await?)
     }
 
     async fn events(&self, query: EventQuery) -> tokenbudget_core::Result<Vec<Event>> {

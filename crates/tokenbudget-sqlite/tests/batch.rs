@@ -39,6 +39,7 @@ fn reserve(n: u128, budget: &str, tokens: u64, timeout_secs: u64) -> ReserveComm
         timeout: Duration::from_secs(timeout_secs),
         idempotency_key: None,
         model: None,
+        asked: None,
     }
 }
 

@@ -25,7 +25,8 @@ pub use request::RequestReservation;
 pub use tokenbudget_core::Error as CoreError;
 pub use tokenbudget_core::{event, id, model, outcome, period, store, time};
 pub use tokenbudget_core::{
-    format_usd, Every, Period, RefusalReason, ReservationQuery, Unit, Window, MAX_MODEL_LEN,
+    format_usd, Every, Period, RecentQuery, RefusalReason, ReservationQuery, Unit, Window,
+    MAX_MODEL_LEN,
 };
 pub use tokenbudget_core::{
     replay, Budget, BudgetId, BudgetStore, Charge, ChargeOutcome, Clock, CommitOutcome,

@@ -66,6 +66,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             idempotency_key: None,
             model: None,
+            asked: None,
         };
         let first = reserve(&snapshot, &cmd, Timestamp::EPOCH).unwrap();
         let granted = first.changes.new_reservation.clone().unwrap();
@@ -99,6 +100,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             idempotency_key: None,
             model: None,
+            asked: None,
         };
         assert!(matches!(
             reserve(&snapshot, &cmd, Timestamp::EPOCH),

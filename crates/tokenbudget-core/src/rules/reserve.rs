@@ -15,7 +15,10 @@ use crate::time::Timestamp;
 /// Expired holds in the snapshot are released first, in the same decision. A repeated
 /// idempotency key returns the first reservation (in its current state) and holds nothing
 /// more; the same key with another budget or amount is [`Error::IdempotencyConflict`].
-/// A refusal stores nothing, so a retry with the same key is decided afresh. A command whose
+/// A refusal stores no reservation, so a retry with the same key is decided afresh; it
+/// appends one `RESERVE_REFUSED` on the refusing budget (and writes the expiry releases and
+/// period resets found on the way). A grant for less than `cmd.asked` appends
+/// `RESERVE_CLAMPED` on the target after its `TOKENS_RESERVED`. A command whose
 /// reservation id already exists (a store retrying after an unknown commit outcome) is
 /// answered the same way as a repeated key.
 pub fn reserve(
@@ -95,6 +98,17 @@ pub fn reserve(
                 reason,
                 unit: budget.unit,
             };
+            work.note(
+                id,
+                EventKind::ReserveRefused {
+                    reservation_id: cmd.reservation_id,
+                    origin: cmd.budget_id.clone(),
+                    requested: cmd.tokens,
+                    available: refusal.available,
+                    reason,
+                    model: cmd.model.clone(),
+                },
+            );
             return Ok(Decision {
                 changes: work.finish(),
                 outcome: ReserveOutcome::Refused(refusal),
@@ -125,6 +139,17 @@ pub fn reserve(
             expires_at,
         }])
     })?;
+    if let Some(asked) = cmd.asked.filter(|&asked| asked > cmd.tokens) {
+        work.note(
+            &cmd.budget_id,
+            EventKind::ReserveClamped {
+                reservation_id: cmd.reservation_id,
+                asked,
+                tokens: cmd.tokens,
+                model: cmd.model.clone(),
+            },
+        );
+    }
     work.insert_reservation(reservation.clone());
     Ok(Decision {
         changes: work.finish(),

@@ -71,6 +71,9 @@ pub struct ReserveCommand {
     /// The model the amount was priced for, kept on the reservation (at most
     /// [`MAX_MODEL_LEN`](crate::model::MAX_MODEL_LEN) bytes).
     pub model: Option<String>,
+    /// What the caller first asked to hold, when `tokens` is less (it lowered its request to
+    /// fit, as the gateway clamps `max_tokens`): a grant records it as `RESERVE_CLAMPED`.
+    pub asked: Option<u64>,
 }
 
 /// Change a budget's limit or open state.

@@ -110,6 +110,15 @@ impl Work {
         Ok(())
     }
 
+    /// Appends an event that changes no state (a refusal, a clamp) on budget `id`.
+    pub fn note(&mut self, id: &BudgetId, kind: EventKind) {
+        self.events.push(NewEvent {
+            budget_id: id.clone(),
+            at: self.now,
+            kind,
+        });
+    }
+
     pub fn insert_budget(&mut self, budget: Budget, kind: EventKind) {
         self.events.push(NewEvent {
             budget_id: budget.id.clone(),

@@ -185,6 +185,7 @@ pub async fn check_v3_fixture_kept(store: &dyn BudgetStore) -> Result<(), String
                 timeout: Duration::from_secs(60),
                 idempotency_key: None,
                 model: None,
+                asked: None,
             },
             now,
         )

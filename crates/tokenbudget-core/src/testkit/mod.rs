@@ -121,6 +121,7 @@ macro_rules! conformance_tests {
             hierarchy_depth_is_bounded,
             reserve_holds_on_budget_and_every_ancestor,
             refusal_names_the_budget_that_lacks_room,
+            refusals_and_clamps_are_logged_and_read_newest_first,
             reserve_rejects_bad_input_and_writes_nothing,
             commit_releases_the_unused_difference,
             commit_records_overrun_in_full,

@@ -11,7 +11,7 @@ use crate::id::{BudgetId, IdempotencyKey, ReservationId};
 use crate::model::{NewBudget, ReservationState, Unit, MAX_DEPTH, MAX_TOKENS};
 use crate::outcome::{Grant, RefusalReason};
 use crate::period::{Period, Window};
-use crate::store::EventQuery;
+use crate::store::{EventQuery, RecentQuery};
 use crate::testkit::{check_replay_matches_store, tracker, LogCheck, StoreHarness, T0};
 use crate::time::Clock;
 use crate::tracker::{ReserveOptions, Tracker};
@@ -246,7 +246,7 @@ pub async fn reserve_holds_on_budget_and_every_ancestor(h: &dyn StoreHarness) {
 }
 
 /// Lack of room is a refusal naming the budget nearest the target that lacks it, with the
-/// amounts; nothing is held and nothing is written.
+/// amounts; nothing is held, and the only write is one `RESERVE_REFUSED` on that budget.
 pub async fn refusal_names_the_budget_that_lacks_room(h: &dyn StoreHarness) {
     let (t, _) = tracker(h.fresh_store().await);
     workflow_with_phases(&t, 1_000, &[("wf:a", 700), ("wf:b", 700)]).await;
@@ -275,7 +275,21 @@ pub async fn refusal_names_the_budget_that_lacks_room(h: &dyn StoreHarness) {
         ("wf", 401, 400)
     );
 
-    assert_eq!(event_count(&t).await, before, "a refusal wrote events");
+    let events = t.store().events(EventQuery::all()).await.unwrap();
+    let written: Vec<(&str, &EventKind)> = events[before..]
+        .iter()
+        .map(|e| (e.budget_id.as_str(), &e.kind))
+        .collect();
+    assert!(
+        matches!(
+            written.as_slice(),
+            [
+                ("wf:a", EventKind::ReserveRefused { requested: 101, available: 100, reason: RefusalReason::NoRoom, .. }),
+                ("wf", EventKind::ReserveRefused { origin, requested: 401, available: 400, .. }),
+            ] if origin.as_str() == "wf:b"
+        ),
+        "a refusal writes one RESERVE_REFUSED on the refusing budget: {written:?}"
+    );
     assert_eq!(used_reserved(&t, "wf").await, (0, 600));
     assert_eq!(used_reserved(&t, "wf:b").await, (0, 0));
     // Exactly the rest fits.
@@ -594,6 +608,124 @@ pub async fn idempotency_key_replays_the_first_answer(h: &dyn StoreHarness) {
         .into_result()
         .expect("fresh decision with the same key");
     assert!(!granted.replayed);
+}
+
+/// Refusals and clamps are in the log and read back newest first across budgets: a refused
+/// reserve appends `RESERVE_REFUSED` on the refusing budget (no room or closed) and still
+/// writes the expiry releases it found; a grant for less than it `asked` appends
+/// `RESERVE_CLAMPED` on its budget; `recent_events` pages them by `seq`, newest first.
+pub async fn refusals_and_clamps_are_logged_and_read_newest_first(h: &dyn StoreHarness) {
+    let (t, clock) = tracker(h.fresh_store().await);
+    workflow_with_phases(&t, 1_000, &[("wf:a", 500), ("wf:b", 500)]).await;
+    let clamped = grant_with(
+        &t,
+        "wf:a",
+        400,
+        ReserveOptions::new().with_asked(600).with_model("m-1"),
+    )
+    .await;
+    // Asking for what was held is no clamp.
+    grant_with(&t, "wf:b", 10, ReserveOptions::new().with_asked(10)).await;
+    let refused = t.reserve("wf:a", 200, ReserveOptions::new()).await.unwrap();
+    assert_eq!(refused.refused().map(|r| r.available), Some(100));
+    // A refusal still writes the expiry releases it found on the way.
+    let short = grant_expiring(&t, "wf:b", 300, 5).await;
+    clock.advance(Duration::from_secs(5));
+    let refused = t.reserve("wf", 700, ReserveOptions::new()).await.unwrap();
+    assert_eq!(
+        refused
+            .refused()
+            .map(|r| (r.budget_id.as_str(), r.available)),
+        Some(("wf", 590))
+    );
+    let stored = t.store().reservation(short.reservation.id).await.unwrap();
+    assert_eq!(
+        stored.map(|r| r.state),
+        Some(ReservationState::Expired),
+        "the refused reserve's expiry release was written"
+    );
+    t.close("wf:b").await.unwrap();
+    let closed = t.reserve("wf:b", 1, ReserveOptions::new()).await.unwrap();
+    assert_eq!(
+        closed.refused().map(|r| r.reason),
+        Some(RefusalReason::Closed)
+    );
+
+    let store = t.store();
+    let recent = store
+        .recent_events(RecentQuery::refusals_and_clamps(10))
+        .await
+        .unwrap();
+    let shape: Vec<(&str, &str, u64)> = recent
+        .iter()
+        .map(|e| {
+            let amount = match &e.kind {
+                EventKind::ReserveRefused { requested, .. } => *requested,
+                EventKind::ReserveClamped { asked, .. } => *asked,
+                other => panic!("not a refusal or clamp: {other:?}"),
+            };
+            (e.kind.type_name(), e.budget_id.as_str(), amount)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("RESERVE_REFUSED", "wf:b", 1),
+            ("RESERVE_REFUSED", "wf", 700),
+            ("RESERVE_REFUSED", "wf:a", 200),
+            ("RESERVE_CLAMPED", "wf:a", 600),
+        ]
+    );
+    assert!(recent.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert!(matches!(
+        &recent[3].kind,
+        EventKind::ReserveClamped { reservation_id, asked: 600, tokens: 400, model: Some(m) }
+            if *reservation_id == clamped.reservation.id && m == "m-1"
+    ));
+    assert!(matches!(
+        &recent[0].kind,
+        EventKind::ReserveRefused { reason: RefusalReason::Closed, origin, .. } if origin.as_str() == "wf:b"
+    ));
+
+    // Pages by `before`, without skipping or repeating.
+    let first = store
+        .recent_events(RecentQuery::refusals_and_clamps(3))
+        .await
+        .unwrap();
+    let rest = store
+        .recent_events(RecentQuery::refusals_and_clamps(3).before(first[2].seq))
+        .await
+        .unwrap();
+    let paged: Vec<u64> = first.iter().chain(&rest).map(|e| e.seq).collect();
+    let whole: Vec<u64> = recent.iter().map(|e| e.seq).collect();
+    assert_eq!(paged, whole);
+    // Any types; none, or an unknown one, matches nothing.
+    let created = store
+        .recent_events(RecentQuery::of(&["BUDGET_CREATED", "BUDGET_CLOSED"], 10))
+        .await
+        .unwrap();
+    let ids: Vec<(&str, &str)> = created
+        .iter()
+        .map(|e| (e.kind.type_name(), e.budget_id.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("BUDGET_CLOSED", "wf:b"),
+            ("BUDGET_CREATED", "wf:b"),
+            ("BUDGET_CREATED", "wf:a"),
+            ("BUDGET_CREATED", "wf"),
+        ]
+    );
+    for types in [&[][..], &["NOT_A_TYPE"][..]] {
+        let none = store
+            .recent_events(RecentQuery::of(types, 10))
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{types:?}: {none:?}");
+    }
+    // Refusals and clamps change no state: the log still replays to the stored budgets.
+    assert_replay(&t, LogCheck::default()).await;
 }
 
 /// A hold past its expiry is released by the next operation on its budget, in the same

@@ -49,6 +49,39 @@ pub async fn start_with(
     fake: Arc<Fake>,
     tweak: impl FnOnce(&mut Settings),
 ) -> Harness {
+    start_with_sink(budgets, keys, memory, fake, tweak, None).await
+}
+
+/// A gateway on a `team` budget of `limit` whose ledger rows go into `usage` (as
+/// `tokenbudget gateway` writes them; `Harness::ledger` then stays empty).
+pub async fn start_with_usage(limit: u64, usage: tokenbudget_ledger::DynUsageStore) -> Harness {
+    let budgets = TokenBudget::builder()
+        .store(MemoryStore::shared())
+        .build()
+        .await
+        .unwrap();
+    budgets.create_workflow("team", limit).await.unwrap();
+    let keys = Arc::new(MemoryKeyStore::default());
+    let sink = Arc::new(tokenbudget_gateway::UsageLedger::new(usage));
+    start_with_sink(
+        budgets,
+        keys.clone(),
+        keys,
+        Arc::new(Fake::default()),
+        |_| {},
+        Some(sink),
+    )
+    .await
+}
+
+async fn start_with_sink(
+    budgets: TokenBudget,
+    keys: tokenbudget_gateway::DynKeyStore,
+    memory: Arc<MemoryKeyStore>,
+    fake: Arc<Fake>,
+    tweak: impl FnOnce(&mut Settings),
+    sink: Option<Arc<dyn tokenbudget_gateway::LedgerSink>>,
+) -> Harness {
     let upstream = fake::start(fake.clone()).await.unwrap();
     let (key, record) =
         keys::generate("team".try_into().unwrap(), Some("test".into()), None).unwrap();
@@ -63,7 +96,8 @@ pub async fn start_with(
     settings.min_output_tokens = 50;
     tweak(&mut settings);
     let ledger = Arc::new(MemoryLedger::default());
-    let gateway = Gateway::with_ledger(budgets, keys, settings, ledger.clone()).unwrap();
+    let sink = sink.unwrap_or_else(|| ledger.clone());
+    let gateway = Gateway::with_ledger(budgets, keys, settings, sink).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();

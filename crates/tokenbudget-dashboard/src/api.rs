@@ -65,7 +65,7 @@ pub(crate) fn budget_id(text: &str) -> Result<BudgetId, ApiError> {
     BudgetId::new(text).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+pub(crate) fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
     match limit.unwrap_or(default) {
         0 => Err(ApiError::bad_request("limit must be at least 1")),
         n if n > MAX_PAGE => Err(ApiError::bad_request(format!(

@@ -153,16 +153,7 @@ pub(crate) async fn top(
             )))
         }
     };
-    let limit = match p.limit.unwrap_or(10) {
-        0 => return Err(ApiError::bad_request("limit must be at least 1")),
-        n if n > crate::api::MAX_PAGE => {
-            return Err(ApiError::bad_request(format!(
-                "limit must be at most {}",
-                crate::api::MAX_PAGE
-            )))
-        }
-        n => n,
-    };
+    let limit = crate::api::page_limit(p.limit, 10)?;
     let range = p.range(&d)?;
     let mut query = p.query(&d, &range, 0);
     query.group.project = by != By::Model;

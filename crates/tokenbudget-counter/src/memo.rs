@@ -77,16 +77,25 @@ impl<C: LocalCounter> Memo<C> {
     /// One message's share of a count: the wrapped counter's count of it alone, less the
     /// reply priming every count adds once.
     fn share(&self, message: &Message) -> TokenCount {
-        let key = self.key(message);
-        if let Some(share) = self.shares.get(&key) {
-            return share;
+        self.remember(self.key(message), || {
+            let mut share = self
+                .inner
+                .count_messages_sync(std::slice::from_ref(message));
+            share.tokens = share.tokens.saturating_sub(REPLY_PRIMING_TOKENS);
+            share
+        })
+    }
+
+    /// The count kept under `key`, or `count()` kept there. Callers asking for one key at
+    /// once wait for the first one's count instead of counting too.
+    fn remember(&self, key: u128, count: impl FnOnce() -> TokenCount) -> TokenCount {
+        match self
+            .shares
+            .get_or_insert_with(&key, || Ok::<_, std::convert::Infallible>(count()))
+        {
+            Ok(count) => count,
+            Err(never) => match never {},
         }
-        let mut share = self
-            .inner
-            .count_messages_sync(std::slice::from_ref(message));
-        share.tokens = share.tokens.saturating_sub(REPLY_PRIMING_TOKENS);
-        self.shares.insert(key, share);
-        share
     }
 
     /// What a message's share depends on, hashed.
@@ -123,13 +132,7 @@ impl<C: LocalCounter> LocalCounter for Memo<C> {
         h.write(b"bare text");
         h.write_u64(text.len() as u64);
         h.write(text.as_bytes());
-        let key = h.digest128();
-        if let Some(count) = self.shares.get(&key) {
-            return count;
-        }
-        let count = self.inner.count_sync(text);
-        self.shares.insert(key, count);
-        count
+        self.remember(h.digest128(), || self.inner.count_sync(text))
     }
 
     fn count_messages_sync(&self, messages: &[Message]) -> TokenCount {

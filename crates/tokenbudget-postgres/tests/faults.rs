@@ -67,14 +67,19 @@ async fn terminated_backends_leave_no_partial_state_and_lose_no_acknowledged_ope
     );
     assert!(ledger.acks.len() >= 100, "too few grants acknowledged");
 
-    // The same store recovers by itself: the next operations simply work.
+    // The same store recovers by itself: the next operations simply work. They go to a
+    // budget created now, since the workload may have filled every one of its own.
+    const AFTER: &str = "after-faults";
     let t = Tracker::new(store.clone());
+    t.create_workflow(AFTER, 10)
+        .await
+        .expect("create after the faults");
     let grant = t
-        .reserve(workload::HOT, 1, ReserveOptions::new())
+        .reserve(AFTER, 1, ReserveOptions::new())
         .await
         .expect("reserve after the faults")
         .into_result()
-        .expect("room on hot");
+        .expect("room on the new budget");
     t.commit(grant.reservation.id, 1)
         .await
         .expect("commit after the faults");
@@ -84,7 +89,7 @@ async fn terminated_backends_leave_no_partial_state_and_lose_no_acknowledged_ope
     ledger.acks.insert(
         grant.reservation.id,
         workload::Ack {
-            budget: BudgetId::new(workload::HOT).unwrap(),
+            budget: BudgetId::new(AFTER).unwrap(),
             tokens: 1,
             end: workload::End::Committed(1),
         },

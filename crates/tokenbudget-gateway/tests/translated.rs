@@ -365,3 +365,39 @@ async fn count_tokens_is_answered_locally_and_models_lists_the_routes() {
     assert!(h.fake.received()[0].1.get("max_tokens").is_some());
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_long_request_is_sent_whole_and_a_clamp_lowers_max_tokens_upstream() {
+    // Long enough (over 64 KB) that the upstream body is written beside admission.
+    let long = "fn main() { println!(\"hello\"); } // \u{43a}\u{43e}\u{434}\n".repeat(2_000);
+    let mut body = haiku(&long, true);
+    body["max_tokens"] = json!(128_000);
+    // Room for the prompt's bound (about 90 KB of text) and some output, not for 128,000.
+    let h = start(150_000, routed).await;
+    let response = h.messages(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let clamped: u64 = response.headers()["x-tokenbudget-max-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1_024..128_000).contains(&clamped), "{clamped}");
+    well_formed(&events(&response.text().await.unwrap()));
+    let (_, sent) = h.fake.received().pop().unwrap();
+    assert_eq!(sent["max_tokens"], clamped, "the upstream may not spend more");
+    assert!(sent["messages"][0]["content"] == long.as_str(), "sent whole");
+    h.settled().await;
+    let status = h.status("team").await;
+    assert_eq!((status.reserved, status.held), (0, 0));
+
+    // With room for all of it, the same request goes as asked.
+    body["max_tokens"] = json!(1_000);
+    let response = h.messages(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("x-tokenbudget-max-tokens").is_none());
+    well_formed(&events(&response.text().await.unwrap()));
+    let (_, sent) = h.fake.received().pop().unwrap();
+    assert_eq!(sent["max_tokens"], 1_000);
+    assert!(sent["messages"][0]["content"] == long.as_str(), "sent whole");
+    h.shutdown().await;
+}

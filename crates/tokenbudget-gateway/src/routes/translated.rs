@@ -2,11 +2,13 @@
 //! request is translated to Chat Completions (pure, in `tokenbudget-translate`), admitted
 //! and settled like pass-through, and the answer translated back.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
-use tokenbudget_translate::openai::ChatResponse;
+use tokenbudget_translate::openai::{ChatRequest, ChatResponse};
 use tokenbudget_translate::route::Resolved;
 use tokenbudget_translate::{
     request_from_value, response_usage, translate_request, translate_response, MaxTokensField,
@@ -39,14 +41,19 @@ pub(crate) struct Request<'a> {
 /// finalizer.
 pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     let settings = &gw.inner.settings;
+    // Everything that can refuse the request is decided before admission: bad input
+    // reserves nothing and changes nothing.
     let request = request_from_value(r.body)?;
-    let mut chat = translate_request(&request, &r.route.target())?;
+    let chat = Arc::new(translate_request(&request, &r.route.target())?);
     let max_tokens = u64::from(request.max_tokens.ok_or(TranslateError::MissingMaxTokens)?);
     let ask = Ask {
         prompt: r.prompt,
         max_tokens,
         min_output: settings.min_output_tokens,
     };
+    // The upstream body is written while admission waits on the store, so a long session's
+    // serialization (about as long as the store's write) adds nothing.
+    let body = UpstreamBody::start(chat.clone(), r.size);
     let admitted =
         crate::admit::admit_request(gw, &r.caller, ask, Some(&r.route.model), ROUTE).await?;
     let Admitted {
@@ -67,21 +74,24 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     let message_id = new_message_id();
     fin.reader.message_id = Some(message_id.clone());
     fin.reader.model = Some(r.route.model.clone());
-    if clamped {
+    let body = if clamped {
+        // Rare: the body written during admission asked for more than was granted.
         crate::metrics::clamp(ROUTE);
+        let mut lowered = ChatRequest::clone(&chat);
         let limit = Some(u32::try_from(max_tokens).unwrap_or(u32::MAX));
         match r.route.upstream.max_tokens_field {
-            MaxTokensField::MaxCompletionTokens => chat.max_completion_tokens = limit,
-            _ => chat.max_tokens = limit,
+            MaxTokensField::MaxCompletionTokens => lowered.max_completion_tokens = limit,
+            _ => lowered.max_tokens = limit,
         }
-    }
-    // The translation is about as long as the original: one allocation, no regrowth.
-    let mut body = Vec::with_capacity(r.size + r.size / 8 + 256);
-    let body = match serde_json::to_writer(&mut body, &chat) {
-        Ok(()) => Bytes::from(body),
+        serialize(&lowered, r.size)
+    } else {
+        body.get().await
+    };
+    let body = match body {
+        Ok(body) => body,
         Err(e) => {
             fin.finish(Ending::NotAccepted);
-            return Err(Error::Internal(e.to_string()));
+            return Err(Error::Internal(e));
         }
     };
     // The local count is what `message_start` reports and what is settled when the
@@ -184,6 +194,41 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
             Err(e.into())
         }
     }
+}
+
+/// Bodies from this size up are serialized on a blocking thread, beside admission; below
+/// it, handing the work over costs more than doing it.
+const SERIALIZE_ASIDE: usize = 64 * 1024;
+
+/// The Chat Completions body, being written.
+enum UpstreamBody {
+    Aside(tokio::task::JoinHandle<std::result::Result<Bytes, String>>),
+    Done(std::result::Result<Bytes, String>),
+}
+
+impl UpstreamBody {
+    /// Starts writing `chat`, whose original request was `size` bytes long.
+    fn start(chat: Arc<ChatRequest>, size: usize) -> UpstreamBody {
+        if size < SERIALIZE_ASIDE {
+            return UpstreamBody::Done(serialize(&chat, size));
+        }
+        UpstreamBody::Aside(tokio::task::spawn_blocking(move || serialize(&chat, size)))
+    }
+
+    async fn get(self) -> std::result::Result<Bytes, String> {
+        match self {
+            UpstreamBody::Done(body) => body,
+            UpstreamBody::Aside(task) => task.await.map_err(|e| e.to_string())?,
+        }
+    }
+}
+
+/// `chat` as JSON. The translation is about as long as the original (`size` bytes): one
+/// allocation, no regrowth.
+fn serialize(chat: &ChatRequest, size: usize) -> std::result::Result<Bytes, String> {
+    let mut body = Vec::with_capacity(size + size / 8 + 256);
+    serde_json::to_writer(&mut body, chat).map_err(|e| e.to_string())?;
+    Ok(Bytes::from(body))
 }
 
 /// The prompt's local count, computed while the request is on its way.

@@ -88,10 +88,59 @@ async fn postgres_key_store() {
         .await
         .unwrap();
     tokio::spawn(conn);
+
+    // The server ends every connection of the store (a restart, a failover): the next
+    // lookups simply work, on new connections.
+    let name = format!("gwkeys_{}", uuid::Uuid::new_v4().simple());
+    let store = keys::open(&format!("{url}&application_name={name}"))
+        .await
+        .unwrap();
+    let (key, record) = keys::generate("team".try_into().unwrap(), None, None).unwrap();
+    store.insert(&record).await.unwrap();
+    for round in 0..3 {
+        let killed: i64 = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 2000)) \
+                 FROM pg_stat_activity WHERE application_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            killed >= 1,
+            "round {round}: the store had a connection to end"
+        );
+        let found = store.by_hash(&keys::hash(&key)).await.unwrap();
+        assert_eq!(
+            found.map(|r| r.id),
+            Some(record.id.clone()),
+            "round {round}"
+        );
+        store.ping().await.unwrap();
+    }
+
     client
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_key_store_is_an_error_not_a_hang() {
+    // Nothing listens on port 1.
+    let opened = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        keys::open("postgres://postgres@127.0.0.1:1/test"),
+    )
+    .await
+    .expect("bounded");
+    match opened {
+        Err(tokenbudget_gateway::Error::Store(message)) => {
+            assert!(message.contains("postgres key store"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -384,8 +384,14 @@ async fn a_long_request_is_sent_whole_and_a_clamp_lowers_max_tokens_upstream() {
     assert!((1_024..128_000).contains(&clamped), "{clamped}");
     well_formed(&events(&response.text().await.unwrap()));
     let (_, sent) = h.fake.received().pop().unwrap();
-    assert_eq!(sent["max_tokens"], clamped, "the upstream may not spend more");
-    assert!(sent["messages"][0]["content"] == long.as_str(), "sent whole");
+    assert_eq!(
+        sent["max_tokens"], clamped,
+        "the upstream may not spend more"
+    );
+    assert!(
+        sent["messages"][0]["content"] == long.as_str(),
+        "sent whole"
+    );
     h.settled().await;
     let status = h.status("team").await;
     assert_eq!((status.reserved, status.held), (0, 0));
@@ -398,6 +404,9 @@ async fn a_long_request_is_sent_whole_and_a_clamp_lowers_max_tokens_upstream() {
     well_formed(&events(&response.text().await.unwrap()));
     let (_, sent) = h.fake.received().pop().unwrap();
     assert_eq!(sent["max_tokens"], 1_000);
-    assert!(sent["messages"][0]["content"] == long.as_str(), "sent whole");
+    assert!(
+        sent["messages"][0]["content"] == long.as_str(),
+        "sent whole"
+    );
     h.shutdown().await;
 }

@@ -242,7 +242,7 @@ async fn store_settlement(
             // The store may be back already; else the journal keeps it (same key either way).
             let direct = tokio::time::timeout(
                 inner.settings.timeouts.store,
-                crate::journal::apply(&inner.budgets, &entry),
+                crate::journal::apply(&inner.budgets, inner.ledger.as_ref(), &entry),
             )
             .await
             .unwrap_or_else(|_| Err(crate::Error::Store("timed out".into())));
@@ -320,8 +320,22 @@ async fn settle(p: Pending, reader: UsageReader, ending: Ending) {
         settled,
         at: chrono::Utc::now(),
     };
-    if let Err(e) = inner.ledger.record(record).await {
-        tracing::error!(reservation = %p.reservation, error = %e, "ledger write failed");
+    let written = tokio::time::timeout(
+        inner.settings.timeouts.store,
+        inner.ledger.record(record.clone()),
+    )
+    .await
+    .unwrap_or_else(|_| Err(crate::Error::Store("the ledger timed out".into())));
+    if let Err(e) = written {
+        if is_storage(&e) {
+            // Kept like a settlement: journaled, written again when the ledger is back.
+            let entry = Entry::Ledger {
+                record: Box::new(record),
+            };
+            journal(&p, entry, &e).await;
+        } else {
+            tracing::error!(reservation = %p.reservation, error = %e, "ledger write refused");
+        }
     }
     inner.unsettled.fetch_sub(1, Ordering::SeqCst);
     inner.settled.notify_waiters();

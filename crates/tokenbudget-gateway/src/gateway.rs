@@ -171,8 +171,12 @@ impl Gateway {
     pub async fn replay_journal(&self) -> Result<usize> {
         match &self.inner.journal {
             Some(j) => {
-                j.replay(&self.inner.budgets, self.inner.settings.timeouts.store)
-                    .await
+                j.replay(
+                    &self.inner.budgets,
+                    self.inner.ledger.as_ref(),
+                    self.inner.settings.timeouts.store,
+                )
+                .await
             }
             None => Ok(0),
         }

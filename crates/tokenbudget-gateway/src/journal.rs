@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokenbudget::{BudgetId, IdempotencyKey, ReservationId, TokenBudget, Unit};
 
 use crate::error::{Error, Result};
+use crate::ledger::{LedgerRecord, LedgerSink};
 use crate::usage::Usage;
 
 /// One settlement the store did not take.
@@ -58,6 +59,12 @@ pub enum Entry {
         /// Its weighted tokens.
         tokens: u64,
     },
+    /// Write a response's ledger record the ledger's storage did not take (the ledger
+    /// merges a record written twice into one row).
+    Ledger {
+        /// The record.
+        record: Box<LedgerRecord>,
+    },
 }
 
 impl Entry {
@@ -65,7 +72,7 @@ impl Entry {
     pub fn tokens(&self) -> u64 {
         match self {
             Self::Commit { tokens, .. } | Self::Charge { tokens, .. } => *tokens,
-            Self::Rollback { .. } => 0,
+            Self::Rollback { .. } | Self::Ledger { .. } => 0,
         }
     }
 }
@@ -108,9 +115,24 @@ pub fn charge_amount(
     }
 }
 
-/// Applies one entry to the store. `Err` is a storage failure: stop, retry later.
-pub async fn apply(budgets: &TokenBudget, entry: &Entry) -> Result<Applied> {
+/// Applies one entry to the store (a ledger record to `ledger`). `Err` is a storage
+/// failure: stop, retry later.
+pub async fn apply(
+    budgets: &TokenBudget,
+    ledger: &dyn LedgerSink,
+    entry: &Entry,
+) -> Result<Applied> {
     let outcome: std::result::Result<(), tokenbudget::Error> = match entry {
+        Entry::Ledger { record } => {
+            return match ledger.record(record.as_ref().clone()).await {
+                Ok(()) => Ok(Applied::Done),
+                Err(e @ Error::Store(_)) => Err(e),
+                Err(e) => {
+                    tracing::error!(error = %e, ?entry, "journal: the ledger refused a journaled record");
+                    Ok(Applied::Rejected)
+                }
+            };
+        }
         Entry::Commit {
             reservation,
             amount,
@@ -400,6 +422,7 @@ impl Journal {
     pub async fn replay(
         self: &Arc<Self>,
         budgets: &TokenBudget,
+        ledger: &dyn LedgerSink,
         per_call: std::time::Duration,
     ) -> Result<usize> {
         let _one = self.replaying.lock().await;
@@ -417,7 +440,7 @@ impl Journal {
         for file in files.into_iter().filter(|f| f != &self.path) {
             let entries = read_entries(&file).map_err(|e| io_err(&file, e))?;
             for entry in &entries {
-                tokio::time::timeout(per_call, apply(budgets, entry))
+                tokio::time::timeout(per_call, apply(budgets, ledger, entry))
                     .await
                     .map_err(|_| Error::Store("timed out".into()))??;
                 applied += 1;

@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokenbudget::{BudgetId, ReservationId};
 
 use crate::error::Result;
 use crate::usage::Usage;
 
 /// How a request ended, as settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Settled {
     /// The response completed: its reported usage was committed.
@@ -23,7 +23,7 @@ pub enum Settled {
 
 /// One response's record. The ledger's dedup key is (`message_id`, `request_id`): the same
 /// pair imported later from a Claude Code transcript must add nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerRecord {
     /// The upstream's message id (`msg_…`, `chatcmpl-…`), when it sent one.
     pub message_id: Option<String>,
@@ -56,6 +56,11 @@ pub struct LedgerRecord {
 #[async_trait]
 pub trait LedgerSink: Send + Sync + std::fmt::Debug {
     /// Writes `record`; writing the same (`message_id`, `request_id`) twice must add nothing.
+    ///
+    /// # Errors
+    /// [`Error::Store`](crate::Error::Store) when the ledger's storage did not take the
+    /// record (the gateway then journals it and writes it again later); any other error
+    /// is final and only logged.
     async fn record(&self, record: LedgerRecord) -> Result<()>;
 
     /// The usage ledger this sink writes into, when it is one the dashboard can read

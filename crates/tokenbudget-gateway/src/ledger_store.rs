@@ -81,7 +81,13 @@ impl LedgerSink for UsageLedger {
             .write(std::slice::from_ref(&row), None)
             .await
             .map(|_| ())
-            .map_err(|e| Error::Internal(format!("writing the ledger row {}: {e}", row.key)))
+            .map_err(|e| match e {
+                // Storage may take it later: the gateway journals the record.
+                tokenbudget_ledger::Error::Storage { .. } => {
+                    Error::Store(format!("writing the ledger row {}: {e}", row.key))
+                }
+                _ => Error::Internal(format!("writing the ledger row {}: {e}", row.key)),
+            })
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use common::{request, start_with, Harness};
+use common::{request, start_with, start_with_sink, Harness};
 use serde_json::Value;
 use tokenbudget::{EventKind, TokenBudget};
 use tokenbudget_gateway::fake::{Fake, Mode};
@@ -421,7 +421,11 @@ async fn open_forwards_journals_and_replays_exactly_once_when_the_store_is_back_
     let again = Arc::new(again);
     assert_eq!(
         again
-            .replay(h.gateway.budgets(), Duration::from_secs(5))
+            .replay(
+                h.gateway.budgets(),
+                &tokenbudget_gateway::NoLedger,
+                Duration::from_secs(5)
+            )
             .await
             .unwrap(),
         4
@@ -481,6 +485,94 @@ async fn open_replays_while_running_once_the_store_is_back() {
     h.settled().await;
     assert_eq!(h.gateway.journal_depth(), 0);
     assert_eq!(h.status("team").await.used, 7 * 30);
+    h.shutdown().await;
+    w.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_rows_the_ledger_did_not_take_are_journaled_and_written_once_when_it_is_back() {
+    let Some(url) = database_url() else { return };
+    let w = World::new(url).await;
+    // The budgets stay up (memory); the ledger's database is the one behind the proxy.
+    let usage: tokenbudget_ledger::DynUsageStore = Arc::new(
+        tokenbudget_postgres::PostgresUsageStore::open(&through(&w.url, &w.proxy, &w.schema))
+            .await
+            .unwrap(),
+    );
+    let budgets = TokenBudget::builder()
+        .store(tokenbudget::MemoryStore::shared())
+        .build()
+        .await
+        .unwrap();
+    budgets.create_workflow("team", 100_000).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("gw.journal");
+    let sink = Arc::new(tokenbudget_gateway::UsageLedger::new(usage.clone()));
+    let h = start_with_sink(
+        budgets,
+        w.keys.clone(),
+        w.keys.memory.clone(),
+        w.fake.clone(),
+        |s| {
+            s.timeouts.store = Duration::from_secs(2);
+            s.journal_retry = Duration::from_millis(100);
+            s.journal = Some(journal.clone());
+        },
+        Some(sink),
+    )
+    .await;
+    assert_eq!(send(&h, &request("up", 100, false)).await.0, 200);
+    h.settled().await;
+    let rows = async || {
+        usage
+            .records(&tokenbudget_ledger::RecordQuery::default())
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await.len(), 1);
+
+    w.proxy.cut();
+    for (i, stream) in [false, true, false].into_iter().enumerate() {
+        // Distinct requests: the fake answers the same request with the same message id.
+        let text = format!("ledger down {i}");
+        assert_eq!(send(&h, &request(&text, 100, stream)).await.0, 200);
+    }
+    h.settled().await;
+    // Each response's row is kept, fsynced, not lost; the budget was settled as usual.
+    assert_eq!(h.gateway.journal_depth(), 3);
+    let lines = journal_text(dir.path());
+    assert_eq!(lines.matches(r#""op":"ledger""#).count(), 3);
+    let used = h.status("team").await.used;
+    assert_eq!(used, 4 * 30);
+
+    w.proxy.restore();
+    eventually("the journal is replayed into the ledger", async || {
+        h.gateway.journal_depth() == 0
+    })
+    .await;
+    let written = rows().await;
+    assert_eq!(written.len(), 4, "every response once");
+    let total: u64 = written.iter().map(|r| r.usage.input + r.usage.output).sum();
+    assert_eq!(total, used, "the ledger equals the budget");
+    // Replaying the same lines again adds nothing.
+    let again = dir.path().join("again.journal");
+    std::fs::write(&again, &lines).unwrap();
+    let again = Arc::new(tokenbudget_gateway::journal::Journal::open(&again).unwrap());
+    let sink = tokenbudget_gateway::UsageLedger::new(usage.clone());
+    let replayed = again
+        .replay(h.gateway.budgets(), &sink, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(replayed, 3);
+    let after = rows().await;
+    assert_eq!(after.len(), 4);
+    assert_eq!(
+        after
+            .iter()
+            .map(|r| r.usage.input + r.usage.output)
+            .sum::<u64>(),
+        used
+    );
     h.shutdown().await;
     w.drop_schema().await;
 }

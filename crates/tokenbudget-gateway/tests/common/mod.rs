@@ -74,7 +74,7 @@ pub async fn start_with_usage(limit: u64, usage: tokenbudget_ledger::DynUsageSto
     .await
 }
 
-async fn start_with_sink(
+pub async fn start_with_sink(
     budgets: TokenBudget,
     keys: tokenbudget_gateway::DynKeyStore,
     memory: Arc<MemoryKeyStore>,

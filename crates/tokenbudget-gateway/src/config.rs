@@ -87,6 +87,7 @@ struct RawFile {
     min_output_tokens: Option<u64>,
     openai_default_max_tokens: Option<u64>,
     prompt_count: Option<PromptCount>,
+    count_tokens_margin: Option<u64>,
     weights: Option<Weights>,
     on_store_error: Option<OnStoreError>,
     journal: Option<PathBuf>,
@@ -150,6 +151,11 @@ pub struct Settings {
     pub openai_default_max_tokens: u64,
     /// Prompt sizing for Claude. Defaults to [`PromptCount::Bound`].
     pub prompt_count: PromptCount,
+    /// With [`PromptCount::CountTokens`], the percentage added to `count_tokens`'
+    /// answer before it is held: Anthropic documents that answer as an estimate the
+    /// billed input may differ from slightly. The hold is never more than the bound.
+    /// Defaults to 5; at most 100.
+    pub count_tokens_margin: u64,
     /// Per-kind weights. Defaults to 1 each.
     pub weights: Weights,
     /// Store-down behaviour. Defaults to [`OnStoreError::Closed`].
@@ -197,6 +203,7 @@ impl std::fmt::Debug for Settings {
             .field("reservation_timeout", &self.reservation_timeout)
             .field("min_output_tokens", &self.min_output_tokens)
             .field("prompt_count", &self.prompt_count)
+            .field("count_tokens_margin", &self.count_tokens_margin)
             .field("weights", &self.weights)
             .field("on_store_error", &self.on_store_error)
             .field("journal", &self.journal)
@@ -223,6 +230,7 @@ impl Default for Settings {
             min_output_tokens: 1024,
             openai_default_max_tokens: 4096,
             prompt_count: PromptCount::Bound,
+            count_tokens_margin: 5,
             weights: Weights::default(),
             on_store_error: OnStoreError::Closed,
             journal: None,
@@ -325,6 +333,15 @@ impl Settings {
         }
         if let Some(p) = raw.prompt_count {
             s.prompt_count = p;
+        }
+        if let Some(m) = raw.count_tokens_margin {
+            if m > 100 {
+                return Err(config_err(
+                    "count_tokens_margin",
+                    format!("{m}: a percentage from 0 to 100"),
+                ));
+            }
+            s.count_tokens_margin = m;
         }
         if let Some(w) = raw.weights {
             s.weights = w;

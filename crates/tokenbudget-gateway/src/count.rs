@@ -68,6 +68,13 @@ pub fn read_count(body: &[u8]) -> Option<u64> {
         .as_u64()
 }
 
+/// `count` plus `margin` percent (rounded up), but no more than `bound` (which already
+/// holds every token the prompt can be billed) and never less than `count` itself.
+pub fn with_margin(count: u64, margin: u64, bound: u64) -> u64 {
+    let extra = count.saturating_mul(margin).div_ceil(100);
+    count.saturating_add(extra).min(bound).max(count)
+}
+
 /// The prompt part of the admission for a request going to `messages_url` (an Anthropic
 /// `…/v1/messages`): the upstream's count when `prompt_count = "count_tokens"`, else (and on
 /// any failure) `bound`, the size admission would use without it.
@@ -93,7 +100,7 @@ pub(crate) async fn admission_prompt(
     )
     .await
     {
-        Ok(n) => n,
+        Ok(n) => with_margin(n, gw.inner.settings.count_tokens_margin, bound),
         Err(reason) => {
             tracing::warn!(
                 reason = reason.label(),
@@ -145,6 +152,17 @@ async fn count(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_margin_rounds_up_stays_under_the_bound_and_never_below_the_count() {
+        use super::with_margin;
+        assert_eq!(with_margin(1_000, 5, 10_000), 1_050);
+        assert_eq!(with_margin(1, 5, 10_000), 2, "rounded up");
+        assert_eq!(with_margin(1_000, 0, 10_000), 1_000);
+        assert_eq!(with_margin(1_000, 5, 1_020), 1_020, "the bound caps it");
+        assert_eq!(with_margin(1_000, 5, 900), 1_000, "never below the count");
+        assert_eq!(with_margin(u64::MAX, 100, u64::MAX), u64::MAX);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -55,7 +55,8 @@ async fn admission_holds_the_upstreams_count() {
         "metadata": {"user_id": "u"},
     });
     assert!(claude_prompt_bound(&body) > 500, "the bound is loose here");
-    assert_eq!(clamped_to(&h, &body).await, 5_000 - 7);
+    // The count and its margin (5 % by default, rounded up: 7 + 1).
+    assert_eq!(clamped_to(&h, &body).await, 5_000 - 8);
     // The count went to the upstream with the gateway's credential and the prompt's fields.
     let (headers, counted) = h.fake.counted().pop().unwrap();
     assert_eq!(headers["x-api-key"], UPSTREAM_KEY);
@@ -67,6 +68,32 @@ async fn admission_holds_the_upstreams_count() {
     let s = h.status("team").await;
     assert_eq!((s.used, s.held), (30, 0));
     h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_margin_on_the_count_is_configurable_and_capped_by_the_bound() {
+    let h = start(100_000, |s| {
+        s.prompt_count = PromptCount::CountTokens;
+        s.count_tokens_margin = 20;
+    })
+    .await;
+    h.fake.set_count_mode(CountMode::Answer(Some(1_000)));
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-5", "max_tokens": 128_000, "stream": true,
+        "messages": [{"role": "user", "content": "x".repeat(5_000)}],
+    });
+    let bound = claude_prompt_bound(&body);
+    assert!(bound > 1_200, "{bound}");
+    assert_eq!(clamped_to(&h, &body).await, 100_000 - 1_200);
+    // The first response used 30. A count above the bound: the margin stops at the
+    // bound, but the hold is never below the count itself.
+    h.fake.set_count_mode(CountMode::Answer(Some(bound + 100)));
+    assert_eq!(clamped_to(&h, &body).await, 100_000 - 30 - (bound + 100));
+    h.shutdown().await;
+    assert!(
+        tokenbudget_gateway::Settings::from_toml("count_tokens_margin = 101").is_err(),
+        "a percentage over 100 is refused at start"
+    );
 }
 
 #[tokio::test]

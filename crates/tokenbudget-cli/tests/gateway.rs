@@ -374,4 +374,9 @@ fn the_gateway_writes_each_response_to_the_ledger_once_and_an_import_of_its_tran
         (1, used),
         "the import counted nothing twice"
     );
+    // The merged row takes the project the transcript knows (the gateway knows none).
+    let report = s.run(&["--json", "usage", "session"]).json();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{report}");
+    assert_eq!(rows[0]["label"], "p/sess-1", "{report}");
 }

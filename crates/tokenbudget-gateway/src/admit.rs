@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokenbudget::{BudgetId, Grant, ReserveOptions, ReserveOutcome, TokenBudget};
+use tokenbudget::{BudgetId, Grant, ReservationId, ReserveOptions, ReserveOutcome, TokenBudget};
 
 use crate::error::{Error, Result};
 use crate::meter::Meter;
@@ -62,6 +62,39 @@ pub async fn admit(
     meter: &Meter,
     timeout: Duration,
 ) -> Result<Admitted> {
+    admit_tracked(budgets, budget, ask, meter, timeout, &InFlight::default()).await
+}
+
+/// The reservation id of the reserve in flight, so that a caller who stops waiting for it
+/// (a timeout) can roll that reservation back should it land in the store later.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight(std::sync::Mutex<Option<ReservationId>>);
+
+impl InFlight {
+    fn set(&self, id: Option<ReservationId>) {
+        match self.0.lock() {
+            Ok(mut slot) => *slot = id,
+            Err(p) => *p.into_inner() = id,
+        }
+    }
+
+    /// The reserve whose answer did not arrive, if one was in flight.
+    pub(crate) fn take(&self) -> Option<ReservationId> {
+        match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+}
+
+async fn admit_tracked(
+    budgets: &TokenBudget,
+    budget: &BudgetId,
+    ask: Ask,
+    meter: &Meter,
+    timeout: Duration,
+    in_flight: &InFlight,
+) -> Result<Admitted> {
     let prices = budgets.prices();
     let mut max_tokens = ask.max_tokens;
     let mut last = None;
@@ -76,7 +109,17 @@ pub async fn admit(
         if amount < asked {
             options = options.with_asked(asked);
         }
-        match budgets.reserve(budget, amount, options).await? {
+        // Each try is a new reservation, with an id chosen here.
+        let id = ReservationId::from_uuid(uuid::Uuid::now_v7());
+        options = options.with_reservation_id(id);
+        in_flight.set(Some(id));
+        let outcome = budgets.reserve(budget, amount, options).await;
+        // Answered (either way): nothing is left in flight. A storage error leaves it set,
+        // since the reserve may still have been written.
+        if outcome.is_ok() {
+            in_flight.set(None);
+        }
+        match outcome? {
             ReserveOutcome::Granted(grant) => {
                 return Ok(Admitted {
                     hold: Hold::Reserved(grant),
@@ -120,20 +163,29 @@ pub(crate) async fn admit_request(
     route: &'static str,
 ) -> Result<Admitted> {
     let settings = &gw.inner.settings;
+    let in_flight = InFlight::default();
     let reserve = async {
         let meter = gw.meter(&caller.budget, model).await?;
-        admit(
+        admit_tracked(
             &gw.inner.budgets,
             &caller.budget,
             ask,
             &meter,
             settings.reservation_timeout,
+            &in_flight,
         )
         .await
     };
     let outcome = tokio::time::timeout(settings.timeouts.store, reserve)
         .await
         .unwrap_or_else(|_| Err(Error::Store("timed out".into())));
+    if let (Err(Error::Store(_)), Some(id)) = (&outcome, in_flight.take()) {
+        // The reserve's answer never came: it may still land (a locked database that
+        // frees up, a reply lost on the way). Its rollback is journaled so that such a
+        // hold is released once the store is back instead of waiting out its timeout; a
+        // rollback of a reserve that never landed changes nothing.
+        forget_reserve(gw, id).await;
+    }
     match outcome {
         Err(Error::Refused { .. }) => {
             crate::metrics::refusal(route);
@@ -148,6 +200,24 @@ pub(crate) async fn admit_request(
             Ok(admitted)
         }
         other => other,
+    }
+}
+
+/// Journals the rollback of reservation `id`, whose reserve had no answer.
+async fn forget_reserve(gw: &crate::gateway::Gateway, id: ReservationId) {
+    let entry = crate::journal::Entry::Rollback { reservation: id };
+    match &gw.inner.journal {
+        Some(journal) => match journal.append(entry).await {
+            Ok(()) => {
+                tracing::info!(reservation = %id, "a reserve without an answer: its rollback is journaled")
+            }
+            Err(e) => {
+                tracing::warn!(reservation = %id, error = %e, "a reserve without an answer could not be journaled: should it land, it expires")
+            }
+        },
+        None => {
+            tracing::info!(reservation = %id, "a reserve without an answer: should it land, it expires (no journal)")
+        }
     }
 }
 

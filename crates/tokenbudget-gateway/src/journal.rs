@@ -176,6 +176,14 @@ pub async fn apply(
     };
     match outcome {
         Ok(()) => Ok(Applied::Done),
+        // The rollback of a reserve that never reached the store (its answer was lost, so
+        // the gateway could not know): there is nothing to release.
+        Err(tokenbudget::Error::Core(tokenbudget::CoreError::ReservationNotFound { .. }))
+            if matches!(entry, Entry::Rollback { .. }) =>
+        {
+            tracing::debug!(?entry, "journal: the reservation to roll back never landed");
+            Ok(Applied::Done)
+        }
         Err(e) if is_rejection(&e) => {
             tracing::error!(error = %e, ?entry, "journal: the store refused a journaled settlement");
             Ok(Applied::Rejected)

@@ -1,6 +1,8 @@
 //! Direct to the fake upstream vs through the gateway: added time to first byte p50/p99 and
-//! requests/s at 1/64/512 clients, non-streaming and streaming; then RSS with 1,000 open
-//! streams. Run by `cargo xtask bench-gateway` (release build). The store is a fresh SQLite
+//! requests/s at 1/64/512 clients, non-streaming and streaming (closed loop: each client
+//! sends its next request when the last one is done, so this is the gateway at saturation);
+//! then 64 clients at a steady rate (`TOKENBUDGET_BENCH_RATE`, default 500 requests/s); then
+//! RSS with 1,000 open streams. Run by `cargo xtask bench-gateway` (release build). The store is a fresh SQLite
 //! file, or the database `TOKENBUDGET_BENCH_DATABASE_URL` names (a Postgres URL gets a
 //! schema of its own, dropped by nobody: name a scratch database).
 
@@ -62,6 +64,67 @@ async fn load(
     all.sort();
     let rps = all.len() as f64 / secs;
     (all, rps)
+}
+
+/// `clients` clients sending `total` requests in all at a steady `rate` (requests/s, all
+/// clients together), each request on its own schedule whatever the answers do (an open
+/// loop: a slow answer does not delay the next request, so queueing shows as latency
+/// instead of hiding as fewer requests). Returns the times to the first byte.
+async fn load_paced(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    stream: bool,
+    clients: usize,
+    rate: f64,
+    total: usize,
+) -> Vec<Duration> {
+    let body = serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "stream": stream,
+        "messages": [{"role": "user", "content": "benchmark"}]});
+    let per = total.div_ceil(clients);
+    let gap = Duration::from_secs_f64(clients as f64 / rate);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (client, url, key, body) =
+            (client.clone(), url.to_owned(), key.to_owned(), body.clone());
+        // Clients spread evenly over one gap.
+        let offset = gap.mul_f64(c as f64 / clients as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut sends = Vec::with_capacity(per);
+            for i in 0..per {
+                tokio::time::sleep_until(start + offset + gap * i as u32).await;
+                let (client, url, key, body) =
+                    (client.clone(), url.clone(), key.clone(), body.clone());
+                sends.push(tokio::spawn(async move {
+                    let t = Instant::now();
+                    let mut r = client
+                        .post(&url)
+                        .header("x-api-key", &key)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("send");
+                    assert!(r.status().is_success(), "{}", r.status());
+                    let _first = r.chunk().await.expect("first chunk");
+                    let ttfb = t.elapsed();
+                    while r.chunk().await.expect("chunk").is_some() {}
+                    ttfb
+                }));
+            }
+            let mut ttfb = Vec::with_capacity(per);
+            for s in sends {
+                ttfb.push(s.await.expect("request"));
+            }
+            ttfb
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client"));
+    }
+    all.sort();
+    all
 }
 
 fn rss_mb() -> f64 {
@@ -153,6 +216,53 @@ async fn main() {
                 g99 - d99
             );
         }
+    }
+    tokio::time::timeout(Duration::from_secs(60), gateway.settled())
+        .await
+        .expect("settled");
+
+    // The same 64 clients at a steady rate below what the gateway can take: the added
+    // time a request sees when the proxy is not the bottleneck.
+    let rate: f64 = std::env::var("TOKENBUDGET_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(500.0);
+    println!("\n64 clients at a steady {rate:.0} requests/s in all (open loop, 2,000 requests):\n");
+    println!("| mode | direct p50/p99 ms | gateway p50/p99 ms | added p50/p99 ms |");
+    println!("|---|---|---|---|");
+    for stream in [false, true] {
+        let d = load_paced(
+            &client,
+            &format!("{upstream}/v1/messages"),
+            "x",
+            stream,
+            64,
+            rate,
+            2_000,
+        )
+        .await;
+        let g = load_paced(
+            &client,
+            &format!("{gw_url}/v1/messages"),
+            &key,
+            stream,
+            64,
+            rate,
+            2_000,
+        )
+        .await;
+        let (d50, d99, g50, g99) = (
+            percentile(&d, 0.5),
+            percentile(&d, 0.99),
+            percentile(&g, 0.5),
+            percentile(&g, 0.99),
+        );
+        println!(
+            "| {} | {d50:.2}/{d99:.2} | {g50:.2}/{g99:.2} | {:.2}/{:.2} |",
+            if stream { "stream" } else { "non-stream" },
+            g50 - d50,
+            g99 - d99
+        );
     }
     tokio::time::timeout(Duration::from_secs(60), gateway.settled())
         .await

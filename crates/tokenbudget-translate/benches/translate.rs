@@ -73,6 +73,15 @@ fn requests(c: &mut Criterion) {
                 )
             },
         );
+        // Borrowing the `Value` (strings copied, nothing freed): the gateway can drop the
+        // `Value` off the request's path.
+        group.bench_with_input(
+            BenchmarkId::new("typed_from_value_ref", name),
+            &value,
+            |b, value| {
+                b.iter(|| <AnthropicRequest as serde::Deserialize>::deserialize(value).unwrap())
+            },
+        );
         let req = parse_request(&body).unwrap();
         let chat = translate_request(&req, &target).unwrap();
         group.bench_with_input(

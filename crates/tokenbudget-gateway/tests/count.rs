@@ -16,11 +16,7 @@ use tokenbudget_gateway::PromptCount;
 async fn clamped_to(h: &Harness, body: &serde_json::Value) -> u64 {
     let r = h.messages(body).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let clamped = r.headers()["x-tokenbudget-max-tokens"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let clamped = common::clamped_max_tokens(&r);
     let _ = r.bytes().await.unwrap();
     h.settled().await;
     clamped

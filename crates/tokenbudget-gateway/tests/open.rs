@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use common::{request, start_with, start_with_sink, Harness};
+use common::{eventually, journal_text, request, start_with, start_with_sink, Harness};
 use serde_json::Value;
-use tokenbudget::{EventKind, TokenBudget};
+use tokenbudget::TokenBudget;
 use tokenbudget_gateway::fake::{Fake, Mode};
 use tokenbudget_gateway::{KeyRecord, KeyStore, MemoryKeyStore, OnStoreError, Settings};
 use tokio::net::{TcpListener, TcpStream};
@@ -245,36 +245,6 @@ async fn send(h: &Harness, body: &Value) -> (u16, Value) {
     )
 }
 
-/// Waits (bounded) until `check` holds.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
-}
-
-/// Every journal file's lines, in the folder.
-fn journal_text(dir: &std::path::Path) -> String {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("gw.journal")
-        })
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_answers_503_and_forwards_nothing_while_the_store_is_down() {
     let Some(url) = database_url() else { return };
@@ -431,15 +401,7 @@ async fn open_forwards_journals_and_replays_exactly_once_when_the_store_is_back_
         4
     );
     assert_eq!(h.status("team").await.used, 30 + 3 * 30 + hung);
-    let charges = h
-        .gateway
-        .budgets()
-        .events("team", 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| matches!(e.kind, EventKind::TokensCharged { .. }))
-        .count();
+    let charges = h.charges("team").await;
     assert_eq!(charges, 3);
     assert_eq!(
         journal_text(dir.path()),

@@ -8,9 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{request, start_with, Harness};
+use common::{eventually, journal_text, request, start_with, Harness};
 use sqlx::{Connection, Executor, SqliteConnection};
-use tokenbudget::{EventKind, TokenBudget};
+use tokenbudget::TokenBudget;
 use tokenbudget_gateway::fake::Fake;
 use tokenbudget_gateway::{MemoryKeyStore, OnStoreError, Settings};
 
@@ -69,16 +69,6 @@ async fn status_of(h: &Harness, body: &serde_json::Value) -> u16 {
     status
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_answers_503_within_the_store_timeout_while_the_database_is_locked() {
     let w = World::new();
@@ -124,17 +114,7 @@ async fn open_forwards_journals_and_lands_exactly_once_when_the_lock_is_released
     h.settled().await;
     // Each usage kept (fsynced) as a charge, and each reserve given up on as a rollback.
     // (A replay attempt moves the file aside as `gw.journal.<n>.pending`: read them all.)
-    let lines: String = std::fs::read_dir(w.journal.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("gw.journal")
-        })
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
+    let lines = journal_text(w.journal.parent().unwrap());
     assert_eq!(lines.matches(r#""op":"charge""#).count(), 3, "{lines}");
     assert_eq!(lines.matches(r#""op":"rollback""#).count(), 3, "{lines}");
     assert_eq!(h.gateway.journal_depth(), 6);
@@ -147,15 +127,10 @@ async fn open_forwards_journals_and_lands_exactly_once_when_the_lock_is_released
     .await;
     let s = h.status("team").await;
     assert_eq!((s.used, s.held), (4 * 30, 0));
-    let charges = h
-        .gateway
-        .budgets()
-        .events("team", 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| matches!(e.kind, EventKind::TokensCharged { .. }))
-        .count();
-    assert_eq!(charges, 3, "each forwarded request charged once");
+    assert_eq!(
+        h.charges("team").await,
+        3,
+        "each forwarded request charged once"
+    );
     h.shutdown().await;
 }

@@ -142,6 +142,18 @@ impl Harness {
             .expect("every request settles");
     }
 
+    /// How many `TOKENS_CHARGED` events budget `id` has.
+    pub async fn charges(&self, id: &str) -> usize {
+        self.gateway
+            .budgets()
+            .events(id, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| matches!(e.kind, tokenbudget::EventKind::TokensCharged { .. }))
+            .count()
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -160,4 +172,43 @@ pub fn request(text: &str, max_tokens: u64, stream: bool) -> serde_json::Value {
         "stream": stream,
         "messages": [{"role": "user", "content": text}],
     })
+}
+
+/// The lowered `max_tokens` a response names (`x-tokenbudget-max-tokens`).
+pub fn clamped_max_tokens(response: &reqwest::Response) -> u64 {
+    response.headers()["x-tokenbudget-max-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (bounded: 30 s) until `check` holds.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// Every journal file's lines, in the folder.
+pub fn journal_text(dir: &std::path::Path) -> String {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("gw.journal")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect()
 }

@@ -7,8 +7,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use serde_json::json;
 use tokenbudget_translate::anthropic::AnthropicRequest;
 use tokenbudget_translate::{
-    count_tokens, parse_request, translate_request, ChatCounter, RouteTarget, StreamStart,
-    StreamTranslator,
+    count_tokens, parse_request, translate_request, translate_request_owned, ChatCounter,
+    RouteTarget, StreamStart, StreamTranslator,
 };
 
 const CLAUDE_CODE: &str = include_str!("../tests/fixtures/claude_code_request.json");
@@ -91,6 +91,14 @@ fn requests(c: &mut Criterion) {
         );
         group.bench_with_input(BenchmarkId::new("translate_only", name), &req, |b, req| {
             b.iter(|| translate_request(req, &target).unwrap())
+        });
+        // What the gateway does: the parsed request moves into the translation.
+        group.bench_with_input(BenchmarkId::new("translate_owned", name), &req, |b, req| {
+            b.iter_batched(
+                || req.clone(),
+                |req| translate_request_owned(req, &target).unwrap(),
+                criterion::BatchSize::SmallInput,
+            )
         });
         group.bench_with_input(
             BenchmarkId::new("count_tokens_estimator", name),

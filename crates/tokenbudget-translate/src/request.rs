@@ -64,9 +64,14 @@ pub fn request_from_value(body: &serde_json::Value) -> Result<AnthropicRequest> 
 ///   the wrong role ([`TranslateError::MisplacedContent`]); Anthropic server tools
 ///   ([`TranslateError::UnsupportedTool`]); a client tool without a schema.
 pub fn translate_request(req: &AnthropicRequest, target: &RouteTarget) -> Result<ChatRequest> {
+    translate_request_owned(req.clone(), target)
+}
+
+/// [`translate_request`] taking the request: its texts move into the translation instead of
+/// being copied (a proxy that needs only the model afterwards saves a copy of the prompt).
+pub fn translate_request_owned(req: AnthropicRequest, target: &RouteTarget) -> Result<ChatRequest> {
     let max_tokens = req.max_tokens.ok_or(TranslateError::MissingMaxTokens)?;
-    let messages = translate_messages(req)?;
-    let tools = translate_tools(req)?;
+    let tools = translate_tools(&req)?;
     let has_tools = tools.as_ref().is_some_and(|t| !t.is_empty());
     let (tool_choice, parallel_tool_calls) = match (&req.tool_choice, has_tools) {
         (Some(choice), true) => translate_tool_choice(choice),
@@ -77,18 +82,19 @@ pub fn translate_request(req: &AnthropicRequest, target: &RouteTarget) -> Result
         MaxTokensField::MaxCompletionTokens => (None, Some(max_tokens)),
     };
     let stream = req.is_stream();
+    let reasoning_effort = reasoning_effort(req.thinking.as_ref(), target.reasoning);
     Ok(ChatRequest {
         model: target.model.clone(),
-        messages,
+        messages: messages_of(req.system, req.messages)?,
         max_tokens,
         max_completion_tokens,
-        stop: req.stop_sequences.clone().filter(|s| !s.is_empty()),
+        stop: req.stop_sequences.filter(|s| !s.is_empty()),
         temperature: req.temperature,
         top_p: req.top_p,
         tools: tools.filter(|t| !t.is_empty()),
         tool_choice,
         parallel_tool_calls,
-        reasoning_effort: reasoning_effort(req.thinking.as_ref(), target.reasoning),
+        reasoning_effort,
         stream: stream.then_some(true),
         stream_options: stream.then_some(StreamOptions {
             include_usage: true,
@@ -97,27 +103,36 @@ pub fn translate_request(req: &AnthropicRequest, target: &RouteTarget) -> Result
 }
 
 /// The system prompt as one string (blocks joined by a blank line).
-pub(crate) fn system_text(system: Option<&System>) -> String {
+fn system_text(system: Option<System>) -> String {
     match system {
         None => String::new(),
-        Some(System::Text(text)) => text.clone(),
-        Some(System::Blocks(blocks)) => join(blocks.iter().map(|b| match b {
-            SystemBlock::Text { text } => text.as_str(),
-        })),
+        Some(System::Text(text)) => text,
+        Some(System::Blocks(blocks)) => join_owned(
+            blocks
+                .into_iter()
+                .map(|b| match b {
+                    SystemBlock::Text { text } => text,
+                })
+                .collect(),
+        ),
     }
 }
 
 pub(crate) fn translate_messages(req: &AnthropicRequest) -> Result<Vec<ChatMessage>> {
-    let mut out = Vec::with_capacity(req.messages.len() + 1);
-    let system = system_text(req.system.as_ref());
+    messages_of(req.system.clone(), req.messages.clone())
+}
+
+fn messages_of(system: Option<System>, messages: Vec<InputMessage>) -> Result<Vec<ChatMessage>> {
+    let mut out = Vec::with_capacity(messages.len() + 1);
+    let system = system_text(system);
     if !system.is_empty() {
         out.push(ChatMessage::System { content: system });
     }
-    for (index, message) in req.messages.iter().enumerate() {
+    for (index, message) in messages.into_iter().enumerate() {
         match message.role {
-            Role::User => user_message(index, message, &mut out)?,
-            Role::Assistant => out.push(assistant_message(index, message)?),
-            Role::System => out.push(system_message(index, message)?),
+            Role::User => user_message(index, message.content, &mut out)?,
+            Role::Assistant => out.push(assistant_message(index, message.content)?),
+            Role::System => out.push(system_message(index, message.content)?),
         }
     }
     Ok(out)
@@ -125,79 +140,76 @@ pub(crate) fn translate_messages(req: &AnthropicRequest) -> Result<Vec<ChatMessa
 
 /// A `system` message among the others: a system message in its place. Only text can be
 /// carried; anything else is a 400 naming the block.
-fn system_message(index: usize, message: &InputMessage) -> Result<ChatMessage> {
-    let content = match &message.content {
-        MessageContent::Text(text) => text.clone(),
+fn system_message(index: usize, content: MessageContent) -> Result<ChatMessage> {
+    let content = match content {
+        MessageContent::Text(text) => text,
         MessageContent::Blocks(blocks) => {
-            let mut text = Vec::with_capacity(blocks.len());
-            for (block, content) in blocks.iter().enumerate() {
+            let mut texts = Vec::with_capacity(blocks.len());
+            for (block, content) in blocks.into_iter().enumerate() {
                 match content {
-                    ContentBlock::Text { text: t } => text.push(t.as_str()),
+                    ContentBlock::Text { text } => texts.push(text),
                     other => {
                         return Err(TranslateError::MisplacedContent {
                             message: index,
                             block,
-                            kind: block_kind(other),
+                            kind: block_kind(&other),
                             role: "system".into(),
                         })
                     }
                 }
             }
-            text.join("\n\n")
+            join_owned(texts)
         }
     };
     Ok(ChatMessage::System { content })
 }
 
-fn user_message(index: usize, message: &InputMessage, out: &mut Vec<ChatMessage>) -> Result<()> {
-    let blocks = match &message.content {
+fn user_message(index: usize, content: MessageContent, out: &mut Vec<ChatMessage>) -> Result<()> {
+    let blocks = match content {
         MessageContent::Text(text) => {
             out.push(ChatMessage::User {
-                content: UserContent::Text(text.clone()),
+                content: UserContent::Text(text),
             });
             return Ok(());
         }
         MessageContent::Blocks(blocks) => blocks,
     };
+    let had_tool_results = blocks
+        .iter()
+        .any(|b| matches!(b, ContentBlock::ToolResult { .. }));
     let mut tool_images: Vec<ContentPart> = Vec::new();
     let mut parts: Vec<ContentPart> = Vec::new();
-    for (block_index, block) in blocks.iter().enumerate() {
+    for (block_index, block) in blocks.into_iter().enumerate() {
         match block {
-            ContentBlock::Text { text } => parts.push(ContentPart::Text { text: text.clone() }),
+            ContentBlock::Text { text } => parts.push(ContentPart::Text { text }),
             ContentBlock::Image { source } => parts.push(image_part(source)),
             ContentBlock::ToolResult {
                 tool_use_id,
                 content,
                 is_error,
             } => {
-                let text = tool_result_text(
-                    index,
-                    block_index,
-                    tool_use_id,
-                    content.as_ref(),
-                    &mut tool_images,
-                )?;
-                let content = if *is_error == Some(true) {
+                let text =
+                    tool_result_text(index, block_index, &tool_use_id, content, &mut tool_images)?;
+                let content = if is_error == Some(true) {
                     format!("{TOOL_ERROR_PREFIX}{text}")
                 } else {
                     text
                 };
                 out.push(ChatMessage::Tool {
-                    tool_call_id: tool_use_id.clone(),
+                    tool_call_id: tool_use_id,
                     content,
                 });
             }
-            ContentBlock::Document(_) => return Err(unsupported(index, block_index, block)),
-            ContentBlock::ToolUse { .. }
+            other @ ContentBlock::Document(_) => {
+                return Err(unsupported(index, block_index, &other))
+            }
+            other @ (ContentBlock::ToolUse { .. }
             | ContentBlock::Thinking { .. }
-            | ContentBlock::RedactedThinking { .. } => {
-                return Err(misplaced(index, block_index, block, "user"))
+            | ContentBlock::RedactedThinking { .. }) => {
+                return Err(misplaced(index, block_index, &other, "user"))
             }
         }
     }
-    let had_tool_results = blocks
-        .iter()
-        .any(|b| matches!(b, ContentBlock::ToolResult { .. }));
     if parts.is_empty() && tool_images.is_empty() && had_tool_results {
         return Ok(());
     }
@@ -211,10 +223,15 @@ fn user_message(index: usize, message: &InputMessage, out: &mut Vec<ChatMessage>
 /// A string when every part is text, else the parts.
 fn user_content(parts: Vec<ContentPart>) -> UserContent {
     if parts.iter().all(|p| matches!(p, ContentPart::Text { .. })) {
-        UserContent::Text(join(parts.iter().map(|p| match p {
-            ContentPart::Text { text } => text.as_str(),
-            ContentPart::ImageUrl { .. } => "",
-        })))
+        UserContent::Text(join_owned(
+            parts
+                .into_iter()
+                .map(|p| match p {
+                    ContentPart::Text { text } => text,
+                    ContentPart::ImageUrl { .. } => String::new(),
+                })
+                .collect(),
+        ))
     } else {
         UserContent::Parts(parts)
     }
@@ -224,66 +241,66 @@ fn tool_result_text(
     index: usize,
     block_index: usize,
     tool_use_id: &str,
-    content: Option<&ToolResultContent>,
+    content: Option<ToolResultContent>,
     images: &mut Vec<ContentPart>,
 ) -> Result<String> {
     let blocks = match content {
         None => return Ok(String::new()),
-        Some(ToolResultContent::Text(text)) => return Ok(text.clone()),
+        Some(ToolResultContent::Text(text)) => return Ok(text),
         Some(ToolResultContent::Blocks(blocks)) => blocks,
     };
     let mut texts = Vec::with_capacity(blocks.len());
     for block in blocks {
         match block {
-            ContentBlock::Text { text } => texts.push(text.as_str()),
+            ContentBlock::Text { text } => texts.push(text),
             ContentBlock::Image { source } => {
                 images.push(ContentPart::Text {
                     text: format!("[image returned by tool call {tool_use_id}]"),
                 });
                 images.push(image_part(source));
             }
-            other => return Err(unsupported(index, block_index, other)),
+            other => return Err(unsupported(index, block_index, &other)),
         }
     }
-    Ok(join(texts.into_iter()))
+    Ok(join_owned(texts))
 }
 
-fn assistant_message(index: usize, message: &InputMessage) -> Result<ChatMessage> {
-    let blocks = match &message.content {
+fn assistant_message(index: usize, content: MessageContent) -> Result<ChatMessage> {
+    let blocks = match content {
         MessageContent::Text(text) => {
             return Ok(ChatMessage::Assistant {
-                content: Some(text.clone()),
+                content: Some(text),
                 tool_calls: None,
             })
         }
         MessageContent::Blocks(blocks) => blocks,
     };
-    let mut texts: Vec<&str> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
     let mut calls = Vec::new();
-    for (block_index, block) in blocks.iter().enumerate() {
+    for (block_index, block) in blocks.into_iter().enumerate() {
         match block {
             ContentBlock::Text { text } => texts.push(text),
             ContentBlock::ToolUse { id, name, input } => calls.push(ToolCall {
-                id: Some(id.clone()),
+                id: Some(id),
                 kind: "function".into(),
                 function: FunctionCall {
-                    name: name.clone(),
+                    name,
                     arguments: input.to_string(),
                 },
             }),
             ContentBlock::Thinking { .. } | ContentBlock::RedactedThinking { .. } => {}
-            ContentBlock::Image { .. } | ContentBlock::Document(_) => {
-                return Err(unsupported(index, block_index, block))
+            other @ (ContentBlock::Image { .. } | ContentBlock::Document(_)) => {
+                return Err(unsupported(index, block_index, &other))
             }
-            ContentBlock::ToolResult { .. } => {
-                return Err(misplaced(index, block_index, block, "assistant"))
+            other @ ContentBlock::ToolResult { .. } => {
+                return Err(misplaced(index, block_index, &other, "assistant"))
             }
         }
     }
     let content = if texts.is_empty() && !calls.is_empty() {
         None
     } else {
-        Some(join(texts.into_iter()))
+        Some(join_owned(texts))
     };
     Ok(ChatMessage::Assistant {
         content,
@@ -291,10 +308,10 @@ fn assistant_message(index: usize, message: &InputMessage) -> Result<ChatMessage
     })
 }
 
-fn image_part(source: &ImageSource) -> ContentPart {
+fn image_part(source: ImageSource) -> ContentPart {
     let url = match source {
         ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-        ImageSource::Url { url } => url.clone(),
+        ImageSource::Url { url } => url,
     };
     ContentPart::ImageUrl {
         image_url: ImageUrl { url },
@@ -368,16 +385,12 @@ fn reasoning_effort(thinking: Option<&Thinking>, support: Reasoning) -> Option<S
     Some(effort.to_owned())
 }
 
-fn join<'a>(mut pieces: impl Iterator<Item = &'a str>) -> String {
-    let Some(first) = pieces.next() else {
-        return String::new();
-    };
-    let mut out = first.to_owned();
-    for piece in pieces {
-        out.push_str(BLOCK_SEPARATOR);
-        out.push_str(piece);
+/// `pieces` joined by [`BLOCK_SEPARATOR`]; a single piece is moved, not copied.
+fn join_owned(mut pieces: Vec<String>) -> String {
+    if pieces.len() <= 1 {
+        return pieces.pop().unwrap_or_default();
     }
-    out
+    pieces.join(BLOCK_SEPARATOR)
 }
 
 fn block_kind(block: &ContentBlock) -> String {

@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokenbudget_translate::openai::{ChatRequest, ChatResponse};
 use tokenbudget_translate::route::Resolved;
 use tokenbudget_translate::{
-    request_from_value, response_usage, translate_request, translate_response, MaxTokensField,
-    StreamStart, TranslateError,
+    request_from_value, response_usage, translate_request_owned, translate_response,
+    MaxTokensField, StreamStart, TranslateError,
 };
 
 use crate::admit::{Admitted, Ask};
@@ -44,11 +44,13 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     // Everything that can refuse the request is decided before admission: bad input
     // reserves nothing and changes nothing.
     let request = request_from_value(&r.body)?;
-    let chat = Arc::new(translate_request(&request, &r.route.target())?);
+    let (model, stream) = (request.model.clone(), request.is_stream());
+    let max_tokens = u64::from(request.max_tokens.ok_or(TranslateError::MissingMaxTokens)?);
+    // The request's texts move into the translation.
+    let chat = Arc::new(translate_request_owned(request, &r.route.target())?);
     // A long session's parsed body is thousands of allocations: freed off the request's
     // path, on a blocking thread.
     drop_aside(r.body, r.size);
-    let max_tokens = u64::from(request.max_tokens.ok_or(TranslateError::MissingMaxTokens)?);
     let ask = Ask {
         prompt: r.prompt,
         max_tokens,
@@ -72,7 +74,7 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
         ROUTE,
         r.caller.key.id.clone(),
         r.caller.session.clone(),
-        Some(request.model.clone()),
+        Some(model.clone()),
     );
     let message_id = new_message_id();
     fin.reader.message_id = Some(message_id.clone());
@@ -125,11 +127,11 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     }
     let mut start = StreamStart {
         message_id,
-        model: request.model.clone(),
+        model: model.clone(),
         input_tokens: r.prompt,
         estimator: Default::default(),
     };
-    if request.is_stream() {
+    if stream {
         let upstream = gw.inner.http.post(url).headers(headers).body(body);
         let body = crate::translated_stream::relay(gw, upstream, fin, start, counted);
         out_headers.insert(
@@ -137,8 +139,7 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
             HeaderValue::from_static("text/event-stream"),
         );
         out_headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-        crate::metrics::request(ROUTE, 200, Some(&request.model));
-        drop_aside(request, r.size);
+        crate::metrics::request(ROUTE, 200, Some(&model));
         let mut response = Response::new(body);
         *response.headers_mut() = out_headers;
         return Ok(response);
@@ -167,7 +168,7 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     if !status.is_success() {
         fin.finish(Ending::NotAccepted);
         let (kind, message) = upstream_error(r.route.upstream_name, status.as_u16(), &bytes);
-        crate::metrics::request(ROUTE, status.as_u16(), Some(&request.model));
+        crate::metrics::request(ROUTE, status.as_u16(), Some(&model));
         let body =
             serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
         let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -178,7 +179,7 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
             TranslateError::Upstream(format!("the response is not Chat Completions JSON: {e}"))
         })
         .and_then(|parsed| {
-            let message = translate_response(&parsed, &start.message_id, &request.model)?;
+            let message = translate_response(&parsed, &start.message_id, &model)?;
             let usage = response_usage(&parsed, &message, counted, &start.estimator);
             Ok((message, usage))
         });
@@ -186,7 +187,7 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
         Ok((message, usage)) => {
             fin.reader.translated(&usage, true);
             fin.finish(Ending::Completed);
-            crate::metrics::request(ROUTE, 200, Some(&request.model));
+            crate::metrics::request(ROUTE, 200, Some(&model));
             Ok((out_headers, axum::Json(message)).into_response())
         }
         Err(e) => {

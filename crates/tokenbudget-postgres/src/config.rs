@@ -76,9 +76,20 @@ pub struct Config {
     /// Defaults to 2: one batch holds the lock while the next waits right behind it.
     pub root_concurrency: usize,
     /// The most writes one batch runs in its transaction (see [`Config::root_concurrency`]).
+    /// A batch may span trees: it takes the lock of each tree it touches, in one statement.
+    /// At least 1.
     ///
     /// Defaults to 128.
     pub max_batch: usize,
+    /// The most batches of this store in flight at once, over every tree. Each holds a pooled
+    /// connection while it runs, so at most [`Config::pool_size`]; fewer leaves connections for
+    /// reads and the writes that run alone (budget creation, sweeps, a tree's first write).
+    /// Writes arriving while every batch is in flight wait for the next one, which takes them
+    /// all: on many independent budgets fewer, larger batches flush more writes per WAL flush.
+    /// 0 means [`Config::pool_size`].
+    ///
+    /// Defaults to 0.
+    pub max_batches: usize,
     /// How long an operation waits for a free connection before failing (retryable).
     ///
     /// Defaults to 5 s. Serialized as `wait_timeout_ms`.
@@ -143,6 +154,7 @@ impl Default for Config {
             pool_size: 8,
             root_concurrency: 2,
             max_batch: 128,
+            max_batches: 0,
             wait_timeout: Duration::from_secs(5),
             create_timeout: Duration::from_secs(5),
             recycle_timeout: Duration::from_secs(2),
@@ -217,6 +229,21 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::max_batches`] (0: [`Config::pool_size`]).
+    pub fn with_max_batches(mut self, batches: usize) -> Self {
+        self.max_batches = batches;
+        self
+    }
+
+    /// How many batches may be in flight at once: [`Config::max_batches`], or the pool size
+    /// when it is 0.
+    pub fn batch_leaders(&self) -> usize {
+        match self.max_batches {
+            0 => self.pool_size.max(1),
+            n => n,
+        }
+    }
+
     /// Sets [`Config::wait_timeout`].
     pub fn with_wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
@@ -272,10 +299,24 @@ impl Config {
         self
     }
 
-    /// Checks the URL and the schema name.
+    /// Checks the URL, the schema name and the batch limits.
     pub(crate) fn validate(&self) -> Result<()> {
         self.pg_config()?;
         check_schema(&self.schema)?;
+        if self.max_batch == 0 {
+            return Err(Error::Config {
+                message: "max_batch must be at least 1".to_owned(),
+            });
+        }
+        if self.max_batches > self.pool_size.max(1) {
+            return Err(Error::Config {
+                message: format!(
+                    "max_batches {} is more than pool_size {}: each batch in flight holds a \
+                     connection",
+                    self.max_batches, self.pool_size
+                ),
+            });
+        }
         if self.application_name.len() > 63 || !self.application_name.is_ascii() {
             return Err(Error::Config {
                 message: format!(
@@ -328,6 +369,7 @@ impl fmt::Debug for Config {
             .field("pool_size", &self.pool_size)
             .field("root_concurrency", &self.root_concurrency)
             .field("max_batch", &self.max_batch)
+            .field("max_batches", &self.max_batches)
             .field("wait_timeout", &self.wait_timeout)
             .field("create_timeout", &self.create_timeout)
             .field("recycle_timeout", &self.recycle_timeout)
@@ -525,6 +567,23 @@ mod tests {
         assert_eq!(json["clock"], "database");
         let config: Config = serde_json::from_str(r#"{"clock": "caller"}"#).unwrap();
         assert_eq!(config.clock, ClockSource::Caller);
+    }
+
+    #[test]
+    fn batch_limits_are_validated() {
+        let config = Config::default().with_pool_size(4);
+        assert_eq!(config.batch_leaders(), 4);
+        assert_eq!(config.clone().with_max_batches(2).batch_leaders(), 2);
+        assert!(config.clone().with_max_batches(4).validate().is_ok());
+        let err = config.clone().with_max_batches(5).validate().unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { message } if message.contains("max_batches 5")),
+            "{err:?}"
+        );
+        let config: Config = serde_json::from_str(r#"{"max_batch": 0}"#).unwrap();
+        assert!(matches!(config.validate(), Err(Error::Config { .. })));
+        let config: Config = serde_json::from_str(r#"{"max_batches": 3}"#).unwrap();
+        assert_eq!(config.batch_leaders(), 3);
     }
 
     #[test]

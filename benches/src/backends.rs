@@ -34,6 +34,8 @@ pub struct BackendOptions {
     pub postgres_pool: Option<usize>,
     /// The Postgres store's `root_concurrency`. Defaults to the store's own default.
     pub postgres_root_concurrency: Option<usize>,
+    /// The Postgres store's `max_batches`. Defaults to the store's own default.
+    pub postgres_max_batches: Option<usize>,
 }
 
 impl Default for BackendOptions {
@@ -43,6 +45,7 @@ impl Default for BackendOptions {
             sqlite_dir: None,
             postgres_pool: None,
             postgres_root_concurrency: None,
+            postgres_max_batches: None,
         }
     }
 }
@@ -151,8 +154,16 @@ pub async fn open(
             if let Some(root) = options.postgres_root_concurrency {
                 config = config.with_root_concurrency(root);
             }
-            // `postgres/<pool size>/<root concurrency>`
-            let label = format!("postgres/{}/{}", config.pool_size, config.root_concurrency);
+            if let Some(batches) = options.postgres_max_batches {
+                config = config.with_max_batches(batches);
+            }
+            // `postgres/<pool size>/<root concurrency>/<batches in flight>`
+            let label = format!(
+                "postgres/{}/{}/{}",
+                config.pool_size,
+                config.root_concurrency,
+                config.batch_leaders()
+            );
             let store = Arc::new(PostgresStore::open_with(config).await?);
             Ok(Opened {
                 postgres: Some((Some(store.clone()), schema)),

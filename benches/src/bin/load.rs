@@ -25,7 +25,7 @@ struct Args {
 const USAGE: &str = "usage: load [--backends memory,sqlite,sqlite-raw,postgres,postgres-raw] \
 [--tasks 1,8,32] [--budgets 1,1000] [--seconds 2] [--warmup 0.5] [--out FILE] \
 [--sqlite-sync full|normal|extra] [--sqlite-dir DIR] [--postgres-pool N] \
-[--postgres-root-concurrency N]";
+[--postgres-root-concurrency N] [--postgres-max-batches N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -67,6 +67,10 @@ fn parse_args() -> Result<Args, String> {
                         .parse()
                         .map_err(|_| "bad --postgres-root-concurrency")?,
                 )
+            }
+            "--postgres-max-batches" => {
+                args.options.postgres_max_batches =
+                    Some(value()?.parse().map_err(|_| "bad --postgres-max-batches")?)
             }
             "--bench" => {} // passed by `cargo bench`; ignored
             other => return Err(format!("unknown argument {other}\n{USAGE}")),

@@ -81,14 +81,14 @@ pub struct Config {
     ///
     /// Defaults to 128.
     pub max_batch: usize,
-    /// The most batches of this store in flight at once, over every tree. Each holds a pooled
-    /// connection while it runs, so at most [`Config::pool_size`]; fewer leaves connections for
-    /// reads and the writes that run alone (budget creation, sweeps, a tree's first write).
-    /// Writes arriving while every batch is in flight wait for the next one, which takes them
-    /// all: on many independent budgets fewer, larger batches flush more writes per WAL flush.
-    /// 0 means [`Config::pool_size`].
+    /// The most batches of this store in flight at once, over every tree (each holds a
+    /// pooled connection while it runs; past [`Config::pool_size`] the pool's size is the
+    /// limit). Writes arriving while every batch is in flight wait for the next one, which
+    /// takes them all: on many independent budgets a few large batches flush more writes per
+    /// WAL flush than many small ones, and leave connections for reads and for the writes that
+    /// run alone (budget creation, sweeps, a tree's first write). At least 1.
     ///
-    /// Defaults to 0.
+    /// Defaults to 2.
     pub max_batches: usize,
     /// How long an operation waits for a free connection before failing (retryable).
     ///
@@ -154,7 +154,7 @@ impl Default for Config {
             pool_size: 8,
             root_concurrency: 2,
             max_batch: 128,
-            max_batches: 0,
+            max_batches: 2,
             wait_timeout: Duration::from_secs(5),
             create_timeout: Duration::from_secs(5),
             recycle_timeout: Duration::from_secs(2),
@@ -229,19 +229,16 @@ impl Config {
         self
     }
 
-    /// Sets [`Config::max_batches`] (0: [`Config::pool_size`]).
+    /// Sets [`Config::max_batches`] (at least 1).
     pub fn with_max_batches(mut self, batches: usize) -> Self {
-        self.max_batches = batches;
+        self.max_batches = batches.max(1);
         self
     }
 
-    /// How many batches may be in flight at once: [`Config::max_batches`], or the pool size
-    /// when it is 0.
+    /// How many batches may be in flight at once: [`Config::max_batches`], at most
+    /// [`Config::pool_size`].
     pub fn batch_leaders(&self) -> usize {
-        match self.max_batches {
-            0 => self.pool_size.max(1),
-            n => n,
-        }
+        self.max_batches.clamp(1, self.pool_size.max(1))
     }
 
     /// Sets [`Config::wait_timeout`].
@@ -308,13 +305,9 @@ impl Config {
                 message: "max_batch must be at least 1".to_owned(),
             });
         }
-        if self.max_batches > self.pool_size.max(1) {
+        if self.max_batches == 0 {
             return Err(Error::Config {
-                message: format!(
-                    "max_batches {} is more than pool_size {}: each batch in flight holds a \
-                     connection",
-                    self.max_batches, self.pool_size
-                ),
+                message: "max_batches must be at least 1".to_owned(),
             });
         }
         if self.application_name.len() > 63 || !self.application_name.is_ascii() {
@@ -570,18 +563,24 @@ mod tests {
     }
 
     #[test]
-    fn batch_limits_are_validated() {
+    fn batch_limits_are_validated_and_leaders_never_exceed_the_pool() {
         let config = Config::default().with_pool_size(4);
-        assert_eq!(config.batch_leaders(), 4);
-        assert_eq!(config.clone().with_max_batches(2).batch_leaders(), 2);
-        assert!(config.clone().with_max_batches(4).validate().is_ok());
-        let err = config.clone().with_max_batches(5).validate().unwrap_err();
-        assert!(
-            matches!(&err, Error::Config { message } if message.contains("max_batches 5")),
-            "{err:?}"
-        );
-        let config: Config = serde_json::from_str(r#"{"max_batch": 0}"#).unwrap();
-        assert!(matches!(config.validate(), Err(Error::Config { .. })));
+        assert_eq!(config.batch_leaders(), 2);
+        assert_eq!(config.clone().with_max_batches(3).batch_leaders(), 3);
+        assert_eq!(config.clone().with_max_batches(9).batch_leaders(), 4);
+        assert_eq!(config.clone().with_max_batches(0).max_batches, 1);
+        assert!(config.validate().is_ok());
+        for (json, field) in [
+            (r#"{"max_batch": 0}"#, "max_batch"),
+            (r#"{"max_batches": 0}"#, "max_batches"),
+        ] {
+            let config: Config = serde_json::from_str(json).unwrap();
+            let err = config.validate().unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { message } if message.starts_with(field)),
+                "{json}: {err:?}"
+            );
+        }
         let config: Config = serde_json::from_str(r#"{"max_batches": 3}"#).unwrap();
         assert_eq!(config.batch_leaders(), 3);
     }

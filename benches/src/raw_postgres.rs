@@ -186,6 +186,17 @@ impl RawPostgres {
                  SET search_path TO \"{schema}\"; {SCHEMA_SQL}"
             ))
             .await?;
+        Self::open(url, schema, connections, shape).await
+    }
+
+    /// Opens `connections` connections (at most [`RAW_MAX_CONNECTIONS`]) to `schema`, created
+    /// by [`RawPostgres::connect`] in this process or another.
+    pub async fn open(
+        url: &str,
+        schema: &str,
+        connections: usize,
+        shape: Shape,
+    ) -> Result<Self, BoxError> {
         let connections = connections.clamp(1, RAW_MAX_CONNECTIONS);
         let mut conns = Vec::with_capacity(connections);
         for _ in 0..connections {
@@ -409,6 +420,11 @@ fn rfc3339(micros: i64) -> String {
 #[async_trait]
 impl PairDriver for RawPostgres {
     type Handle = RawHandle;
+
+    async fn attach(&self, _budgets: usize) -> Result<(), BoxError> {
+        // The budgets are named, nothing to look up.
+        Ok(())
+    }
 
     async fn setup(&self, budgets: usize) -> Result<(), BoxError> {
         let conn = self.conns[0].lock().await;

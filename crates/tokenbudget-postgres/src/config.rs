@@ -65,13 +65,14 @@ pub struct Config {
     ///
     /// Defaults to 8.
     pub pool_size: usize,
-    /// The most transactions of this store that run at once on one budget tree (a root budget
-    /// and everything under it, whose writes all take the tree's lock). The writes queued on a
-    /// tree meanwhile wait in the process and run together, as one batch: one transaction, one
-    /// lock acquisition, one WAL flush for all of them (at most [`Config::max_batch`]). A
-    /// batch starts as soon as a transaction slot is free, with whatever is queued: nobody
-    /// waits for a batch to fill. 0 turns batching off (every write its own transaction, with
-    /// no limit). Other processes are not counted: each batches its own.
+    /// The most batches of this store in flight at once that touch one budget tree (a root
+    /// budget and everything under it, whose writes all take the tree's lock). The writes
+    /// queued meanwhile wait in the process and run together, as one batch, with those queued
+    /// on other trees: one transaction, one lock acquisition per tree, one WAL flush for all of
+    /// them (at most [`Config::max_batch`], at most [`Config::max_batches`] batches in flight).
+    /// A batch starts as soon as a leader is free, with whatever is queued: nobody waits for a
+    /// batch to fill. 0 turns batching off (every write its own transaction, with no limit).
+    /// Other processes are not counted: each batches its own.
     ///
     /// Defaults to 2: one batch holds the lock while the next waits right behind it.
     pub root_concurrency: usize,

@@ -34,6 +34,8 @@ pub struct BackendOptions {
     pub postgres_pool: Option<usize>,
     /// The Postgres store's `root_concurrency`. Defaults to the store's own default.
     pub postgres_root_concurrency: Option<usize>,
+    /// The Postgres store's `max_batches`. Defaults to the store's own default.
+    pub postgres_max_batches: Option<usize>,
 }
 
 impl Default for BackendOptions {
@@ -43,6 +45,7 @@ impl Default for BackendOptions {
             sqlite_dir: None,
             postgres_pool: None,
             postgres_root_concurrency: None,
+            postgres_max_batches: None,
         }
     }
 }
@@ -83,6 +86,11 @@ pub struct Opened {
 }
 
 impl Opened {
+    /// The Postgres schema the backend runs on, for [`attach`] in another process.
+    pub fn schema(&self) -> Option<&str> {
+        self.postgres.as_ref().map(|(_, schema)| schema.as_str())
+    }
+
     /// Closes the store and removes what [`open`] created (the SQLite files, the Postgres
     /// schema).
     pub async fn close(self) -> Result<(), BoxError> {
@@ -142,18 +150,7 @@ pub async fn open(
         }
         "postgres" => {
             let schema = bench_schema();
-            let mut config = tokenbudget_postgres::Config::new(bench_url())?
-                .with_schema(&schema)
-                .with_application_name("tb_bench");
-            if let Some(pool) = options.postgres_pool {
-                config = config.with_pool_size(pool);
-            }
-            if let Some(root) = options.postgres_root_concurrency {
-                config = config.with_root_concurrency(root);
-            }
-            // `postgres/<pool size>/<root concurrency>`
-            let label = format!("postgres/{}/{}", config.pool_size, config.root_concurrency);
-            let store = Arc::new(PostgresStore::open_with(config).await?);
+            let (label, store) = postgres_store(&schema, options).await?;
             Ok(Opened {
                 postgres: Some((Some(store.clone()), schema)),
                 ..opened(&label, Driver::Tracker(Arc::new(TrackerDriver::new(store))))
@@ -174,6 +171,66 @@ pub async fn open(
         }
         other => Err(format!("unknown backend {other}").into()),
     }
+}
+
+/// The Postgres store on `schema`, with its label `postgres/<pool size>/<root
+/// concurrency>/<batches in flight>`.
+async fn postgres_store(
+    schema: &str,
+    options: &BackendOptions,
+) -> Result<(String, Arc<PostgresStore>), BoxError> {
+    let mut config = tokenbudget_postgres::Config::new(bench_url())?
+        .with_schema(schema)
+        .with_application_name("tb_bench");
+    if let Some(pool) = options.postgres_pool {
+        config = config.with_pool_size(pool);
+    }
+    if let Some(root) = options.postgres_root_concurrency {
+        config = config.with_root_concurrency(root);
+    }
+    if let Some(batches) = options.postgres_max_batches {
+        config = config.with_max_batches(batches);
+    }
+    let label = format!(
+        "postgres/{}/{}/{}",
+        config.pool_size,
+        config.root_concurrency,
+        config.batch_leaders()
+    );
+    Ok((label, Arc::new(PostgresStore::open_with(config).await?)))
+}
+
+/// Opens `backend` (`postgres` or `postgres-raw`) on `schema`, which [`open`] made in another
+/// process: a second process driving the same budgets. [`Opened::close`] of the result leaves
+/// the schema alone.
+pub async fn attach(
+    backend: &str,
+    schema: &str,
+    connections: usize,
+    options: &BackendOptions,
+) -> Result<Opened, BoxError> {
+    let driver = match backend {
+        "postgres" => {
+            let (_, store) = postgres_store(schema, options).await?;
+            Driver::Tracker(Arc::new(TrackerDriver::new(store)))
+        }
+        "postgres-raw" | "postgres-raw-seq" => {
+            let shape = if backend == "postgres-raw" {
+                Shape::Pipelined
+            } else {
+                Shape::Sequential
+            };
+            let raw = RawPostgres::open(&bench_url(), schema, connections, shape).await?;
+            Driver::RawPostgres(Arc::new(raw))
+        }
+        other => return Err(format!("{other} cannot run in several processes").into()),
+    };
+    Ok(Opened {
+        label: backend.to_owned(),
+        driver,
+        _dir: None,
+        postgres: None,
+    })
 }
 
 /// Runs `backend` at `spec` on a fresh store, then removes the store.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokenbudget_core::{BudgetId, DynBudgetStore, ReservationId, ReserveOptions, Tracker};
 
 /// Errors from a driver, boxed: the driver's own type does not matter to the loop.
@@ -29,6 +29,10 @@ pub trait PairDriver: Send + Sync + 'static {
 
     /// Creates `budgets` budgets named by [`budget_name`], each with [`BENCH_LIMIT`].
     async fn setup(&self, budgets: usize) -> Result<(), BoxError>;
+
+    /// Drives the `budgets` budgets another process's [`PairDriver::setup`] created (a second
+    /// process on the same database). Errors on backends that have no such sharing.
+    async fn attach(&self, budgets: usize) -> Result<(), BoxError>;
 
     /// Reserves `tokens` on budget number `budget`.
     async fn reserve(&self, budget: usize, tokens: u64) -> Result<Self::Handle, BoxError>;
@@ -53,6 +57,9 @@ pub struct LoadSpec {
     pub duration: Duration,
     /// How long to run before measuring.
     pub warmup: Duration,
+    /// OS processes the tasks are split over, each its own store on the same database (1:
+    /// this process only).
+    pub processes: usize,
 }
 
 /// Latency distribution of one operation.
@@ -106,6 +113,44 @@ pub struct LoadReport {
     pub per_task: Vec<u64>,
 }
 
+/// Every measured latency of one process's run, in microseconds, and the pairs of each task:
+/// what a second process hands back to be merged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Samples {
+    /// Reserve latencies.
+    pub reserves: Vec<u64>,
+    /// Commit latencies.
+    pub commits: Vec<u64>,
+    /// Pairs each task completed.
+    pub per_task: Vec<u64>,
+}
+
+impl Samples {
+    /// Adds another process's samples.
+    pub fn merge(&mut self, other: Samples) {
+        self.reserves.extend(other.reserves);
+        self.commits.extend(other.commits);
+        self.per_task.extend(other.per_task);
+    }
+}
+
+impl LoadReport {
+    /// The report of `samples` measured at `spec`.
+    pub fn from_samples(label: &str, spec: LoadSpec, samples: Samples) -> Self {
+        let micros = |v: Vec<u64>| v.into_iter().map(Duration::from_micros).collect();
+        let pairs = samples.reserves.len() as u64;
+        LoadReport {
+            label: label.to_owned(),
+            spec,
+            pairs,
+            pairs_per_sec: pairs as f64 / spec.duration.as_secs_f64(),
+            reserve: OpStats::from_samples(micros(samples.reserves)),
+            commit: OpStats::from_samples(micros(samples.commits)),
+            per_task: samples.per_task,
+        }
+    }
+}
+
 /// Runs `spec` against `driver`. The first error stops the run and is returned.
 pub async fn run<D: PairDriver>(
     label: &str,
@@ -113,10 +158,23 @@ pub async fn run<D: PairDriver>(
     spec: LoadSpec,
 ) -> Result<LoadReport, BoxError> {
     driver.setup(spec.budgets).await?;
-    let start = Instant::now();
+    let samples = drive(driver, spec.tasks, spec, Instant::now()).await?;
+    Ok(LoadReport::from_samples(label, spec, samples))
+}
+
+/// Runs `tasks` tasks of `spec` against `driver` (set up or attached), warming up from
+/// `start` and measuring for `spec.duration` after the warm-up; several processes given the
+/// same `start` measure the same window.
+pub async fn drive<D: PairDriver>(
+    driver: Arc<D>,
+    tasks: usize,
+    spec: LoadSpec,
+    start: Instant,
+) -> Result<Samples, BoxError> {
+    tokio::time::sleep_until(start.into()).await;
     let measure_from = start + spec.warmup;
     let end = measure_from + spec.duration;
-    let tasks: Vec<_> = (0..spec.tasks)
+    let tasks: Vec<_> = (0..tasks)
         .map(|task| {
             let driver = driver.clone();
             tokio::spawn(async move {
@@ -149,23 +207,15 @@ pub async fn run<D: PairDriver>(
             })
         })
         .collect();
-    let (mut reserves, mut commits, mut per_task) = (Vec::new(), Vec::new(), Vec::new());
+    let mut samples = Samples::default();
+    let micros = |d: Duration| d.as_micros() as u64;
     for task in tasks {
         let (r, c) = task.await??;
-        per_task.push(r.len() as u64);
-        reserves.extend(r);
-        commits.extend(c);
+        samples.per_task.push(r.len() as u64);
+        samples.reserves.extend(r.into_iter().map(micros));
+        samples.commits.extend(c.into_iter().map(micros));
     }
-    let pairs = reserves.len() as u64;
-    Ok(LoadReport {
-        label: label.to_owned(),
-        spec,
-        pairs,
-        pairs_per_sec: pairs as f64 / spec.duration.as_secs_f64(),
-        reserve: OpStats::from_samples(reserves),
-        commit: OpStats::from_samples(commits),
-        per_task,
-    })
+    Ok(samples)
 }
 
 /// The tracker over any store: what users of tokenbudget run.
@@ -199,6 +249,16 @@ impl PairDriver for TrackerDriver {
         self.budgets
             .set(ids)
             .map_err(|_| "TrackerDriver::setup called twice")?;
+        Ok(())
+    }
+
+    async fn attach(&self, budgets: usize) -> Result<(), BoxError> {
+        let ids = (0..budgets)
+            .map(|i| BudgetId::new(budget_name(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.budgets
+            .set(ids)
+            .map_err(|_| "TrackerDriver::attach called twice")?;
         Ok(())
     }
 
@@ -245,6 +305,7 @@ mod tests {
             budgets: 3,
             duration: Duration::from_millis(100),
             warmup: Duration::ZERO,
+            processes: 1,
         };
         let report = run("memory", driver, spec).await.unwrap();
         assert!(report.pairs > 0);

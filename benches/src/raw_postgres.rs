@@ -10,7 +10,10 @@
 //! - [`Shape::Sequential`]: one statement per round trip, as pgbench runs a script.
 //!
 //! Each task gets a connection of its own while it runs an operation (a free list, not a
-//! pool: no checks, no timeouts).
+//! pool: no checks, no timeouts), one connection per task up to [`RAW_MAX_CONNECTIONS`]; past
+//! that, tasks wait for a free one, as behind any pool. A transaction that fails with a
+//! serialization failure or a deadlock (40001, 40P01) is rolled back and run again, at most
+//! [`RAW_ATTEMPTS`] times, as any client of such a schema has to.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -125,6 +128,14 @@ pub struct RawHandle {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The most connections the baseline opens: at 128 tasks, one each would pass the server's
+/// default `max_connections` (100) with the other clients of a shared server.
+pub const RAW_MAX_CONNECTIONS: usize = 32;
+
+/// How many times one reserve or commit runs its transaction on serialization failures and
+/// deadlocks.
+pub const RAW_ATTEMPTS: u32 = 10;
+
 /// How long the baseline's holds last (never reached in a benchmark).
 pub const RAW_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -175,8 +186,20 @@ impl RawPostgres {
                  SET search_path TO \"{schema}\"; {SCHEMA_SQL}"
             ))
             .await?;
+        Self::open(url, schema, connections, shape).await
+    }
+
+    /// Opens `connections` connections (at most [`RAW_MAX_CONNECTIONS`]) to `schema`, created
+    /// by [`RawPostgres::connect`] in this process or another.
+    pub async fn open(
+        url: &str,
+        schema: &str,
+        connections: usize,
+        shape: Shape,
+    ) -> Result<Self, BoxError> {
+        let connections = connections.clamp(1, RAW_MAX_CONNECTIONS);
         let mut conns = Vec::with_capacity(connections);
-        for _ in 0..connections.max(1) {
+        for _ in 0..connections {
             let client = connect(url, Some(schema)).await?;
             let (lock, read, write) = (
                 client.prepare(LOCK_CHAIN).await?,
@@ -208,9 +231,11 @@ impl RawPostgres {
         Ok(())
     }
 
+    /// Runs `f` on a free connection, again on serialization failures and deadlocks (see the
+    /// module docs).
     async fn with_conn<T>(
         &self,
-        f: impl for<'c> FnOnce(&'c Conn) -> BoxFuture<'c, Result<T, BoxError>>,
+        f: impl for<'c> Fn(&'c Conn) -> BoxFuture<'c, Result<T, BoxError>>,
     ) -> Result<T, BoxError> {
         let _permit = self.permits.acquire().await?;
         let index = self
@@ -221,11 +246,30 @@ impl RawPostgres {
             .ok_or("no free connection")?;
         let result = {
             let conn = self.conns[index].lock().await;
-            f(&conn).await
+            let mut attempt = 1;
+            loop {
+                match f(&conn).await {
+                    Err(e) if attempt < RAW_ATTEMPTS && is_retryable(&*e) => {
+                        let _ = conn.client.batch_execute("ROLLBACK").await;
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            }
         };
         self.free.lock().unwrap().push(index);
         result
     }
+}
+
+/// A serialization failure or a deadlock.
+fn is_retryable(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|code| {
+            *code == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+        })
 }
 
 /// Sends `BEGIN`, the lock and the read, pipelined or one by one.
@@ -377,6 +421,11 @@ fn rfc3339(micros: i64) -> String {
 impl PairDriver for RawPostgres {
     type Handle = RawHandle;
 
+    async fn attach(&self, _budgets: usize) -> Result<(), BoxError> {
+        // The budgets are named, nothing to look up.
+        Ok(())
+    }
+
     async fn setup(&self, budgets: usize) -> Result<(), BoxError> {
         let conn = self.conns[0].lock().await;
         let ids: Vec<String> = (0..budgets).map(budget_name).collect();
@@ -394,6 +443,7 @@ impl PairDriver for RawPostgres {
         let (shape, timeout) = (self.shape, self.timeout_micros);
         let budget = budget_name(budget);
         self.with_conn(move |conn| {
+            let budget = budget.clone();
             Box::pin(async move {
                 let id = Uuid::now_v7();
                 let now = now_micros();
@@ -447,9 +497,9 @@ impl PairDriver for RawPostgres {
 
     async fn commit(&self, handle: RawHandle, actual: u64) -> Result<(), BoxError> {
         let shape = self.shape;
+        let id = handle.id;
         self.with_conn(move |conn| {
             Box::pin(async move {
-                let id = handle.id;
                 let now = now_micros();
                 let actual = actual as i64;
                 let seeds: [&str; 0] = [];

@@ -232,6 +232,10 @@ async fn load_budget(
 impl PairDriver for RawSqlite {
     type Handle = RawHandle;
 
+    async fn attach(&self, _budgets: usize) -> Result<(), BoxError> {
+        Err("the raw SQLite baseline runs in one process".into())
+    }
+
     async fn setup(&self, budgets: usize) -> Result<(), BoxError> {
         let mut conn = self.writer.lock().await;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;

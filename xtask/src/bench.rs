@@ -1,10 +1,11 @@
 //! `cargo xtask bench`: the tracker load benchmark on every backend beside its raw-SQL
-//! baseline, the criterion bench of one reserve+commit pair on the same backends, then the
-//! counter benchmarks.
+//! baseline (at 1, 8, 32 and 128 tasks, on one hot budget and on 1,000 budgets, and for
+//! Postgres also from 2 processes on one hot budget), the criterion bench of one
+//! reserve+commit pair on the same backends, then the counter benchmarks.
 //!
 //! ```text
 //! cargo xtask bench [--quick] [--backends LIST] [--tasks LIST] [--budgets LIST] [--seconds S]
-//!                   [--skip-counter]
+//!                   [--processes LIST] [--skip-counter]
 //! ```
 //!
 //! Results: one table on stdout, and JSON in `target/bench/tracker.json` (criterion keeps its
@@ -16,9 +17,10 @@ use crate::run::{cargo, project_root, run, succeeds, Result};
 
 pub fn main(args: &[String]) -> Result {
     let mut backends: Option<String> = None;
-    let mut tasks = "1,4,8,16,32".to_owned();
+    let mut tasks = "1,8,32,128".to_owned();
     let mut budgets = "1,1000".to_owned();
     let mut seconds = "3".to_owned();
+    let mut processes = "1,2".to_owned();
     let mut counter = true;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -32,6 +34,7 @@ pub fn main(args: &[String]) -> Result {
             "--tasks" => tasks = value()?,
             "--budgets" => budgets = value()?,
             "--seconds" => seconds = value()?,
+            "--processes" => processes = value()?,
             "--skip-counter" => counter = false,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -57,6 +60,7 @@ pub fn main(args: &[String]) -> Result {
             "--budgets",
             &budgets,
         ])
+        .args(["--processes", &processes])
         .args(["--seconds", &seconds, "--out"])
         .arg(&out))?;
     // Cargo runs benches in the package's folder; criterion would write to `benches/target`.

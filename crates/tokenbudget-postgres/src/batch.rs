@@ -1,12 +1,14 @@
-//! Group commit: the writes queued on one budget tree decided and written in one transaction.
+//! Group commit: queued writes, on one budget tree or several, decided and written in one
+//! transaction.
 //!
-//! A [`Batch`] locks the union of its operations' chains once (see [`sql`](crate::sql) on the
-//! lock order), reads every reservation, idempotency key and charge key they name and the
-//! tree's due holds, then calls the core's rule for each operation in queue order, each on
-//! the state the ones before it left ([`Working`]). One operation's rejection (bad input, a
+//! A [`Batch`] locks the union of its operations' chains once, with the locks of every tree
+//! they touch taken in one statement in key order (see [`sql`](crate::sql) on the lock
+//! order), reads every reservation, idempotency key and charge key they name and those trees'
+//! due holds, then calls the core's rule for each operation in queue order, each on the state
+//! the ones before it left, of its own tree only ([`Working`]). One operation's rejection (bad input, a
 //! conflict) is its own answer and changes nothing; the others go on. The changes of all of
-//! them are written in one statement pipelined with one `COMMIT`: one lock acquisition and one
-//! WAL flush for the batch. Nothing is answered before the `COMMIT` returns.
+//! them are written in one statement pipelined with one `COMMIT`: one lock acquisition per tree
+//! and one WAL flush for the batch. Nothing is answered before the `COMMIT` returns.
 //!
 //! A batch whose `COMMIT` outcome is unknown is retried whole: every operation in it is then a
 //! replay (a reserve finds its reservation id, a charge its key; commit, rollback and extend
@@ -93,7 +95,7 @@ impl Cmd {
     }
 }
 
-/// Writes on one tree, run as one transaction; see the module docs.
+/// Writes on one tree or several, run as one transaction; see the module docs.
 pub(crate) struct Batch {
     /// The commands, in queue order, each with the time its caller gave (used with
     /// `ClockSource::Caller`).
@@ -139,7 +141,7 @@ impl Op for Batch {
 }
 
 impl Batch {
-    /// Begins, locks the chains of every command (and of the tree's due holds outside them),
+    /// Begins, locks the chains of every command (and of their trees' due holds outside them),
     /// and loads what the rules need; returns it with the time to decide at.
     async fn lock_and_load(&self, tx: &mut Tx<'_>) -> Result<(Working, Timestamp), PgError> {
         let cmds = || self.cmds.iter().map(|(cmd, _)| cmd);
@@ -168,7 +170,7 @@ impl Batch {
             .await?;
         let mut locked = locked_budgets(&locked)?;
         let (Loaded { reservations, due }, now) = read_reservations(&read, &locked)?;
-        // The chains of the tree's due holds outside the locked chains: the tree's lock is
+        // The chains of the trees' due holds outside the locked chains: each tree's lock is
         // held, so these row locks never wait.
         let more: BTreeSet<&str> = due
             .iter()
@@ -251,9 +253,13 @@ struct Loaded {
     due: BTreeSet<ReservationId>,
 }
 
-/// The state the batch's commands decide on, changed by each in turn.
+/// The state the batch's commands decide on, changed by each in turn. A batch may span trees;
+/// each command sees only its own tree, as the rules' snapshot asks.
 struct Working {
-    budgets: BTreeMap<BudgetId, Budget>,
+    /// The locked budgets, by the root of their tree.
+    trees: HashMap<BudgetId, BTreeMap<BudgetId, Budget>>,
+    /// The root of every locked budget.
+    root_of: HashMap<BudgetId, BudgetId>,
     reservations: BTreeMap<ReservationId, Reservation>,
     by_key: HashMap<IdempotencyKey, ReservationId>,
     charges: HashMap<IdempotencyKey, Charge>,
@@ -269,29 +275,69 @@ impl Working {
             .values()
             .filter_map(|r| r.idempotency_key.clone().map(|k| (k, r.id)))
             .collect();
+        // Every chain is locked whole, so each budget's ancestors are all here.
+        let root_of: HashMap<BudgetId, BudgetId> = budgets
+            .values()
+            .map(|b| {
+                let mut top = b;
+                while let Some(parent) = top.parent.as_ref().and_then(|p| budgets.get(p)) {
+                    top = parent;
+                }
+                (b.id.clone(), top.id.clone())
+            })
+            .collect();
+        let mut trees: HashMap<BudgetId, BTreeMap<BudgetId, Budget>> = HashMap::new();
+        for (id, budget) in budgets {
+            trees
+                .entry(root_of[&id].clone())
+                .or_default()
+                .insert(id, budget);
+        }
         Self {
-            budgets,
+            trees,
+            root_of,
             reservations,
             by_key,
             charges,
         }
     }
 
-    /// The snapshot for one command: every locked budget, the reservation it names, and the
-    /// held reservations due at `now` (an earlier command of the batch may have released
-    /// some).
-    fn snapshot(&self, reservation: Option<ReservationId>, now: Timestamp) -> Snapshot {
+    /// The root of the tree of `budget`, when it is locked.
+    fn tree_of(&self, budget: &BudgetId) -> Option<&BudgetId> {
+        self.root_of.get(budget)
+    }
+
+    /// The tree of the reservation `id`, when it was read and its budget is locked.
+    fn tree_of_reservation(&self, id: ReservationId) -> Option<&BudgetId> {
+        self.tree_of(&self.reservations.get(&id)?.budget_id)
+    }
+
+    /// The snapshot for one command on `tree`: the tree's locked budgets, the reservation it
+    /// names, and the tree's held reservations due at `now` (an earlier command of the batch
+    /// may have released some). No budget at all when the command's tree is not locked (its
+    /// budget or reservation does not exist): the rule then answers "not found".
+    fn snapshot(
+        &self,
+        tree: Option<&BudgetId>,
+        reservation: Option<ReservationId>,
+        now: Timestamp,
+    ) -> Snapshot {
+        let budgets = tree
+            .and_then(|t| self.trees.get(t))
+            .cloned()
+            .unwrap_or_default();
         let mut expired: Vec<Reservation> = self
             .reservations
             .values()
-            // Only on locked budgets: a reservation read for its key may be on another tree.
+            // Only on the tree's budgets: a reservation read for its key, or due on another
+            // tree of the batch, is not this command's to release.
             .filter(|r| r.state == ReservationState::Held && r.expires_at <= now)
-            .filter(|r| self.budgets.contains_key(&r.budget_id))
+            .filter(|r| tree.is_some() && self.tree_of(&r.budget_id) == tree)
             .cloned()
             .collect();
         expired.sort_by_key(|r| (r.expires_at, r.id));
         Snapshot {
-            budgets: self.budgets.clone(),
+            budgets,
             reservation: reservation.and_then(|id| self.reservations.get(&id).cloned()),
             expired,
             charge: None,
@@ -309,26 +355,30 @@ impl Working {
                         let key = cmd.idempotency_key.as_ref()?;
                         self.by_key.get(key).copied()
                     });
-                let d = rules::reserve(&self.snapshot(id, now), cmd, now)?;
+                let tree = self.tree_of(&cmd.budget_id);
+                let d = rules::reserve(&self.snapshot(tree, id, now), cmd, now)?;
                 (d.changes, Answer::Reserve(d.outcome))
             }
             Cmd::Commit(cmd) => {
-                let snapshot = self.snapshot(Some(cmd.reservation_id), now);
+                let id = cmd.reservation_id;
+                let snapshot = self.snapshot(self.tree_of_reservation(id), Some(id), now);
                 let d = rules::commit(&snapshot, cmd, now)?;
                 (d.changes, Answer::Commit(d.outcome))
             }
             Cmd::Rollback(cmd) => {
-                let snapshot = self.snapshot(Some(cmd.reservation_id), now);
+                let id = cmd.reservation_id;
+                let snapshot = self.snapshot(self.tree_of_reservation(id), Some(id), now);
                 let d = rules::rollback(&snapshot, cmd, now)?;
                 (d.changes, Answer::Rollback(d.outcome))
             }
             Cmd::Extend(cmd) => {
-                let snapshot = self.snapshot(Some(cmd.reservation_id), now);
+                let id = cmd.reservation_id;
+                let snapshot = self.snapshot(self.tree_of_reservation(id), Some(id), now);
                 let d = rules::extend(&snapshot, cmd, now)?;
                 (d.changes, Answer::Extend(d.outcome))
             }
             Cmd::Charge(cmd) => {
-                let mut snapshot = self.snapshot(None, now);
+                let mut snapshot = self.snapshot(self.tree_of(&cmd.budget_id), None, now);
                 snapshot.charge = self.charges.get(&cmd.key).cloned();
                 let d = rules::charge(&snapshot, cmd, now)?;
                 (d.changes, Answer::Charge(d.outcome))
@@ -339,7 +389,14 @@ impl Working {
     /// Applies an accepted command's changes, for the commands after it.
     fn apply(&mut self, changes: &Changes) {
         for budget in &changes.budgets {
-            self.budgets.insert(budget.id.clone(), budget.clone());
+            // The rules change only budgets of the command's snapshot: all locked.
+            if let Some(tree) = self
+                .root_of
+                .get(&budget.id)
+                .and_then(|r| self.trees.get_mut(r))
+            {
+                tree.insert(budget.id.clone(), budget.clone());
+            }
         }
         for reservation in changes.new_reservation.iter().chain(&changes.reservations) {
             if let Some(key) = &reservation.idempotency_key {

@@ -65,20 +65,32 @@ pub struct Config {
     ///
     /// Defaults to 8.
     pub pool_size: usize,
-    /// The most transactions of this store that run at once on one budget tree (a root budget
-    /// and everything under it, whose writes all take the tree's lock). The writes queued on a
-    /// tree meanwhile wait in the process and run together, as one batch: one transaction, one
-    /// lock acquisition, one WAL flush for all of them (at most [`Config::max_batch`]). A
-    /// batch starts as soon as a transaction slot is free, with whatever is queued: nobody
-    /// waits for a batch to fill. 0 turns batching off (every write its own transaction, with
-    /// no limit). Other processes are not counted: each batches its own.
+    /// The most batches of this store in flight at once that touch one budget tree (a root
+    /// budget and everything under it, whose writes all take the tree's lock). The writes
+    /// queued meanwhile wait in the process and run together, as one batch, with those queued
+    /// on other trees: one transaction, one lock acquisition per tree, one WAL flush for all of
+    /// them (at most [`Config::max_batch`], at most [`Config::max_batches`] batches in flight).
+    /// A batch starts as soon as a leader is free, with whatever is queued: nobody waits for a
+    /// batch to fill. 0 turns batching off (every write its own transaction, with no limit).
+    /// Other processes are not counted: each batches its own.
     ///
     /// Defaults to 2: one batch holds the lock while the next waits right behind it.
     pub root_concurrency: usize,
     /// The most writes one batch runs in its transaction (see [`Config::root_concurrency`]).
+    /// A batch may span trees: it takes the lock of each tree it touches, in one statement.
+    /// At least 1.
     ///
     /// Defaults to 128.
     pub max_batch: usize,
+    /// The most batches of this store in flight at once, over every tree (each holds a
+    /// pooled connection while it runs; past [`Config::pool_size`] the pool's size is the
+    /// limit). Writes arriving while every batch is in flight wait for the next one, which
+    /// takes them all: on many independent budgets a few large batches flush more writes per
+    /// WAL flush than many small ones, and leave connections for reads and for the writes that
+    /// run alone (budget creation, sweeps, a tree's first write). At least 1.
+    ///
+    /// Defaults to 2.
+    pub max_batches: usize,
     /// How long an operation waits for a free connection before failing (retryable).
     ///
     /// Defaults to 5 s. Serialized as `wait_timeout_ms`.
@@ -143,6 +155,7 @@ impl Default for Config {
             pool_size: 8,
             root_concurrency: 2,
             max_batch: 128,
+            max_batches: 2,
             wait_timeout: Duration::from_secs(5),
             create_timeout: Duration::from_secs(5),
             recycle_timeout: Duration::from_secs(2),
@@ -217,6 +230,18 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::max_batches`] (at least 1).
+    pub fn with_max_batches(mut self, batches: usize) -> Self {
+        self.max_batches = batches.max(1);
+        self
+    }
+
+    /// How many batches may be in flight at once: [`Config::max_batches`], at most
+    /// [`Config::pool_size`].
+    pub fn batch_leaders(&self) -> usize {
+        self.max_batches.clamp(1, self.pool_size.max(1))
+    }
+
     /// Sets [`Config::wait_timeout`].
     pub fn with_wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
@@ -272,10 +297,20 @@ impl Config {
         self
     }
 
-    /// Checks the URL and the schema name.
+    /// Checks the URL, the schema name and the batch limits.
     pub(crate) fn validate(&self) -> Result<()> {
         self.pg_config()?;
         check_schema(&self.schema)?;
+        if self.max_batch == 0 {
+            return Err(Error::Config {
+                message: "max_batch must be at least 1".to_owned(),
+            });
+        }
+        if self.max_batches == 0 {
+            return Err(Error::Config {
+                message: "max_batches must be at least 1".to_owned(),
+            });
+        }
         if self.application_name.len() > 63 || !self.application_name.is_ascii() {
             return Err(Error::Config {
                 message: format!(
@@ -328,6 +363,7 @@ impl fmt::Debug for Config {
             .field("pool_size", &self.pool_size)
             .field("root_concurrency", &self.root_concurrency)
             .field("max_batch", &self.max_batch)
+            .field("max_batches", &self.max_batches)
             .field("wait_timeout", &self.wait_timeout)
             .field("create_timeout", &self.create_timeout)
             .field("recycle_timeout", &self.recycle_timeout)
@@ -525,6 +561,29 @@ mod tests {
         assert_eq!(json["clock"], "database");
         let config: Config = serde_json::from_str(r#"{"clock": "caller"}"#).unwrap();
         assert_eq!(config.clock, ClockSource::Caller);
+    }
+
+    #[test]
+    fn batch_limits_are_validated_and_leaders_never_exceed_the_pool() {
+        let config = Config::default().with_pool_size(4);
+        assert_eq!(config.batch_leaders(), 2);
+        assert_eq!(config.clone().with_max_batches(3).batch_leaders(), 3);
+        assert_eq!(config.clone().with_max_batches(9).batch_leaders(), 4);
+        assert_eq!(config.clone().with_max_batches(0).max_batches, 1);
+        assert!(config.validate().is_ok());
+        for (json, field) in [
+            (r#"{"max_batch": 0}"#, "max_batch"),
+            (r#"{"max_batches": 0}"#, "max_batches"),
+        ] {
+            let config: Config = serde_json::from_str(json).unwrap();
+            let err = config.validate().unwrap_err();
+            assert!(
+                matches!(&err, Error::Config { message } if message.starts_with(field)),
+                "{json}: {err:?}"
+            );
+        }
+        let config: Config = serde_json::from_str(r#"{"max_batches": 3}"#).unwrap();
+        assert_eq!(config.batch_leaders(), 3);
     }
 
     #[test]

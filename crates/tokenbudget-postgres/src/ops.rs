@@ -97,8 +97,13 @@ impl Op for Create {
                 }
             }
         }
-        tx.apply(rules::create_budget(&snapshot, &self.new, now))
-            .await
+        let created = tx
+            .apply(rules::create_budget(&snapshot, &self.new, now))
+            .await?;
+        // A budget's parent never changes: its first write can be batched already.
+        tx.gate()
+            .learn(snapshot.budgets.values().chain(std::iter::once(&created)));
+        Ok(created)
     }
 }
 

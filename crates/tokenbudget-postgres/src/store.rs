@@ -45,7 +45,11 @@ impl PostgresStore {
         let config = config.with_url(url);
         config.validate()?;
         let pool = pool::build(&config)?;
-        let gate = Arc::new(Gate::new(config.root_concurrency, config.max_batch));
+        let gate = Arc::new(Gate::new(
+            config.root_concurrency,
+            config.max_batch,
+            config.batch_leaders(),
+        ));
         let shared = Arc::new(Shared { pool, config, gate });
         let runner: Arc<dyn Runner> = Arc::new(BatchRunner(shared.clone()));
         let mut retry = Retry::default();

@@ -71,6 +71,7 @@
 //! arbitrary as any, but the same in every order, on a resume and with two imports at once,
 //! because taking the greater is commutative, associative and idempotent.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -209,6 +210,20 @@ pub enum Merge {
     Replaced,
     /// The stored record stays.
     Unchanged,
+}
+
+/// `records` with one record per key, merged as [`dedup`] merges them, in key order:
+/// borrowed as they are when they already have one record per key in key order (an
+/// importer's batch), so a store writes them without copying.
+pub fn unique_by_key(records: &[UsageRecord]) -> Vec<Cow<'_, UsageRecord>> {
+    if records.windows(2).all(|w| w[0].key < w[1].key) {
+        records.iter().map(Cow::Borrowed).collect()
+    } else {
+        dedup(records.iter().cloned())
+            .into_values()
+            .map(Cow::Owned)
+            .collect()
+    }
 }
 
 /// The de-duplicated records of any number of candidates, by key.
@@ -485,6 +500,31 @@ mod tests {
         assert_eq!(root("msg_1:req_1"), "msg_1");
         assert_eq!(root("msg_1"), "msg_1");
         assert!(!shadows("msg_10", "msg_1"));
+    }
+
+    #[test]
+    fn unique_by_key_borrows_a_sorted_batch_and_merges_any_other() {
+        let a = candidate(("m1", Some("r"), 5, "f", 0));
+        let b = candidate(("m2", Some("r"), 5, "f", 0));
+        let mut a2 = a.clone();
+        a2.usage.output = 9;
+        let sorted = [a.clone(), b.clone()];
+        let got = unique_by_key(&sorted);
+        assert!(got.iter().all(|r| matches!(r, Cow::Borrowed(_))));
+        assert_eq!(got.len(), 2);
+        for batch in [
+            vec![b.clone(), a.clone(), a2.clone()],
+            vec![a.clone(), a2.clone(), b],
+        ] {
+            let got: Vec<UsageRecord> = unique_by_key(&batch)
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect();
+            let want: Vec<UsageRecord> = dedup(batch.clone()).into_values().collect();
+            assert_eq!(got, want);
+            assert_eq!(got[0].usage.output, 9);
+        }
+        assert!(unique_by_key(&[]).is_empty());
     }
 
     #[test]

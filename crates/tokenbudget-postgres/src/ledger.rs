@@ -1,6 +1,6 @@
 //! [`PostgresUsageStore`]: the usage ledger in the same Postgres schema as the budgets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -305,13 +305,18 @@ struct Columns {
 }
 
 impl Columns {
-    fn of(records: &BTreeMap<String, UsageRecord>, schema: &str) -> Self {
+    /// The columns of `records` (one per key, in key order: concurrent batches lock rows in
+    /// the same order).
+    fn of(records: &[std::borrow::Cow<'_, UsageRecord>], schema: &str) -> Self {
         let mut c = Columns::default();
-        let bare: BTreeSet<&str> = records.keys().flat_map(|k| dedup::shadowed_by(k)).collect();
+        let bare: BTreeSet<&str> = records
+            .iter()
+            .flat_map(|r| dedup::shadowed_by(&r.key))
+            .collect();
         c.bare = bare.into_iter().map(str::to_owned).collect();
-        let locks: BTreeSet<i32> = records.keys().map(|k| lock_key(schema, k)).collect();
+        let locks: BTreeSet<i32> = records.iter().map(|r| lock_key(schema, &r.key)).collect();
         c.locks = locks.into_iter().collect();
-        for r in records.values() {
+        for r in records {
             let u = &r.usage;
             for (col, v) in c.text.iter_mut().zip([
                 &r.key,
@@ -512,7 +517,7 @@ impl UsageStore for PostgresUsageStore {
         validate(records)?;
         // One row per key (an upsert may not touch a row twice), in key order (concurrent
         // batches lock rows in the same order).
-        let merged = dedup::dedup(records.iter().cloned());
+        let merged = dedup::unique_by_key(records);
         let columns = Columns::of(&merged, &self.config.schema);
         let upsert = upsert_sql();
         let mut attempt = 0;

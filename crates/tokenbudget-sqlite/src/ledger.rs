@@ -1,6 +1,7 @@
 //! [`SqliteUsageStore`]: the usage ledger in the same SQLite database as the budgets.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -119,8 +120,14 @@ fn set_list() -> String {
 
 /// Rows per upsert statement: 19 parameters each, well under SQLite's 32,766; large enough
 /// that a batch of 2,000 records is 32 statements, small enough that the statement stays
-/// cheap to prepare (it is prepared once per connection and reused: sqlx's statement cache).
+/// cheap to prepare. The rows past the last full statement go one per statement, so only
+/// two statements are ever prepared (once per connection: sqlx's statement cache), never
+/// one per batch size.
 const ROWS_PER_STATEMENT: usize = 64;
+
+/// The upserts of [`ROWS_PER_STATEMENT`] rows and of one row, built once.
+static UPSERT_FULL: LazyLock<String> = LazyLock::new(|| upsert_sql(ROWS_PER_STATEMENT));
+static UPSERT_ONE: LazyLock<String> = LazyLock::new(|| upsert_sql(1));
 
 /// The multi-row upsert of `rows` records. Each row is merged on its own, as SQLite applies
 /// `ON CONFLICT` per row; the batch is de-duplicated first anyway, so counts are per key.
@@ -303,18 +310,16 @@ impl SqliteUsageStore {
         conn: &mut SqliteConnection,
         records: &[&UsageRecord],
         checkpoint: Option<&Checkpoint>,
-        full: &str,
     ) -> std::result::Result<WriteSummary, sqlx::Error> {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut summary = WriteSummary::default();
-        for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let tail;
-            let sql = if chunk.len() == ROWS_PER_STATEMENT {
-                full
-            } else {
-                tail = upsert_sql(chunk.len());
-                tail.as_str()
-            };
+        let full = records.len() / ROWS_PER_STATEMENT * ROWS_PER_STATEMENT;
+        let (head, tail) = records.split_at(full);
+        let chunks = head
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|c| (UPSERT_FULL.as_str(), c))
+            .chain(tail.chunks(1).map(|c| (UPSERT_ONE.as_str(), c)));
+        for (sql, chunk) in chunks {
             let mut query = sqlx::query_scalar::<_, i64>(sql);
             for r in chunk {
                 let u = &r.usage;
@@ -429,13 +434,12 @@ impl UsageStore for SqliteUsageStore {
         validate(records)?;
         // One row per key, as if written one by one (rule 2 is commutative), so one
         // statement never touches a row twice and the counts are per key.
-        let merged = dedup::dedup(records.iter().cloned());
-        let rows: Vec<&UsageRecord> = merged.values().collect();
-        let full = upsert_sql(ROWS_PER_STATEMENT);
+        let merged = dedup::unique_by_key(records);
+        let rows: Vec<&UsageRecord> = merged.iter().map(|r| &**r).collect();
         let mut conn = self.conn.lock().await;
         let mut backoff = Backoff::new(Instant::now() + self.config.retry_deadline);
         loop {
-            match Self::write_once(&mut conn, &rows, checkpoint, &full).await {
+            match Self::write_once(&mut conn, &rows, checkpoint).await {
                 Ok(mut summary) => {
                     summary.unchanged = records.len() as u64 - summary.inserted - summary.replaced;
                     return Ok(summary);

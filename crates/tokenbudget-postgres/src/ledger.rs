@@ -81,20 +81,13 @@ const BUDGET_GROWS: &str = "excluded.budget IS NOT NULL
 const LABELS_GROW: &str = r#"excluded.project COLLATE "C" > usage_records.project COLLATE "C"
     OR excluded.session_id COLLATE "C" > usage_records.session_id COLLATE "C""#;
 
-/// The columns a superseding record replaces (the budget, project and session have their
-/// own rules).
-const REPLACED: [&str; 15] = [
+/// The columns a superseding record replaces besides the usage counts
+/// ([`Usage::COLUMNS`]); the budget, project and session have their own rules.
+const REPLACED: [&str; 8] = [
     "source",
     "machine",
     "model",
     "ts",
-    "input",
-    "output",
-    "cache_write_5m",
-    "cache_write_1h",
-    "cache_read",
-    "web_search_requests",
-    "web_fetch_requests",
     "raw_usage",
     "file",
     "line_offset",
@@ -106,6 +99,7 @@ const REPLACED: [&str; 15] = [
 fn set_list() -> String {
     let mut set: Vec<String> = REPLACED
         .iter()
+        .chain(&Usage::COLUMNS)
         .map(|c| {
             format!("{c} = CASE WHEN {SUPERSEDES} THEN excluded.{c} ELSE usage_records.{c} END")
         })

@@ -76,20 +76,13 @@ const BUDGET_GROWS: &str = "excluded.budget IS NOT NULL
 const LABELS_GROW: &str = "excluded.project > usage_records.project
     OR excluded.session_id > usage_records.session_id";
 
-/// The columns a superseding record replaces (the budget, project and session have their
-/// own rules).
-const REPLACED: [&str; 15] = [
+/// The columns a superseding record replaces besides the usage counts
+/// ([`Usage::COLUMNS`]); the budget, project and session have their own rules.
+const REPLACED: [&str; 8] = [
     "source",
     "machine",
     "model",
     "ts",
-    "input",
-    "output",
-    "cache_write_5m",
-    "cache_write_1h",
-    "cache_read",
-    "web_search_requests",
-    "web_fetch_requests",
     "raw_usage",
     "file",
     "line_offset",
@@ -101,6 +94,7 @@ const REPLACED: [&str; 15] = [
 fn set_list() -> String {
     let mut set: Vec<String> = REPLACED
         .iter()
+        .chain(&Usage::COLUMNS)
         .map(|c| {
             format!("{c} = CASE WHEN {SUPERSEDES} THEN excluded.{c} ELSE usage_records.{c} END")
         })

@@ -47,6 +47,9 @@ struct Measured {
     seconds: f64,
     /// Peak resident set size in kB, when `/usr/bin/time -v` measured it.
     max_rss_kb: Option<u64>,
+    /// User plus system CPU seconds, when `/usr/bin/time -v` measured them: on a machine
+    /// shared with other work, the cost of a run pinned to one core, which wall time is not.
+    cpu_seconds: Option<f64>,
     stdout: String,
 }
 
@@ -108,9 +111,20 @@ fn measure(program: &Path, args: &[&str], env: &[(&str, &Path)], pin: bool) -> R
             .strip_prefix("Maximum resident set size (kbytes):")
             .and_then(|v| v.trim().parse().ok())
     });
+    let cpu = |label: &str| {
+        stderr.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(label)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+    };
+    let cpu_seconds = cpu("User time (seconds):")
+        .zip(cpu("System time (seconds):"))
+        .map(|(u, s)| u + s);
     Ok(Measured {
         seconds,
         max_rss_kb,
+        cpu_seconds,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
     })
 }
@@ -251,6 +265,14 @@ pub fn main(args: &[String]) -> Result {
     let import_mbs = mb / first.seconds;
     let cc_mbs = mb / cc_daily.seconds;
     let speedup = cc_daily.seconds / daily.seconds;
+    let cpu = |m: &Measured| {
+        m.cpu_seconds
+            .map_or_else(|| "n/a".to_owned(), |s| format!("{s:.2} s"))
+    };
+    let per_cpu = |m: &Measured| {
+        m.cpu_seconds
+            .map_or_else(|| "n/a".to_owned(), |s| format!("{:.1} MB/s", mb / s))
+    };
     let goal = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!();
     println!(
@@ -291,6 +313,15 @@ pub fn main(args: &[String]) -> Result {
         cc.display(),
         version(&cc),
         goal(first.seconds <= cc_daily.seconds)
+    );
+    println!(
+        "  CPU (user + sys)   import {} ({} per CPU second), rerun {}, usage daily {}, ccusage daily {} ({} per CPU second, not pinned)",
+        cpu(&first),
+        per_cpu(&first),
+        cpu(&rerun),
+        cpu(&daily),
+        cpu(&cc_daily),
+        per_cpu(&cc_daily),
     );
     Ok(())
 }

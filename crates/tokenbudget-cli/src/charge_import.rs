@@ -11,10 +11,11 @@
 //! exactly once.
 //!
 //! Rule 6 (a response logged with and without its request id): the bare copy is not charged
-//! when its sibling is in the same batch, and a bare copy charged earlier counts towards its
-//! sibling's charge. # Note: a bare copy read in a later batch than its sibling (another
-//! file, or past a batch boundary) is charged on its own: the charger cannot list charges by
-//! key prefix to find the sibling's.
+//! when its sibling is in the same batch or already in the ledger (the importer asks the
+//! store, [`tokenbudget_ledger::UsageStore::shadowed`]), and a bare copy charged earlier
+//! counts towards its sibling's charge. # Note: two imports at once can still charge both
+//! when one charges the bare copy after the other charged the sibling but before that
+//! sibling's batch was written (the window between a batch's charge and its write).
 
 use async_trait::async_trait;
 use parking_lot::Mutex;

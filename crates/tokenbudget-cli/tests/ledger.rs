@@ -183,6 +183,44 @@ fn growing_line(output: u64) -> String {
     )
 }
 
+/// One assistant line of message `msg_{id}` (1,000 input, 100 output tokens), with the
+/// request id `req_r` or without one (rule 6: the same response logged twice).
+fn logged_twice_line(id: &str, with_request_id: bool) -> String {
+    let request = if with_request_id {
+        r#""requestId":"req_r","#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{"sessionId":"s-twice","type":"assistant",{request}"timestamp":"2026-11-02T10:00:00.000Z","message":{{"id":"msg_{id}","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"usage":{{"input_tokens":1000,"output_tokens":100}}}}}}
+"#
+    )
+}
+
+/// Rule 6 under `--charge`: a response logged with and without its request id, the two lines
+/// read by two imports (two batches), in either order, is charged once.
+fn charge_logged_twice(s: &Scratch, db: &str) {
+    for (budget, first_with) in [("twice-a", true), ("twice-b", false)] {
+        let dir = s.path().join(budget).join("proj");
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = dir.join("s-1.jsonl");
+        let second = dir.join("s-2.jsonl");
+        std::fs::write(&first, logged_twice_line(budget, first_with)).unwrap();
+        std::fs::write(&second, logged_twice_line(budget, !first_with)).unwrap();
+        s.run(&["--db", db, "budget", "create", budget, "--limit", "1000000"])
+            .ok();
+        charge_import(s, db, first.to_str().unwrap(), budget);
+        assert_eq!(used(s, db, budget), 1_100, "{budget}");
+        let later = charge_import(s, db, second.to_str().unwrap(), budget);
+        assert_eq!(later["charge"]["amount"], 0, "{budget}: {later}");
+        assert_eq!(
+            used(s, db, budget),
+            1_100,
+            "{budget}: one response, charged once"
+        );
+    }
+}
+
 /// `import --charge`: an unknown budget imports nothing; kills, a final run, a rerun and two
 /// concurrent imports charge each response exactly once; a response whose final snapshot
 /// arrives in a later run is topped up to its final usage, not charged twice.
@@ -301,6 +339,7 @@ fn charge_scenario(s: &Scratch, db: &str, db2: &str) -> Expected {
     let again = charge_import(s, db2, file.to_str().unwrap(), "grow");
     assert_eq!(again["charge"]["amount"], 0, "{again}");
     assert_eq!(used(s, db2, "grow"), 1_250);
+    charge_logged_twice(s, db2);
     expected
 }
 

@@ -35,11 +35,16 @@
 //!    reports and verify. The request id wins because it is what tells two API calls apart
 //!    (rule 4): a line without it cannot say which call it was, and when two calls share the
 //!    message id (two sessions, two request ids) it is one of them, not a third response.
-//!    Shadowing is decided when reading, from the keys alone ([`shadows`]: another key is
-//!    this key, `:`, and more), never by rewriting another row when writing: each write stays
-//!    a one-row merge by rule 2, so the result is the same in any order, on a resume, and
-//!    with two imports at once, and a store finds the siblings with one range probe of its
-//!    key index (`[key + ":", key + ";")`, [`sibling_range`]).
+//!    Shadowing is a fact the store keeps, decided **when writing**, in the transaction that
+//!    writes either of the two rows: writing a key marks the stored keys it shadows
+//!    ([`shadowed_by`]: the key cut at each `:` that leaves a non-empty request id), and
+//!    marks itself when a stored key shadows it (one range probe of the key index,
+//!    `[key + ":", key + ";")`, [`sibling_range`]). Keys only ever get added, so a shadowed
+//!    record stays shadowed and the flag is the same in any order of arrival, on a resume
+//!    and with two imports at once (a store serializes the writers of keys that can shadow
+//!    each other: they share their [`root`]). Reads then filter one stored flag instead of
+//!    probing for siblings row by row. Each write stays a one-row merge by rule 2 for the
+//!    usage itself; only the flag is set on the sibling.
 //!    Note: the bare line's usage is not folded into its sibling; if it held a more final
 //!    snapshot than any line with the request id, the sibling's own final usage is counted.
 //!    Claude Code writes the request id on every line of a response it writes it on, so
@@ -66,6 +71,7 @@
 //! arbitrary as any, but the same in every order, on a resume and with two imports at once,
 //! because taking the greater is commutative, associative and idempotent.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -99,6 +105,21 @@ pub fn shadows(sibling: &str, key: &str) -> bool {
 /// `key + ":"` itself, only such keys): `[key + ":", key + ";")` (`;` follows `:` in bytes).
 pub fn sibling_range(key: &str) -> (String, String) {
     (format!("{key}:"), format!("{key};"))
+}
+
+/// The keys that `key` shadows (rule 6): `key` cut before each `:` that is followed by a
+/// non-empty rest, shortest first. A store marks these when it writes `key`.
+pub fn shadowed_by(key: &str) -> impl Iterator<Item = &str> {
+    key.match_indices(':')
+        .map(move |(i, _)| &key[..i])
+        .filter(move |bare| shadows(key, bare))
+}
+
+/// The part of `key` before its first `:` (all of it when it has none). Two keys of which
+/// one shadows the other have the same root, so a store that serializes the writers of one
+/// root serializes every pair that can shadow each other.
+pub fn root(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(root, _)| root)
 }
 
 /// Whether any key of `map` shadows `key`.
@@ -189,6 +210,20 @@ pub enum Merge {
     Replaced,
     /// The stored record stays.
     Unchanged,
+}
+
+/// `records` with one record per key, merged as [`dedup`] merges them, in key order:
+/// borrowed as they are when they already have one record per key in key order (an
+/// importer's batch), so a store writes them without copying.
+pub fn unique_by_key(records: &[UsageRecord]) -> Vec<Cow<'_, UsageRecord>> {
+    if records.windows(2).all(|w| w[0].key < w[1].key) {
+        records.iter().map(Cow::Borrowed).collect()
+    } else {
+        dedup(records.iter().cloned())
+            .into_values()
+            .map(Cow::Owned)
+            .collect()
+    }
 }
 
 /// The de-duplicated records of any number of candidates, by key.
@@ -434,6 +469,62 @@ mod tests {
         merge(&mut map, gateway);
         assert_eq!(merge(&mut map, transcript.clone()), Merge::Replaced);
         assert_eq!(merge(&mut map, transcript), Merge::Unchanged);
+    }
+
+    #[test]
+    fn a_key_shadows_its_prefixes_at_each_colon_and_shares_their_root() {
+        fn cut(k: &str) -> Vec<&str> {
+            shadowed_by(k).collect()
+        }
+        assert_eq!(cut("msg_1:req_1"), ["msg_1"]);
+        assert_eq!(cut("msg_1"), Vec::<&str>::new());
+        assert_eq!(
+            cut("msg_1:"),
+            Vec::<&str>::new(),
+            "an empty request id shadows nothing"
+        );
+        assert_eq!(cut("a:b:c"), ["a", "a:b"]);
+        assert_eq!(
+            cut(":x"),
+            [""],
+            "the empty key is never stored, so this marks nothing"
+        );
+        for key in ["msg_1:req_1", "a:b:c", "msg_1"] {
+            for bare in shadowed_by(key) {
+                assert!(shadows(key, bare));
+                assert_eq!(root(bare), root(key), "{key} and {bare}");
+                let (from, to) = sibling_range(bare);
+                assert!(from.as_str() < key && key < to.as_str());
+            }
+        }
+        assert_eq!(root("msg_1:req_1"), "msg_1");
+        assert_eq!(root("msg_1"), "msg_1");
+        assert!(!shadows("msg_10", "msg_1"));
+    }
+
+    #[test]
+    fn unique_by_key_borrows_a_sorted_batch_and_merges_any_other() {
+        let a = candidate(("m1", Some("r"), 5, "f", 0));
+        let b = candidate(("m2", Some("r"), 5, "f", 0));
+        let mut a2 = a.clone();
+        a2.usage.output = 9;
+        let sorted = [a.clone(), b.clone()];
+        let got = unique_by_key(&sorted);
+        assert!(got.iter().all(|r| matches!(r, Cow::Borrowed(_))));
+        assert_eq!(got.len(), 2);
+        for batch in [
+            vec![b.clone(), a.clone(), a2.clone()],
+            vec![a.clone(), a2.clone(), b],
+        ] {
+            let got: Vec<UsageRecord> = unique_by_key(&batch)
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect();
+            let want: Vec<UsageRecord> = dedup(batch.clone()).into_values().collect();
+            assert_eq!(got, want);
+            assert_eq!(got[0].usage.output, 9);
+        }
+        assert!(unique_by_key(&[]).is_empty());
     }
 
     #[test]

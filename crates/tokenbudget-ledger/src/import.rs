@@ -122,7 +122,7 @@ pub struct Progress {
 #[async_trait]
 pub trait Charger: Send + Sync {
     /// Charges `records` (one per key, each the most final line of the batch, without the
-    /// records a sibling in the batch shadows by rule 6) and sets `budget` on those it
+    /// records a sibling shadows by rule 6, in the batch or already stored) and sets `budget` on those it
     /// charged. Called before the batch and its checkpoint are written,
     /// so a crash in between re-reads and re-charges the batch next time: a charger must be
     /// idempotent per key (a repeated key charges nothing again). An error stops the import
@@ -377,12 +377,20 @@ async fn flush(
     let records: Vec<UsageRecord> = match sink.charger {
         None => map.into_values().collect(),
         Some(charger) => {
-            // A record shadowed in its own batch (rule 6: its response is logged with the
-            // request id too) is one response with its sibling: only the sibling is charged.
-            let (mut counted, shadowed): (Vec<UsageRecord>, Vec<UsageRecord>) = map
-                .values()
+            // A shadowed record (rule 6: its response is logged with the request id too) is
+            // one response with its sibling: only the sibling is charged, whether the sibling
+            // is in this batch or was written by an earlier one (another file, an earlier
+            // batch of this file, an earlier run).
+            let candidates: Vec<String> = map
+                .keys()
+                .filter(|k| !dedup::is_shadowed(&map, k))
                 .cloned()
-                .partition(|r| !dedup::is_shadowed(&map, &r.key));
+                .collect();
+            let stored = sink.store.shadowed(&candidates).await?;
+            let (mut counted, shadowed): (Vec<UsageRecord>, Vec<UsageRecord>) =
+                map.into_values().partition(|r| {
+                    candidates.binary_search(&r.key).is_ok() && !stored.contains(&r.key)
+                });
             charger.charge(&mut counted).await?;
             counted.extend(shadowed);
             counted

@@ -1,6 +1,6 @@
 //! [`MemoryUsageStore`]: the ledger in a process's memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -21,6 +21,8 @@ pub struct MemoryUsageStore {
 #[derive(Debug, Default)]
 struct Inner {
     records: BTreeMap<String, UsageRecord>,
+    /// The keys of stored records shadowed by rule 6, decided when writing.
+    shadowed: BTreeSet<String>,
     checkpoints: BTreeMap<String, Checkpoint>,
 }
 
@@ -43,7 +45,20 @@ impl UsageStore for MemoryUsageStore {
         let mut summary = WriteSummary::default();
         for record in records {
             match dedup::merge(&mut inner.records, record.clone()) {
-                Merge::Inserted => summary.inserted += 1,
+                Merge::Inserted => {
+                    summary.inserted += 1;
+                    let Inner {
+                        records, shadowed, ..
+                    } = &mut *inner;
+                    if dedup::is_shadowed(records, &record.key) {
+                        shadowed.insert(record.key.clone());
+                    }
+                    for bare in dedup::shadowed_by(&record.key) {
+                        if records.contains_key(bare) {
+                            shadowed.insert(bare.to_owned());
+                        }
+                    }
+                }
                 Merge::Replaced => summary.replaced += 1,
                 Merge::Unchanged => summary.unchanged += 1,
             }
@@ -60,6 +75,15 @@ impl UsageStore for MemoryUsageStore {
         Ok(summary)
     }
 
+    async fn shadowed(&self, keys: &[String]) -> Result<BTreeSet<String>> {
+        let inner = self.inner.lock();
+        Ok(keys
+            .iter()
+            .filter(|k| dedup::is_shadowed(&inner.records, k))
+            .cloned()
+            .collect())
+    }
+
     async fn checkpoint(&self, file: &str) -> Result<Option<Checkpoint>> {
         Ok(self.inner.lock().checkpoints.get(file).cloned())
     }
@@ -73,7 +97,7 @@ impl UsageStore for MemoryUsageStore {
         let mut out: Vec<UsageRecord> = inner
             .records
             .values()
-            .filter(|r| !dedup::is_shadowed(&inner.records, &r.key))
+            .filter(|r| !inner.shadowed.contains(&r.key))
             .filter(|r| query.since.is_none_or(|s| r.timestamp >= s))
             .filter(|r| query.until.is_none_or(|u| r.timestamp < u))
             .cloned()
@@ -93,7 +117,7 @@ impl UsageStore for MemoryUsageStore {
         let counted = inner
             .records
             .values()
-            .filter(|r| !dedup::is_shadowed(&inner.records, &r.key));
+            .filter(|r| !inner.shadowed.contains(&r.key));
         aggregate::of_records(counted, query)
     }
 }

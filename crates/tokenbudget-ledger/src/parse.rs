@@ -1,11 +1,16 @@
 //! One Claude Code transcript line -> a usage record, or the kind of line it is instead.
 //!
-//! Lines are parsed into small borrowed structs that take only the fields the ledger needs;
-//! `message.usage` is kept as a [`RawValue`] so its text is stored exactly as read.
+//! Lines are parsed into small borrowed structs that take only the fields the ledger needs,
+//! in one pass over the line (the message, whose content is most of a line's bytes, is read
+//! in place, never buffered and parsed again); `message.usage` is kept as a [`RawValue`] so
+//! its text is stored exactly as read.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::dedup;
@@ -93,17 +98,95 @@ struct Line<'a> {
     #[serde(default, rename = "isApiErrorMessage")]
     api_error: Option<bool>,
     #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
+    message: MaybeMessage<'a>,
 }
 
 #[derive(Deserialize)]
 struct Message<'a> {
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    id: LenientStr<'a>,
     #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
+    model: LenientStr<'a>,
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
+}
+
+/// `message` when it is an object; `None` for any other JSON value (old summaries write a
+/// string there): no usage, but the line is well-formed.
+#[derive(Default)]
+struct MaybeMessage<'a>(Option<Message<'a>>);
+
+/// A string field, or `None` when the field holds another JSON value (read past, not an
+/// error: such a line has no usable id or model, which the caller counts).
+#[derive(Default)]
+struct LenientStr<'a>(Option<Cow<'a, str>>);
+
+/// Reads any JSON value: `on_map` for an object, `None` for everything else (consumed).
+struct OrNone<T>(PhantomData<T>);
+
+macro_rules! none_for_scalars {
+    ($($visit:ident: $t:ty),*) => {
+        $(fn $visit<E: de::Error>(self, _: $t) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        })*
+    };
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for OrNone<MaybeMessage<'a>> {
+    type Value = MaybeMessage<'a>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Message::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(|m| MaybeMessage(Some(m)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(MaybeMessage(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(MaybeMessage(None))
+    }
+    none_for_scalars!(visit_str: &str, visit_bool: bool, visit_i64: i64, visit_u64: u64,
+        visit_f64: f64);
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for OrNone<LenientStr<'a>> {
+    type Value = LenientStr<'a>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(LenientStr(Some(Cow::Borrowed(v))))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(LenientStr(Some(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(LenientStr(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(LenientStr(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(LenientStr(None))
+    }
+    none_for_scalars!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64);
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeMessage<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OrNone::<Self>(PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OrNone::<Self>(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -161,11 +244,8 @@ fn parse_text(text: &str, offset: u64, ctx: &FileContext) -> Result<UsageRecord,
         return Err(Skip::Blank);
     }
     let line: Line<'_> = serde_json::from_str(text).map_err(|_| Skip::Malformed)?;
-    let Some(message) = line.message else {
-        return Err(Skip::NoUsage);
-    };
-    // `message` is a string in some lines (old summaries): no usage there.
-    let Ok(message) = serde_json::from_str::<Message<'_>>(message.get()) else {
+    // No `message`, or not an object (old summaries write a string): no usage there.
+    let Some(message) = line.message.0 else {
         return Err(Skip::NoUsage);
     };
     let Some(raw_usage) = message.usage else {
@@ -174,7 +254,7 @@ fn parse_text(text: &str, offset: u64, ctx: &FileContext) -> Result<UsageRecord,
     if raw_usage.get() == "null" {
         return Err(Skip::NoUsage);
     }
-    let model = message.model.as_deref().unwrap_or("");
+    let model = message.model.0.as_deref().unwrap_or("");
     if model == SYNTHETIC_MODEL {
         return Err(Skip::Synthetic);
     }
@@ -182,7 +262,7 @@ fn parse_text(text: &str, offset: u64, ctx: &FileContext) -> Result<UsageRecord,
         return Err(Skip::ApiError);
     }
     let usage = usage(raw_usage.get()).ok_or(Skip::BadUsage)?;
-    let key = dedup::key(message.id.as_deref(), line.request_id.as_deref()).ok_or(Skip::NoId)?;
+    let key = dedup::key(message.id.0.as_deref(), line.request_id.as_deref()).ok_or(Skip::NoId)?;
     let timestamp = line
         .timestamp
         .as_deref()
@@ -322,6 +402,21 @@ mod tests {
             (
                 format!(r#"{{"type":"summary","message":"text",{ts}}}"#),
                 Skip::NoUsage,
+            ),
+            (
+                format!(r#"{{"message":[{{"usage":{{"input_tokens":1}}}}],{ts}}}"#),
+                Skip::NoUsage,
+            ),
+            (format!(r#"{{"message":null,{ts}}}"#), Skip::NoUsage),
+            (
+                format!(r#"{{"message":{{"id":7,"usage":{{"input_tokens":1}}}},{ts}}}"#),
+                Skip::NoId,
+            ),
+            (
+                format!(
+                    r#"{{"message":{{"id":"m","model":"x","usage":{{"input_tokens":1}}}},{ts}"#
+                ),
+                Skip::Malformed,
             ),
             (
                 format!(r#"{{"message":{{"id":"m","usage":null}},{ts}}}"#),

@@ -28,6 +28,34 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The stores' column of each count, in field order (the same names in SQLite and
+    /// Postgres, in `usage_records` and in aggregate rows).
+    pub const COLUMNS: [&'static str; 7] = [
+        "input",
+        "output",
+        "cache_write_5m",
+        "cache_write_1h",
+        "cache_read",
+        "web_search_requests",
+        "web_fetch_requests",
+    ];
+
+    /// The usage of a database row, reading each count with `get` by its column name
+    /// ([`Usage::COLUMNS`]): one mapping for every store and every row type.
+    pub fn from_columns<E>(mut get: impl FnMut(&str) -> Result<u64, E>) -> Result<Self, E> {
+        let [input, output, cache_write_5m, cache_write_1h, cache_read, web_search_requests, web_fetch_requests] =
+            Self::COLUMNS;
+        Ok(Self {
+            input: get(input)?,
+            output: get(output)?,
+            cache_write_5m: get(cache_write_5m)?,
+            cache_write_1h: get(cache_write_1h)?,
+            cache_read: get(cache_read)?,
+            web_search_requests: get(web_search_requests)?,
+            web_fetch_requests: get(web_fetch_requests)?,
+        })
+    }
+
     /// Every token (input, output, cache writes and reads); requests are not tokens.
     pub fn total_tokens(&self) -> u64 {
         self.input
@@ -91,4 +119,30 @@ pub struct UsageRecord {
     pub estimated: bool,
     /// The budget the response was charged to, when it was (`import --charge`, the gateway).
     pub budget: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_columns_reads_each_count_from_its_column() {
+        let u = Usage::from_columns(|c| {
+            Ok::<_, ()>(Usage::COLUMNS.iter().position(|x| *x == c).unwrap() as u64 + 1)
+        })
+        .unwrap();
+        assert_eq!(
+            u,
+            Usage {
+                input: 1,
+                output: 2,
+                cache_write_5m: 3,
+                cache_write_1h: 4,
+                cache_read: 5,
+                web_search_requests: 6,
+                web_fetch_requests: 7,
+            }
+        );
+        assert_eq!(Usage::from_columns(|_| Err::<u64, _>("bad")), Err("bad"));
+    }
 }

@@ -6,10 +6,13 @@
 //! [`UsageStore::aggregate`](crate::UsageStore::aggregate) for (the database sums, so a
 //! report never loads the records), and [`report`] folds the rows it returns.
 //!
-//! - Days, weeks and months: 15-minute buckets (UTC), each labelled in the report's zone.
-//!   Every UTC offset in use is a multiple of 15 minutes (`+05:30` and `+05:45` included),
-//!   so a bucket never straddles a local midnight or an offset change; a fixed offset that is
-//!   not (`+05:07`) gets buckets of the greatest common divisor of its seconds and 900.
+//! - Days, weeks and months: buckets (floored in UTC) that never straddle a local midnight,
+//!   each labelled in the report's zone. UTC gets whole days and a fixed offset the greatest
+//!   common divisor of its seconds and a day's (`+02:00`: 2 hours, `+05:30`: 30 minutes,
+//!   `+05:07`: 1 minute), so the database returns one row per day and model when it can.
+//!   Any other zone gets 15 minutes: every UTC offset in use is a multiple of them (`+05:30`
+//!   and `+05:45` included), so a bucket never straddles a local midnight or an offset
+//!   change.
 //! - Blocks: 1-hour buckets. A block starts at the whole hour of its first response and
 //!   lasts 5 hours, so its end is a whole hour too and each hour bucket is inside one block
 //!   or none.
@@ -198,6 +201,7 @@ pub struct Report {
 
 const MINUTES_15: u32 = 900;
 const HOUR_SECONDS: u32 = 3600;
+const DAY_SECONDS: u32 = 86_400;
 
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
@@ -210,7 +214,10 @@ fn gcd(a: u32, b: u32) -> u32 {
 /// The bucket width that folds exactly into local days of `zone` (see the module docs).
 pub fn day_bucket_seconds(zone: Zone) -> u32 {
     match zone {
-        Zone::Fixed(offset) => gcd(MINUTES_15, offset.local_minus_utc().unsigned_abs()),
+        // A local midnight is a UTC midnight minus the offset: a width that divides both
+        // a day and the offset puts every local midnight on a bucket edge.
+        Zone::Fixed(offset) => gcd(DAY_SECONDS, offset.local_minus_utc().unsigned_abs()),
+        Zone::Named(tz) if tz == chrono_tz::UTC => DAY_SECONDS,
         Zone::Named(_) | Zone::Local => MINUTES_15,
     }
 }
@@ -494,7 +501,9 @@ mod tests {
                 "+05:45",
                 "-09:30",
                 "+05:07",
+                "+02:00",
                 "Asia/Kathmandu",
+                "Europe/Paris",
             ] {
                 let options = options(period, zone);
                 let q = query(&options, None, None, TIERS.to_vec());
@@ -515,6 +524,10 @@ mod tests {
     fn bucket_widths_follow_the_period_and_the_zone() {
         let q = |period, zone| query(&options(period, zone), None, None, Vec::new());
         assert_eq!(q(Period::Daily, "+05:45").bucket_seconds, 900);
+        assert_eq!(q(Period::Daily, "UTC").bucket_seconds, 86_400);
+        assert_eq!(q(Period::Weekly, "+00:00").bucket_seconds, 86_400);
+        assert_eq!(q(Period::Daily, "+02:00").bucket_seconds, 7_200);
+        assert_eq!(q(Period::Monthly, "-05:30").bucket_seconds, 1_800);
         assert_eq!(q(Period::Weekly, "Europe/Paris").bucket_seconds, 900);
         assert_eq!(q(Period::Monthly, "+05:07").bucket_seconds, 60);
         assert_eq!(q(Period::Blocks, "+05:45").bucket_seconds, 3600);

@@ -1,5 +1,6 @@
 //! The [`UsageStore`] trait: where usage records and import checkpoints live.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -67,11 +68,25 @@ pub trait UsageStore: Send + Sync + fmt::Debug {
     /// - A record with an empty key, a key longer than 255 bytes, or a count above `i64::MAX`
     ///   is [`Error::InvalidRecord`] and nothing of the call is written.
     /// - Returns how many records were inserted, replaced and unchanged.
+    /// - Rule 6 is decided here: a written record shadowed by a stored one, and a stored
+    ///   record the written one shadows ([`crate::dedup::shadowed_by`]), are marked shadowed
+    ///   in the same transaction, whichever arrived first, in one call or two, and with two
+    ///   writers at once.
     async fn write(
         &self,
         records: &[UsageRecord],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<WriteSummary>;
+
+    /// Of `keys`, those that a stored record shadows (rule 6, [`crate::dedup::shadows`]),
+    /// whether or not they are stored themselves (`import --charge` asks this before charging
+    /// a bare copy whose sibling was written by an earlier batch).
+    ///
+    /// # Behavior
+    ///
+    /// - Returns each key of `keys` for which a stored key is the key, `:` and a non-empty
+    ///   request id; no other key, and nothing for an empty `keys`.
+    async fn shadowed(&self, keys: &[String]) -> Result<BTreeSet<String>>;
 
     /// The stored checkpoint of `file`.
     ///

@@ -188,6 +188,12 @@ impl UsageStore for Crashing {
         self.allowed.fetch_sub(1, Ordering::SeqCst);
         self.inner.write(records, checkpoint).await
     }
+    async fn shadowed(
+        &self,
+        keys: &[String],
+    ) -> tokenbudget_ledger::Result<std::collections::BTreeSet<String>> {
+        self.inner.shadowed(keys).await
+    }
     async fn checkpoint(&self, file: &str) -> tokenbudget_ledger::Result<Option<Checkpoint>> {
         self.inner.checkpoint(file).await
     }

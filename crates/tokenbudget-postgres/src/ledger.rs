@@ -1,6 +1,6 @@
 //! [`PostgresUsageStore`]: the usage ledger in the same Postgres schema as the budgets.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -17,14 +17,16 @@ use crate::error::PgError;
 use crate::{pool, schema, tx};
 
 /// A [`UsageStore`] in PostgreSQL, beside the budgets (tables `usage_records` and
-/// `usage_checkpoints` in the store's schema, migrations 3, 5 and 6).
+/// `usage_checkpoints` in the store's schema, migrations 3, 5, 6 and 8).
 ///
-/// Each [`UsageStore::write`] is one transaction: the batch's records (merged by key first,
-/// which the merge rule makes equivalent to writing them one by one) in one multi-row upsert
-/// in key order, then the checkpoint. Concurrent writers of one key wait for each other's
-/// row lock and the upsert's condition is evaluated on the newest row, so they converge;
-/// a deadlock or serialization failure repeats the whole transaction, which is always safe
-/// (merging is idempotent).
+/// Each [`UsageStore::write`] is one transaction: first the advisory locks of the batch's
+/// key roots (so writers of keys that can shadow each other by rule 6 take turns), then the
+/// batch's records (merged by key first, which the merge rule makes equivalent to writing
+/// them one by one) in one multi-row upsert in key order, the `shadowed` flags they set, and
+/// the checkpoint. Concurrent writers of one key also wait for each other's row lock, and
+/// the upsert's condition is evaluated on the newest row, so they converge; a deadlock or
+/// serialization failure repeats the whole transaction, which is always safe (merging is
+/// idempotent).
 #[derive(Clone)]
 pub struct PostgresUsageStore {
     pool: Pool,
@@ -79,20 +81,13 @@ const BUDGET_GROWS: &str = "excluded.budget IS NOT NULL
 const LABELS_GROW: &str = r#"excluded.project COLLATE "C" > usage_records.project COLLATE "C"
     OR excluded.session_id COLLATE "C" > usage_records.session_id COLLATE "C""#;
 
-/// The columns a superseding record replaces (the budget, project and session have their
-/// own rules).
-const REPLACED: [&str; 15] = [
+/// The columns a superseding record replaces besides the usage counts
+/// ([`Usage::COLUMNS`]); the budget, project and session have their own rules.
+const REPLACED: [&str; 8] = [
     "source",
     "machine",
     "model",
     "ts",
-    "input",
-    "output",
-    "cache_write_5m",
-    "cache_write_1h",
-    "cache_read",
-    "web_search_requests",
-    "web_fetch_requests",
     "raw_usage",
     "file",
     "line_offset",
@@ -104,6 +99,7 @@ const REPLACED: [&str; 15] = [
 fn set_list() -> String {
     let mut set: Vec<String> = REPLACED
         .iter()
+        .chain(&Usage::COLUMNS)
         .map(|c| {
             format!("{c} = CASE WHEN {SUPERSEDES} THEN excluded.{c} ELSE usage_records.{c} END")
         })
@@ -148,10 +144,52 @@ const CHECKPOINT_SQL: &str = "INSERT INTO usage_checkpoints
         AND usage_checkpoints.head_hash = excluded.head_hash
         AND usage_checkpoints.line_offset > excluded.line_offset)";
 
-/// The record `r` is not shadowed (`tokenbudget_ledger::dedup::shadows`, rule 6): no key in
-/// `(r.dedup_key + ":", r.dedup_key + ";")`, one range probe of the primary key.
-const NOT_SHADOWED: &str = "NOT EXISTS (SELECT 1 FROM usage_records s
-    WHERE s.dedup_key > r.dedup_key || ':' AND s.dedup_key < r.dedup_key || ';')";
+/// Rule 6 when writing, first half: marks the stored records that the written keys shadow
+/// (`$1`: [`dedup::shadowed_by`] of every written key).
+const MARK_SHADOWED: &str = "UPDATE usage_records SET shadowed = true
+     WHERE NOT shadowed AND dedup_key = ANY($1::text[])";
+
+/// Rule 6 when writing, second half: marks the written records (`$1`) that a stored record
+/// shadows: a key in `(key + ":", key + ";")`, one range probe of the primary key each.
+const MARK_SELF_SHADOWED: &str = "UPDATE usage_records r SET shadowed = true
+     WHERE NOT r.shadowed AND r.dedup_key = ANY($1::text[])
+       AND EXISTS (SELECT 1 FROM usage_records s
+                    WHERE s.dedup_key > r.dedup_key || ':' AND s.dedup_key < r.dedup_key || ';')";
+
+/// [`UsageStore::shadowed`]: of the keys in `$1`, those a stored key shadows.
+const SHADOWED_KEYS: &str = r#"SELECT k FROM unnest($1::text[]) AS k
+     WHERE EXISTS (SELECT 1 FROM usage_records s
+                    WHERE s.dedup_key > (k COLLATE "C") || ':'
+                      AND s.dedup_key < (k COLLATE "C") || ';')"#;
+
+/// The advisory locks a write takes first, in ascending order (`$1`: the class, `$2`: the
+/// keys, sorted): one per [`lock_key`] of the written keys' roots.
+const LOCK_ROOTS: &str = "SELECT pg_advisory_xact_lock($1, k)
+     FROM (SELECT k FROM unnest($2::int4[]) AS k ORDER BY k) AS sorted";
+
+/// The first key of the ledger's advisory locks (`'tkbl'`), apart from the migration's.
+const LOCK_CLASS: i32 = 0x746b_626c;
+
+/// How many locks a write may take: the roots are hashed into this many, so a batch of
+/// thousands of records takes a bounded number of entries in the server's lock table.
+const LOCK_SLOTS: u32 = 256;
+
+/// FNV-1a, 32 bits: a hash that is the same in every process and build (two importers must
+/// agree on the lock of a root).
+fn fnv32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The advisory lock of the writers of `key`'s [root](dedup::root) in `schema`: keys that
+/// can shadow each other share a root, so their writers take turns, and the flag is set by
+/// whichever commits second. Other schemas lock other keys (up to hash collisions, which
+/// only make a writer wait).
+fn lock_key(schema: &str, key: &str) -> i32 {
+    let slot = fnv32(dedup::root(key).as_bytes()) % LOCK_SLOTS;
+    (fnv32(schema.as_bytes()) & !(LOCK_SLOTS - 1) | slot) as i32
+}
 
 /// The `SELECT … GROUP BY` of [`UsageStore::aggregate`]: bucket and key expressions are
 /// built from the query's shape (integers only, never its text, which is bound as $3…$6);
@@ -203,7 +241,7 @@ fn aggregate_sql(query: &AggregateQuery) -> String {
            AND ($4::text IS NULL OR strpos(model, $4) > 0)
            AND ($5::text IS NULL OR budget = $5)
            AND ($6::text IS NULL OR session_id = $6)
-           AND {NOT_SHADOWED}
+           AND NOT shadowed
          GROUP BY 1, 2, 3, 4, 5, 6
          ORDER BY 1, 2, 3, 4, 5 NULLS FIRST, 6 NULLS FIRST",
         model = key(g.model, "model"),
@@ -217,6 +255,11 @@ fn aggregate_sql(query: &AggregateQuery) -> String {
     )
 }
 
+/// The usage counts of a row ([`Usage::from_columns`]).
+fn usage_row(row: &Row) -> std::result::Result<Usage, tokio_postgres::Error> {
+    Usage::from_columns(|c| row.try_get::<_, i64>(c).map(uint))
+}
+
 fn aggregate_row(row: &Row) -> std::result::Result<AggregateRow, tokio_postgres::Error> {
     let n = |c: &str| row.try_get::<_, i64>(c).map(uint);
     Ok(AggregateRow {
@@ -226,15 +269,7 @@ fn aggregate_row(row: &Row) -> std::result::Result<AggregateRow, tokio_postgres:
         session_id: row.try_get("session_id")?,
         budget: row.try_get("budget")?,
         prompt_above: row.try_get::<_, Option<i64>>("prompt_above")?.map(uint),
-        usage: Usage {
-            input: n("input")?,
-            output: n("output")?,
-            cache_write_5m: n("cache_write_5m")?,
-            cache_write_1h: n("cache_write_1h")?,
-            cache_read: n("cache_read")?,
-            web_search_requests: n("web_search_requests")?,
-            web_fetch_requests: n("web_fetch_requests")?,
-        },
+        usage: usage_row(row)?,
         responses: n("responses")?,
         first: row.try_get("first")?,
         last: row.try_get("last")?,
@@ -257,12 +292,25 @@ struct Columns {
     ints: [Vec<i64>; 9],
     estimated: Vec<bool>,
     budget: Vec<Option<String>>,
+    /// The stored keys the batch's keys may shadow ([`dedup::shadowed_by`]).
+    bare: Vec<String>,
+    /// The advisory locks of the batch's roots, sorted ([`lock_key`]).
+    locks: Vec<i32>,
 }
 
 impl Columns {
-    fn of(records: &BTreeMap<String, UsageRecord>) -> Self {
+    /// The columns of `records` (one per key, in key order: concurrent batches lock rows in
+    /// the same order).
+    fn of(records: &[std::borrow::Cow<'_, UsageRecord>], schema: &str) -> Self {
         let mut c = Columns::default();
-        for r in records.values() {
+        let bare: BTreeSet<&str> = records
+            .iter()
+            .flat_map(|r| dedup::shadowed_by(&r.key))
+            .collect();
+        c.bare = bare.into_iter().map(str::to_owned).collect();
+        let locks: BTreeSet<i32> = records.iter().map(|r| lock_key(schema, &r.key)).collect();
+        c.locks = locks.into_iter().collect();
+        for r in records {
             let u = &r.usage;
             for (col, v) in c.text.iter_mut().zip([
                 &r.key,
@@ -338,6 +386,11 @@ impl PostgresUsageStore {
         let tx = client.transaction().await.map_err(pg)?;
         let (mut inserted, mut replaced) = (0, 0);
         if !columns.text[0].is_empty() {
+            // Rule 6 needs the writers of one root in turn: without it, two transactions
+            // writing a bare key and its sibling at once would each miss the other's row.
+            tx.execute(LOCK_ROOTS, &[&LOCK_CLASS, &columns.locks])
+                .await
+                .map_err(pg)?;
             let t = &columns.text;
             let i = &columns.ints;
             let rows = tx
@@ -375,6 +428,14 @@ impl PostgresUsageStore {
                     replaced += 1;
                 }
             }
+            if !columns.bare.is_empty() {
+                tx.execute(MARK_SHADOWED, &[&columns.bare])
+                    .await
+                    .map_err(pg)?;
+            }
+            tx.execute(MARK_SELF_SHADOWED, &[&columns.text[0]])
+                .await
+                .map_err(pg)?;
         }
         if let Some(cp) = checkpoint {
             tx.execute(
@@ -427,15 +488,7 @@ fn record_row(
         project: row.try_get("project")?,
         model: row.try_get("model")?,
         timestamp: row.try_get("ts")?,
-        usage: Usage {
-            input: n("input")?,
-            output: n("output")?,
-            cache_write_5m: n("cache_write_5m")?,
-            cache_write_1h: n("cache_write_1h")?,
-            cache_read: n("cache_read")?,
-            web_search_requests: n("web_search_requests")?,
-            web_fetch_requests: n("web_fetch_requests")?,
-        },
+        usage: usage_row(row)?,
         raw_usage: if with_raw {
             row.try_get("raw_usage")?
         } else {
@@ -458,8 +511,8 @@ impl UsageStore for PostgresUsageStore {
         validate(records)?;
         // One row per key (an upsert may not touch a row twice), in key order (concurrent
         // batches lock rows in the same order).
-        let merged = dedup::dedup(records.iter().cloned());
-        let columns = Columns::of(&merged);
+        let merged = dedup::unique_by_key(records);
+        let columns = Columns::of(&merged, &self.config.schema);
         let upsert = upsert_sql();
         let mut attempt = 0;
         loop {
@@ -480,6 +533,21 @@ impl UsageStore for PostgresUsageStore {
                 Err(e) => return Err(storage(e)),
             }
         }
+    }
+
+    async fn shadowed(&self, keys: &[String]) -> Result<BTreeSet<String>> {
+        if keys.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let client = self.pool.get().await.map_err(|e| storage(e.into()))?;
+        let rows = client
+            .query(SHADOWED_KEYS, &[&keys])
+            .await
+            .map_err(|e| storage(pg(e)))?;
+        rows.iter()
+            .map(|r| r.try_get::<_, String>(0))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(pg(e)))
     }
 
     async fn checkpoint(&self, file: &str) -> Result<Option<Checkpoint>> {
@@ -512,7 +580,7 @@ impl UsageStore for PostgresUsageStore {
             "SELECT dedup_key, source, machine, session_id, project, model, ts, input, output,
                 cache_write_5m, cache_write_1h, cache_read, web_search_requests,
                 web_fetch_requests, file, line_offset, estimated, budget{raw}
-             FROM usage_records r WHERE ts >= $1 AND ts < $2 AND {NOT_SHADOWED}
+             FROM usage_records WHERE ts >= $1 AND ts < $2 AND NOT shadowed
              ORDER BY ts, dedup_key"
         );
         let client = self.pool.get().await.map_err(|e| storage(e.into()))?;

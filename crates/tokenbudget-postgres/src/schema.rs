@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "events_by_type",
         include_str!("../migrations/0007_events_by_type.sql"),
     ),
+    (
+        8,
+        "ledger_shadowed",
+        include_str!("../migrations/0008_ledger_shadowed.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

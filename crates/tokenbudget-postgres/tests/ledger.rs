@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokenbudget_ledger::testkit::UsageHarness;
-use tokenbudget_ledger::DynUsageStore;
+use tokenbudget_ledger::{DynUsageStore, UsageStore};
 use tokenbudget_postgres::{Config, PostgresUsageStore};
 
 /// Fresh schemas, dropped when the harness is.
@@ -112,4 +112,58 @@ async fn the_ledger_lives_beside_the_budgets_in_one_schema() {
     assert!(report.is_equal(), "{report:?}");
     assert_eq!(report.ledger, expected.total);
     assert_eq!(ledger.checkpoints().await.unwrap().len(), files.len());
+}
+
+/// Migration 8 marks the rows a sibling already shadows in a ledger written before it: the
+/// schema is taken back to version 7 (column, index and version row as 0006 left them, the
+/// bare record counted again by nothing), then opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_8_back_fills_the_shadowed_flag() {
+    let Some(url) = common::require_database() else {
+        return;
+    };
+    let harness = SchemaHarness::default();
+    let ledger = harness.fresh().await;
+    let (_, schema) = harness.schemas.lock().unwrap().last().cloned().unwrap();
+    let keys = ["msg_1", "msg_1:req_1", "msg_10", "a", "a:b", "a:b:c"];
+    let records: Vec<_> = keys
+        .iter()
+        .map(|k| tokenbudget_ledger::testkit::suite::record(k, 1, 1, "f"))
+        .collect();
+    ledger.write(&records, None).await.unwrap();
+    drop(ledger);
+    let admin = common::admin(&url).await;
+    admin
+        .batch_execute(&format!(
+            "SET search_path TO \"{schema}\";
+             DROP INDEX usage_records_aggregate;
+             ALTER TABLE usage_records DROP COLUMN shadowed;
+             CREATE INDEX usage_records_aggregate ON usage_records
+                 (ts, model, project, session_id, budget)
+                 INCLUDE (input, output, cache_write_5m, cache_write_1h, cache_read,
+                          web_search_requests, web_fetch_requests, dedup_key);
+             DELETE FROM tokenbudget_migrations WHERE version = 8;"
+        ))
+        .await
+        .unwrap();
+    let ledger = open(&url, &schema).await;
+    let shadowed: Vec<String> = admin
+        .query(
+            "SELECT dedup_key FROM usage_records WHERE shadowed ORDER BY dedup_key",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(shadowed, ["a", "a:b", "msg_1"]);
+    let counted: Vec<String> = ledger
+        .records(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(counted, ["a:b:c", "msg_10", "msg_1:req_1"]);
 }

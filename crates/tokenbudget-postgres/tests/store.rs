@@ -59,7 +59,8 @@ async fn ten_instances_opening_at_once_migrate_exactly_once() {
             (4, "periods_units_admin".to_owned()),
             (5, "ledger_charge".to_owned()),
             (6, "ledger_aggregate".to_owned()),
-            (7, "events_by_type".to_owned())
+            (7, "events_by_type".to_owned()),
+            (8, "ledger_shadowed".to_owned())
         ]
     );
     for (n, store) in stores.iter().enumerate() {
@@ -444,7 +445,7 @@ async fn a_schema_written_by_the_previous_release_migrates_keeping_everything() 
         .await
         .unwrap()
         .get::<_, i32>(0);
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     tokenbudget_core::testkit::check_v3_fixture_kept(&store)
         .await
         .unwrap();
@@ -556,7 +557,7 @@ async fn a_version_1_schema_migrates_to_the_current_version_keeping_its_data() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(migrated.list_budgets().await.unwrap(), budgets);
     assert_eq!(migrated.events(EventQuery::all()).await.unwrap(), events);
     for reservation in &reservations {

@@ -1,5 +1,7 @@
 //! [`SqliteUsageStore`]: the usage ledger in the same SQLite database as the budgets.
 
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -17,11 +19,11 @@ use crate::retry::Backoff;
 use crate::schema;
 
 /// A [`UsageStore`] in a SQLite database file, beside the budgets (tables `usage_records` and
-/// `usage_checkpoints`, schema versions 3, 5 and 6).
+/// `usage_checkpoints`, schema versions 3, 5, 6 and 8).
 ///
 /// Each [`UsageStore::write`] is one `BEGIN IMMEDIATE` transaction on this store's connection:
-/// its records (merged by key first, then upserted 64 rows per statement) and its checkpoint
-/// commit together. Processes sharing the file take turns
+/// its records (merged by key first, then upserted 64 rows per statement), the rule-6
+/// `shadowed` flags they set, and its checkpoint commit together. Processes sharing the file take turns
 /// through SQLite's write lock; a write that finds it busy past the busy timeout retries
 /// until [`Config::retry_deadline`].
 #[derive(Debug)]
@@ -74,20 +76,13 @@ const BUDGET_GROWS: &str = "excluded.budget IS NOT NULL
 const LABELS_GROW: &str = "excluded.project > usage_records.project
     OR excluded.session_id > usage_records.session_id";
 
-/// The columns a superseding record replaces (the budget, project and session have their
-/// own rules).
-const REPLACED: [&str; 15] = [
+/// The columns a superseding record replaces besides the usage counts
+/// ([`Usage::COLUMNS`]); the budget, project and session have their own rules.
+const REPLACED: [&str; 8] = [
     "source",
     "machine",
     "model",
     "ts",
-    "input",
-    "output",
-    "cache_write_5m",
-    "cache_write_1h",
-    "cache_read",
-    "web_search_requests",
-    "web_fetch_requests",
     "raw_usage",
     "file",
     "line_offset",
@@ -99,6 +94,7 @@ const REPLACED: [&str; 15] = [
 fn set_list() -> String {
     let mut set: Vec<String> = REPLACED
         .iter()
+        .chain(&Usage::COLUMNS)
         .map(|c| {
             format!("{c} = CASE WHEN {SUPERSEDES} THEN excluded.{c} ELSE usage_records.{c} END")
         })
@@ -118,8 +114,14 @@ fn set_list() -> String {
 
 /// Rows per upsert statement: 19 parameters each, well under SQLite's 32,766; large enough
 /// that a batch of 2,000 records is 32 statements, small enough that the statement stays
-/// cheap to prepare (it is prepared once per connection and reused: sqlx's statement cache).
+/// cheap to prepare. The rows past the last full statement go one per statement, so only
+/// two statements are ever prepared (once per connection: sqlx's statement cache), never
+/// one per batch size.
 const ROWS_PER_STATEMENT: usize = 64;
+
+/// The upserts of [`ROWS_PER_STATEMENT`] rows and of one row, built once.
+static UPSERT_FULL: LazyLock<String> = LazyLock::new(|| upsert_sql(ROWS_PER_STATEMENT));
+static UPSERT_ONE: LazyLock<String> = LazyLock::new(|| upsert_sql(1));
 
 /// The multi-row upsert of `rows` records. Each row is merged on its own, as SQLite applies
 /// `ON CONFLICT` per row; the batch is de-duplicated first anyway, so counts are per key.
@@ -153,10 +155,29 @@ const RECORD_COLUMNS: &str = "dedup_key, source, machine, session_id, project, m
     output, cache_write_5m, cache_write_1h, cache_read, web_search_requests, web_fetch_requests,
     file, line_offset, estimated, budget";
 
-/// The record `r` is not shadowed (`tokenbudget_ledger::dedup::shadows`, rule 6): no key in
-/// `(r.dedup_key + ":", r.dedup_key + ";")`, one range probe of the primary key.
-const NOT_SHADOWED: &str = "NOT EXISTS (SELECT 1 FROM usage_records s
-    WHERE s.dedup_key > r.dedup_key || ':' AND s.dedup_key < r.dedup_key || ';')";
+/// Rule 6 when writing, first half: marks the stored records that the written keys shadow
+/// (`?1`: a JSON array of [`dedup::shadowed_by`] of every written key).
+const MARK_SHADOWED: &str = "UPDATE usage_records SET shadowed = 1
+     WHERE shadowed = 0 AND dedup_key IN (SELECT value FROM json_each(?1))";
+
+/// Rule 6 when writing, second half: marks the written records (`?1`, a JSON array of keys)
+/// that a stored record shadows: a key in `(key + ":", key + ";")`, one range probe of the
+/// primary key each.
+const MARK_SELF_SHADOWED: &str = "UPDATE usage_records SET shadowed = 1
+     WHERE shadowed = 0 AND dedup_key IN (SELECT value FROM json_each(?1))
+       AND EXISTS (SELECT 1 FROM usage_records s
+                    WHERE s.dedup_key > usage_records.dedup_key || ':'
+                      AND s.dedup_key < usage_records.dedup_key || ';')";
+
+/// [`UsageStore::shadowed`]: of the keys in `?1` (a JSON array), those a stored key shadows.
+const SHADOWED_KEYS: &str = "SELECT k.value FROM json_each(?1) k
+     WHERE EXISTS (SELECT 1 FROM usage_records s
+                    WHERE s.dedup_key > k.value || ':' AND s.dedup_key < k.value || ';')";
+
+fn json_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
+    let keys: Vec<&str> = keys.into_iter().collect();
+    serde_json::to_string(&keys).expect("a list of strings serializes")
+}
 
 /// The `SELECT … GROUP BY` of [`UsageStore::aggregate`]: bucket and key expressions are
 /// built from the query's shape (integers only, never its text, which is bound as ?3…?6);
@@ -202,7 +223,7 @@ fn aggregate_sql(query: &AggregateQuery) -> String {
            AND (?4 IS NULL OR instr(model, ?4) > 0)
            AND (?5 IS NULL OR budget = ?5)
            AND (?6 IS NULL OR session_id = ?6)
-           AND {NOT_SHADOWED}
+           AND shadowed = 0
          GROUP BY 1, 2, 3, 4, 5, 6
          ORDER BY 1, 2, 3, 4, 5 NULLS FIRST, 6 NULLS FIRST",
         model = key(g.model, "model"),
@@ -210,6 +231,11 @@ fn aggregate_sql(query: &AggregateQuery) -> String {
         session = key(g.session, "session_id"),
         budget = if g.budget { "budget" } else { "NULL" },
     )
+}
+
+/// The usage counts of a row ([`Usage::from_columns`]).
+fn usage_row(row: &SqliteRow) -> std::result::Result<Usage, sqlx::Error> {
+    Usage::from_columns(|c| row.try_get::<i64, _>(c).map(uint))
 }
 
 fn aggregate_row(row: &SqliteRow) -> std::result::Result<AggregateRow, sqlx::Error> {
@@ -221,15 +247,7 @@ fn aggregate_row(row: &SqliteRow) -> std::result::Result<AggregateRow, sqlx::Err
         session_id: row.try_get("session_id")?,
         budget: row.try_get("budget")?,
         prompt_above: row.try_get::<Option<i64>, _>("prompt_above")?.map(uint),
-        usage: Usage {
-            input: n("input")?,
-            output: n("output")?,
-            cache_write_5m: n("cache_write_5m")?,
-            cache_write_1h: n("cache_write_1h")?,
-            cache_read: n("cache_read")?,
-            web_search_requests: n("web_search_requests")?,
-            web_fetch_requests: n("web_fetch_requests")?,
-        },
+        usage: usage_row(row)?,
         responses: n("responses")?,
         first: row.try_get("first")?,
         last: row.try_get("last")?,
@@ -286,18 +304,16 @@ impl SqliteUsageStore {
         conn: &mut SqliteConnection,
         records: &[&UsageRecord],
         checkpoint: Option<&Checkpoint>,
-        full: &str,
     ) -> std::result::Result<WriteSummary, sqlx::Error> {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut summary = WriteSummary::default();
-        for chunk in records.chunks(ROWS_PER_STATEMENT) {
-            let tail;
-            let sql = if chunk.len() == ROWS_PER_STATEMENT {
-                full
-            } else {
-                tail = upsert_sql(chunk.len());
-                tail.as_str()
-            };
+        let full = records.len() / ROWS_PER_STATEMENT * ROWS_PER_STATEMENT;
+        let (head, tail) = records.split_at(full);
+        let chunks = head
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|c| (UPSERT_FULL.as_str(), c))
+            .chain(tail.chunks(1).map(|c| (UPSERT_ONE.as_str(), c)));
+        for (sql, chunk) in chunks {
             let mut query = sqlx::query_scalar::<_, i64>(sql);
             for r in chunk {
                 let u = &r.usage;
@@ -330,6 +346,24 @@ impl SqliteUsageStore {
                 }
             }
         }
+        // Rule 6, in this transaction: whichever of a bare record and its sibling arrives
+        // second marks the bare one (writers take turns on the database's write lock).
+        let bare = json_keys(
+            records
+                .iter()
+                .flat_map(|r| dedup::shadowed_by(&r.key))
+                .collect::<BTreeSet<_>>(),
+        );
+        if bare != "[]" {
+            sqlx::query(MARK_SHADOWED)
+                .bind(&bare)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(MARK_SELF_SHADOWED)
+            .bind(json_keys(records.iter().map(|r| r.key.as_str())))
+            .execute(&mut *tx)
+            .await?;
         if let Some(cp) = checkpoint {
             sqlx::query(CHECKPOINT_SQL)
                 .bind(&cp.file)
@@ -371,15 +405,7 @@ fn record_row(row: &SqliteRow, with_raw: bool) -> std::result::Result<UsageRecor
         project: row.try_get("project")?,
         model: row.try_get("model")?,
         timestamp: row.try_get("ts")?,
-        usage: Usage {
-            input: n("input")?,
-            output: n("output")?,
-            cache_write_5m: n("cache_write_5m")?,
-            cache_write_1h: n("cache_write_1h")?,
-            cache_read: n("cache_read")?,
-            web_search_requests: n("web_search_requests")?,
-            web_fetch_requests: n("web_fetch_requests")?,
-        },
+        usage: usage_row(row)?,
         raw_usage: if with_raw {
             row.try_get("raw_usage")?
         } else {
@@ -402,13 +428,12 @@ impl UsageStore for SqliteUsageStore {
         validate(records)?;
         // One row per key, as if written one by one (rule 2 is commutative), so one
         // statement never touches a row twice and the counts are per key.
-        let merged = dedup::dedup(records.iter().cloned());
-        let rows: Vec<&UsageRecord> = merged.values().collect();
-        let full = upsert_sql(ROWS_PER_STATEMENT);
+        let merged = dedup::unique_by_key(records);
+        let rows: Vec<&UsageRecord> = merged.iter().map(|r| &**r).collect();
         let mut conn = self.conn.lock().await;
         let mut backoff = Backoff::new(Instant::now() + self.config.retry_deadline);
         loop {
-            match Self::write_once(&mut conn, &rows, checkpoint, &full).await {
+            match Self::write_once(&mut conn, &rows, checkpoint).await {
                 Ok(mut summary) => {
                     summary.unchanged = records.len() as u64 - summary.inserted - summary.replaced;
                     return Ok(summary);
@@ -419,6 +444,19 @@ impl UsageStore for SqliteUsageStore {
                 Err(e) => return Err(storage(e)),
             }
         }
+    }
+
+    async fn shadowed(&self, keys: &[String]) -> Result<BTreeSet<String>> {
+        if keys.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let mut conn = self.conn.lock().await;
+        let found: Vec<String> = sqlx::query_scalar(SHADOWED_KEYS)
+            .bind(json_keys(keys.iter().map(String::as_str)))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(storage)?;
+        Ok(found.into_iter().collect())
     }
 
     async fn checkpoint(&self, file: &str) -> Result<Option<Checkpoint>> {
@@ -450,7 +488,7 @@ impl UsageStore for SqliteUsageStore {
         let raw = if query.without_raw { "" } else { ", raw_usage" };
         let sql = format!(
             "SELECT {RECORD_COLUMNS}{raw} FROM usage_records r
-             WHERE ts >= ?1 AND ts < ?2 AND {NOT_SHADOWED} ORDER BY ts, dedup_key"
+             WHERE ts >= ?1 AND ts < ?2 AND shadowed = 0 ORDER BY ts, dedup_key"
         );
         let mut conn = self.conn.lock().await;
         let rows = sqlx::query(&sql)
@@ -483,5 +521,60 @@ impl UsageStore for SqliteUsageStore {
             .map(aggregate_row)
             .collect::<std::result::Result<_, _>>()
             .map_err(storage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::ConnectOptions;
+
+    use super::*;
+
+    /// Migration 8 marks the rows a sibling already shadows in a ledger written before it.
+    #[tokio::test]
+    async fn migration_8_back_fills_the_shadowed_flag() {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .in_memory(true)
+            .connect()
+            .await
+            .unwrap();
+        let before: Vec<_> = schema::MIGRATIONS
+            .iter()
+            .copied()
+            .filter(|m| m.version < 8)
+            .collect();
+        schema::migrate(&mut conn, &before).await.unwrap();
+        for key in [
+            "msg_1",
+            "msg_1:req_1",
+            "msg_10",
+            "msg_2",
+            "a",
+            "a:b",
+            "a:b:c",
+        ] {
+            sqlx::query(
+                "INSERT INTO usage_records (dedup_key, source, machine, session_id, project,
+                    model, ts, input, output, cache_write_5m, cache_write_1h, cache_read,
+                    web_search_requests, web_fetch_requests, raw_usage, file, line_offset)
+                 VALUES (?1, 'claude-code', '', 's', 'p', 'm', 1, 1, 1, 0, 0, 0, 0, 0, '{}',
+                    'f', 0)",
+            )
+            .bind(key)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        let applied = schema::migrate(&mut conn, schema::MIGRATIONS)
+            .await
+            .unwrap();
+        assert_eq!(applied, [8]);
+        let shadowed: Vec<String> = sqlx::query_scalar(
+            "SELECT dedup_key FROM usage_records WHERE shadowed = 1 ORDER BY dedup_key",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(shadowed, ["a", "a:b", "msg_1"]);
     }
 }

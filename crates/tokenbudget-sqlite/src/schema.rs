@@ -54,10 +54,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "events: refusals and clamps, read by type",
         sql: include_str!("../migrations/0007_events_by_type.sql"),
     },
+    Migration {
+        version: 8,
+        description: "ledger: rule-6 shadowing stored when writing",
+        sql: include_str!("../migrations/0008_ledger_shadowed.sql"),
+    },
 ];
 
 /// The newest schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokenbudget_schema (
     version     INTEGER PRIMARY KEY NOT NULL,

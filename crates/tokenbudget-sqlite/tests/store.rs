@@ -607,7 +607,7 @@ async fn a_database_written_by_the_previous_release_migrates_keeping_everything(
 
     let store = SqliteStore::open(&url(&path)).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(SCHEMA_VERSION, 8);
     assert_eq!(
         counts(&path).await,
         before,

@@ -47,6 +47,9 @@ macro_rules! usage_conformance_tests {
             aggregate_leaves_out_shadowed_records,
             aggregate_sum_above_i64_max_is_an_error,
             a_known_project_and_session_are_never_erased_by_an_empty_one,
+            shadowing_is_decided_when_writing_in_either_arrival_order,
+            shadowed_lists_the_keys_a_stored_record_shadows,
+            concurrent_writers_of_a_bare_record_and_its_sibling_shadow_it,
         );
     };
     (@each $harness:expr; $($name:ident),+ $(,)?) => {

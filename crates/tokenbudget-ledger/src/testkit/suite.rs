@@ -730,3 +730,119 @@ pub async fn a_known_project_and_session_are_never_erased_by_an_empty_one(h: &im
     let w = store.write(&[transcript], None).await.unwrap();
     assert_eq!(w.unchanged, 1);
 }
+
+/// The keys and the counted responses the store reports: `records()` keys, and the number of
+/// responses and output tokens `aggregate` sums over everything.
+async fn counted(store: &DynUsageStore) -> (Vec<String>, u64, u64) {
+    let keys = all(store).await.into_iter().map(|r| r.key).collect();
+    let rows = store.aggregate(&AggregateQuery::default()).await.unwrap();
+    let responses = rows.iter().map(|r| r.responses).sum();
+    let output = rows.iter().map(|r| r.usage.output).sum();
+    (keys, responses, output)
+}
+
+/// Rule 6 is decided when writing: a bare record and its sibling written in two calls, in
+/// either order, leave the bare one out of `records` and `aggregate` alike; so do both in one
+/// call, and a sibling that arrives in a later call than an already-counted bare record.
+pub async fn shadowing_is_decided_when_writing_in_either_arrival_order(h: &impl UsageHarness) {
+    let bare = record("msg_1", 500, 100, "a.jsonl");
+    let with = record("msg_1:req_1", 5, 100, "b.jsonl");
+    let lone = record("msg_2", 7, 100, "a.jsonl");
+    let want = (vec!["msg_1:req_1".to_owned(), "msg_2".to_owned()], 2, 12);
+    for calls in [
+        vec![vec![bare.clone(), lone.clone()], vec![with.clone()]],
+        vec![vec![with.clone()], vec![bare.clone(), lone.clone()]],
+        vec![vec![lone.clone(), with.clone(), bare.clone()]],
+        vec![
+            vec![bare.clone()],
+            vec![lone.clone()],
+            vec![with.clone()],
+            vec![bare.clone()],
+        ],
+    ] {
+        let store = h.fresh().await;
+        for call in &calls {
+            store.write(call, None).await.unwrap();
+        }
+        assert_eq!(counted(&store).await, want, "{calls:?}");
+        // A more final bare line later changes the stored row, never the flag.
+        let mut later = bare.clone();
+        later.usage.output = 900;
+        store.write(&[later], None).await.unwrap();
+        assert_eq!(counted(&store).await, want);
+    }
+}
+
+/// `shadowed` lists the keys a stored record shadows, stored or not, and no others.
+pub async fn shadowed_lists_the_keys_a_stored_record_shadows(h: &impl UsageHarness) {
+    let store = h.fresh().await;
+    assert!(store.shadowed(&[]).await.unwrap().is_empty());
+    store
+        .write(
+            &[
+                record("msg_1:req_1", 5, 100, "f"),
+                record("msg_3", 5, 100, "f"),
+                record("a:b:c", 5, 100, "f"),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let asked: Vec<String> = [
+        "msg_1",
+        "msg_1:req_1",
+        "msg_10",
+        "msg_3",
+        "msg_",
+        "a",
+        "a:b",
+        "é",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let got: Vec<String> = store.shadowed(&asked).await.unwrap().into_iter().collect();
+    assert_eq!(got, ["a", "a:b", "msg_1"]);
+}
+
+/// Two writers at once, one writing bare records and the other their siblings (the same
+/// keys at the same moment, in opposite and in equal orders), leave every bare record
+/// shadowed: neither transaction misses the other's row.
+pub async fn concurrent_writers_of_a_bare_record_and_its_sibling_shadow_it(h: &impl UsageHarness) {
+    const N: usize = 60;
+    for reversed in [false, true] {
+        let a = h.fresh().await;
+        let b = h.same_database(&a).await;
+        let bare: Vec<UsageRecord> = (0..N)
+            .map(|i| record(&format!("msg_{i}"), 100, 1_000 + i as i64, "a.jsonl"))
+            .chain([record("lone", 3, 5, "a.jsonl")])
+            .collect();
+        let mut with: Vec<UsageRecord> = (0..N)
+            .map(|i| record(&format!("msg_{i}:req"), 1, 1_000 + i as i64, "b.jsonl"))
+            .collect();
+        if reversed {
+            with.reverse();
+        }
+        let ta = tokio::spawn(async move {
+            for chunk in bare.chunks(3) {
+                a.write(chunk, None).await.unwrap();
+            }
+            a
+        });
+        let tb = tokio::spawn(async move {
+            for chunk in with.chunks(2) {
+                b.write(chunk, None).await.unwrap();
+            }
+        });
+        let a = ta.await.unwrap();
+        tb.await.unwrap();
+        let (keys, responses, output) = counted(&a).await;
+        assert_eq!(responses, N as u64 + 1, "reversed: {reversed}");
+        assert_eq!(output, N as u64 + 3);
+        assert!(
+            keys.iter().all(|k| k == "lone" || k.ends_with(":req")),
+            "{keys:?}"
+        );
+        let asked: Vec<String> = (0..N).map(|i| format!("msg_{i}")).collect();
+        assert_eq!(a.shadowed(&asked).await.unwrap().len(), N);
+    }
+}

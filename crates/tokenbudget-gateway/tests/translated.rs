@@ -406,3 +406,37 @@ async fn a_long_request_is_sent_whole_and_a_clamp_lowers_max_tokens_upstream() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn untranslatable_content_is_a_400_after_the_key_check_and_reserves_nothing() {
+    let h = start(100_000, routed).await;
+    // Long, so it is translated on a blocking thread beside the key check.
+    let mut body = haiku(&"x".repeat(100_000), true);
+    body["messages"] = json!([{"role": "user", "content": [
+        {"type": "text", "text": "x".repeat(100_000)},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}}
+    ]}]);
+    let anonymous = h
+        .client
+        .post(format!("{}/v1/messages", h.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401, "the key is checked first");
+    let response = h.messages(&body).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("document"),
+        "{error}"
+    );
+    assert!(h.fake.received().is_empty(), "nothing forwarded");
+    let events = h.gateway.budgets().events("team", 0).await.unwrap();
+    assert_eq!(events.len(), 1, "only the budget's creation: {events:?}");
+    h.shutdown().await;
+}

@@ -32,41 +32,60 @@ pub(crate) async fn messages(
     }
 }
 
-async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> Result<Response> {
-    let mut body = parse_json(&original)?;
-    let caller = gw.authorize(headers, &body).await?;
-    let max_tokens = body
-        .get("max_tokens")
+/// The request's `max_tokens`, required.
+fn required_max_tokens(body: &Value) -> Result<u64> {
+    body.get("max_tokens")
         .and_then(Value::as_u64)
-        .ok_or_else(|| {
-            Error::InvalidRequest("max_tokens: a positive integer is required".into())
-        })?;
-    let prompt = match gw.inner.settings.prompt_count {
-        PromptCount::Bound | PromptCount::CountTokens => claude_prompt_bound(&body),
+        .ok_or_else(|| Error::InvalidRequest("max_tokens: a positive integer is required".into()))
+}
+
+/// The prompt part admission holds before any upstream count, as `prompt_count` says.
+fn prompt_bound(gw: &Gateway, body: &Value) -> u64 {
+    match gw.inner.settings.prompt_count {
+        PromptCount::Bound | PromptCount::CountTokens => claude_prompt_bound(body),
         PromptCount::Estimate => {
             let estimator = Estimator::new(Encoding::Cl100kBase);
-            prompt_size(&body, &|text: &str| estimator.estimate(text))
+            prompt_size(body, &|text: &str| estimator.estimate(text))
         }
-    };
+    }
+}
+
+async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> Result<Response> {
+    let mut body = parse_json(&original)?;
     let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
     let routed = model
         .as_deref()
         .and_then(|m| gw.inner.settings.routes.resolve(m));
+    if let Some(route) = routed
+        .as_ref()
+        .filter(|r| r.upstream.kind == UpstreamKind::Openai)
+    {
+        // The translation (pure: it changes nothing, whatever the key) starts now, beside
+        // the key check and the prompt's bound; its errors still come after the key's.
+        let body = std::sync::Arc::new(std::mem::take(&mut body));
+        let translation =
+            super::translated::Translation::start(body.clone(), original.len(), route.target());
+        let caller = gw.authorize(headers, &body).await?;
+        required_max_tokens(&body)?;
+        let prompt = prompt_bound(gw, &body);
+        return super::translated::messages(
+            gw,
+            super::translated::Request {
+                caller,
+                body,
+                translation,
+                size: original.len(),
+                prompt,
+                route,
+            },
+        )
+        .await;
+    }
+    let caller = gw.authorize(headers, &body).await?;
+    let max_tokens = required_max_tokens(&body)?;
+    let prompt = prompt_bound(gw, &body);
     let mut rewritten = false;
     let (url, upstream) = match &routed {
-        Some(route) if route.upstream.kind == UpstreamKind::Openai => {
-            return super::translated::messages(
-                gw,
-                super::translated::Request {
-                    caller,
-                    body: std::mem::take(&mut body),
-                    size: original.len(),
-                    prompt,
-                    route,
-                },
-            )
-            .await;
-        }
         Some(route) => {
             if model.as_deref() != Some(route.model.as_str()) {
                 body["model"] = route.model.clone().into();

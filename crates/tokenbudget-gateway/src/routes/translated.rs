@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokenbudget_translate::openai::{ChatRequest, ChatResponse};
 use tokenbudget_translate::route::Resolved;
+use tokenbudget_translate::RouteTarget;
 use tokenbudget_translate::{
     request_from_value, response_usage, translate_request_owned, translate_response,
     MaxTokensField, StreamStart, TranslateError,
@@ -29,7 +30,9 @@ pub(crate) const ROUTE: &str = "messages_translated";
 pub(crate) struct Request<'a> {
     pub caller: Caller,
     /// The body, parsed once by the caller to read its model and size it.
-    pub body: Value,
+    pub body: Arc<Value>,
+    /// Its translation, under way since the body was parsed.
+    pub translation: Translation,
     /// The body's length in bytes.
     pub size: usize,
     /// The prompt's bound as pass-through sizes it (`prompt_count`): what admission holds.
@@ -43,11 +46,13 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     let settings = &gw.inner.settings;
     // Everything that can refuse the request is decided before admission: bad input
     // reserves nothing and changes nothing.
-    let request = request_from_value(&r.body)?;
-    let (model, stream) = (request.model.clone(), request.is_stream());
-    let max_tokens = u64::from(request.max_tokens.ok_or(TranslateError::MissingMaxTokens)?);
-    // The request's texts move into the translation.
-    let chat = Arc::new(translate_request_owned(request, &r.route.target())?);
+    let Translated {
+        model,
+        stream,
+        max_tokens,
+        chat,
+    } = r.translation.get().await?;
+    let chat = Arc::new(chat);
     // A long session's parsed body is thousands of allocations: freed off the request's
     // path, on a blocking thread.
     drop_aside(r.body, r.size);
@@ -199,6 +204,60 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
             Err(e.into())
         }
     }
+}
+
+/// What the translation of a request gives admission and the relay.
+pub(crate) struct Translated {
+    /// The model the client asked for.
+    model: String,
+    /// Whether the client asked for a stream.
+    stream: bool,
+    /// The client's `max_tokens`.
+    max_tokens: u64,
+    /// The Chat Completions request.
+    chat: ChatRequest,
+}
+
+/// A request's translation: on a blocking thread for a long body, else done at once.
+pub(crate) enum Translation {
+    Aside(tokio::task::JoinHandle<std::result::Result<Translated, TranslateError>>),
+    Done(Box<std::result::Result<Translated, TranslateError>>),
+}
+
+impl Translation {
+    /// Starts translating `body` (`size` bytes long) for `target`.
+    pub(crate) fn start(body: Arc<Value>, size: usize, target: RouteTarget) -> Translation {
+        let work = move || translate_body(&body, &target);
+        if size < SERIALIZE_ASIDE {
+            return Translation::Done(Box::new(work()));
+        }
+        Translation::Aside(tokio::task::spawn_blocking(work))
+    }
+
+    async fn get(self) -> Result<Translated> {
+        let done = match self {
+            Translation::Done(done) => *done,
+            Translation::Aside(task) => task.await.map_err(|e| Error::Internal(e.to_string()))?,
+        };
+        Ok(done?)
+    }
+}
+
+fn translate_body(
+    body: &Value,
+    target: &RouteTarget,
+) -> std::result::Result<Translated, TranslateError> {
+    let request = request_from_value(body)?;
+    let (model, stream) = (request.model.clone(), request.is_stream());
+    let max_tokens = u64::from(request.max_tokens.ok_or(TranslateError::MissingMaxTokens)?);
+    // The request's texts move into the translation.
+    let chat = translate_request_owned(request, target)?;
+    Ok(Translated {
+        model,
+        stream,
+        max_tokens,
+        chat,
+    })
 }
 
 /// Bodies from this size up are serialized on a blocking thread, beside admission; below

@@ -65,16 +65,7 @@ async fn queued_writes_share_a_transaction_and_a_rejected_one_fails_alone() {
     t.create_phase("wf:a", "wf", 100_000).await.unwrap();
     // Teaches the gate the tree, and leaves a key and a hold for the rejections below.
     let key: IdempotencyKey = "k".parse().unwrap();
-    let keyed = t
-        .reserve(
-            "wf:a",
-            10,
-            ReserveOptions::new().with_idempotency_key(key.clone()),
-        )
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    let keyed = common::reserve_keyed(&t, "wf:a", 10, &key).await;
 
     let release = common::locks::hold_row_lock(&url, &schema, "wf").await;
     let started = Arc::new(AtomicUsize::new(0));
@@ -223,16 +214,7 @@ async fn a_batch_spans_trees_and_a_refused_or_conflicting_write_on_one_leaves_th
     }
     t.create_phase("a:p", "a", 500).await.unwrap();
     let key: IdempotencyKey = "k".parse().unwrap();
-    let keyed = t
-        .reserve(
-            "c",
-            10,
-            ReserveOptions::new().with_idempotency_key(key.clone()),
-        )
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    let keyed = common::reserve_keyed(&t, "c", 10, &key).await;
 
     // The first write waits on a's lock alone; the others queue behind it, on three trees.
     let release = common::locks::hold_row_lock(&url, &schema, "a").await;

@@ -147,16 +147,11 @@ async fn migration_8_back_fills_the_shadowed_flag() {
         .await
         .unwrap();
     let ledger = open(&url, &schema).await;
-    let shadowed: Vec<String> = admin
-        .query(
-            "SELECT dedup_key FROM usage_records WHERE shadowed ORDER BY dedup_key",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let shadowed: Vec<String> = common::column(
+        &admin,
+        "SELECT dedup_key FROM usage_records WHERE shadowed ORDER BY dedup_key",
+    )
+    .await;
     assert_eq!(shadowed, ["a", "a:b", "msg_1"]);
     let counted: Vec<String> = ledger
         .records(&Default::default())

@@ -154,16 +154,7 @@ async fn bad_input_is_a_typed_error_and_writes_nothing() {
     t.create_workflow("wf", 1_000).await.unwrap();
     t.create_phase("wf:a", "wf", 500).await.unwrap();
     let key: IdempotencyKey = "k1".parse().unwrap();
-    let held = t
-        .reserve(
-            "wf:a",
-            10,
-            ReserveOptions::new().with_idempotency_key(key.clone()),
-        )
-        .await
-        .unwrap()
-        .into_result()
-        .unwrap();
+    let held = common::reserve_keyed(&t, "wf:a", 10, &key).await;
     let now = t.clock().now();
 
     let before = (
@@ -547,16 +538,11 @@ async fn a_version_1_schema_migrates_to_the_current_version_keeping_its_data() {
         .unwrap();
 
     let migrated: DynBudgetStore = Arc::new(PostgresStore::open_with(config(&old)).await.unwrap());
-    let versions: Vec<i32> = admin
-        .query(
-            &format!("SELECT version FROM \"{old}\".tokenbudget_migrations ORDER BY 1"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let versions: Vec<i32> = common::column(
+        &admin,
+        &format!("SELECT version FROM \"{old}\".tokenbudget_migrations ORDER BY 1"),
+    )
+    .await;
     assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(migrated.list_budgets().await.unwrap(), budgets);
     assert_eq!(migrated.events(EventQuery::all()).await.unwrap(), events);

@@ -174,3 +174,35 @@ impl Drop for PgHarness {
         drop_schemas(&self.url, schemas);
     }
 }
+
+/// A reserve of `tokens` on `budget` under idempotency `key`, granted.
+pub async fn reserve_keyed(
+    t: &tokenbudget_core::Tracker,
+    budget: &str,
+    tokens: u64,
+    key: &tokenbudget_core::IdempotencyKey,
+) -> tokenbudget_core::Grant {
+    t.reserve(
+        budget,
+        tokens,
+        tokenbudget_core::ReserveOptions::new().with_idempotency_key(key.clone()),
+    )
+    .await
+    .unwrap()
+    .into_result()
+    .unwrap()
+}
+
+/// The first column of every row `sql` returns.
+pub async fn column<T>(admin: &tokio_postgres::Client, sql: &str) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    admin
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

@@ -501,14 +501,7 @@ mod tests {
         let default = Range::parse(None, None, None, None, DEC1).unwrap();
         assert_eq!(default.days().len(), 30);
         // Berlin is an hour ahead in December: its day starts at 23:00 UTC.
-        let berlin = Range::parse(
-            Some("2026-12-01"),
-            Some("2026-12-01"),
-            None,
-            Some("Europe/Berlin"),
-            0,
-        )
-        .unwrap();
+        let berlin = berlin_dec1();
         assert_eq!(
             (berlin.start(), berlin.end()),
             (DEC1 - HOUR, DEC1 + DAY - HOUR)
@@ -531,6 +524,18 @@ mod tests {
                 "{since:?} {until:?} {range:?} {tz:?}"
             );
         }
+    }
+
+    /// December 1st, 2026, in Berlin (an hour ahead of UTC then).
+    fn berlin_dec1() -> Range {
+        Range::parse(
+            Some("2026-12-01"),
+            Some("2026-12-01"),
+            None,
+            Some("Europe/Berlin"),
+            0,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -558,14 +563,7 @@ mod tests {
         );
         assert_eq!(days[1].start, DEC1 / MICROS);
         // In Berlin 23:30Z on Nov 30 is already Dec 1.
-        let berlin = Range::parse(
-            Some("2026-12-01"),
-            Some("2026-12-01"),
-            None,
-            Some("Europe/Berlin"),
-            0,
-        )
-        .unwrap();
+        let berlin = berlin_dec1();
         let days = daily(&rows, &berlin, &pricer);
         assert_eq!(days.len(), 1);
         assert_eq!(days[0].totals.input, 30);

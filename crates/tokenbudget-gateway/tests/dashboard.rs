@@ -19,27 +19,11 @@ async fn the_gateways_dashboard_shows_the_usage_it_wrote() {
     assert_eq!(response.status(), 200);
     let _ = response.bytes().await.unwrap();
     h.settled().await;
-    let usage: Value = h
-        .client
-        .get(format!("{}/api/usage?range=2d", h.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage: Value = h.get_json("/api/usage?range=2d").await;
     assert_eq!(usage["total"]["responses"], 1, "{usage}");
     assert_eq!(usage["days"].as_array().map(Vec::len), Some(2));
     assert!(usage["total"]["output"].as_u64().unwrap() > 0, "{usage}");
-    let team: Value = h
-        .client
-        .get(format!("{}/api/usage?range=2d&budget=team", h.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let team: Value = h.get_json("/api/usage?range=2d&budget=team").await;
     assert_eq!(team["total"]["responses"], 1, "charged to team: {team}");
     h.shutdown().await;
 }

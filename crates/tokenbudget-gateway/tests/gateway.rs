@@ -573,15 +573,7 @@ async fn health_ready_metrics_and_models() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let budgets: Value = h
-        .client
-        .get(format!("{}/api/budgets", h.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let budgets: Value = h.get_json("/api/budgets").await;
     let used: u64 = budgets["budgets"]
         .as_array()
         .unwrap()

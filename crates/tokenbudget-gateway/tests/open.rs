@@ -461,12 +461,7 @@ async fn ledger_rows_the_ledger_did_not_take_are_journaled_and_written_once_when
             .await
             .unwrap(),
     );
-    let budgets = TokenBudget::builder()
-        .store(tokenbudget::MemoryStore::shared())
-        .build()
-        .await
-        .unwrap();
-    budgets.create_workflow("team", 100_000).await.unwrap();
+    let budgets = common::team(100_000).await;
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("gw.journal");
     let sink = Arc::new(tokenbudget_gateway::UsageLedger::new(usage.clone()));

@@ -22,13 +22,19 @@ pub struct Harness {
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-pub async fn start(limit: u64, tweak: impl FnOnce(&mut Settings)) -> Harness {
+/// Budgets in memory with one workflow, `team`, of `limit`.
+pub async fn team(limit: u64) -> TokenBudget {
     let budgets = TokenBudget::builder()
         .store(MemoryStore::shared())
         .build()
         .await
         .unwrap();
     budgets.create_workflow("team", limit).await.unwrap();
+    budgets
+}
+
+pub async fn start(limit: u64, tweak: impl FnOnce(&mut Settings)) -> Harness {
+    let budgets = team(limit).await;
     let keys = Arc::new(MemoryKeyStore::default());
     start_with(
         budgets,
@@ -55,12 +61,7 @@ pub async fn start_with(
 /// A gateway on a `team` budget of `limit` whose ledger rows go into `usage` (as
 /// `tokenbudget gateway` writes them; `Harness::ledger` then stays empty).
 pub async fn start_with_usage(limit: u64, usage: tokenbudget_ledger::DynUsageStore) -> Harness {
-    let budgets = TokenBudget::builder()
-        .store(MemoryStore::shared())
-        .build()
-        .await
-        .unwrap();
-    budgets.create_workflow("team", limit).await.unwrap();
+    let budgets = team(limit).await;
     let keys = Arc::new(MemoryKeyStore::default());
     let sink = Arc::new(tokenbudget_gateway::UsageLedger::new(usage));
     start_with_sink(
@@ -140,6 +141,18 @@ impl Harness {
         tokio::time::timeout(Duration::from_secs(30), self.gateway.settled())
             .await
             .expect("every request settles");
+    }
+
+    /// `GET path` (no key: the dashboard's endpoints), as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// How many `TOKENS_CHARGED` events budget `id` has.

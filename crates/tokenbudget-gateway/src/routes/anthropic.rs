@@ -64,7 +64,7 @@ async fn messages_inner(gw: &Gateway, headers: &HeaderMap, original: Bytes) -> R
         // the key check and the prompt's bound; its errors still come after the key's.
         let body = std::sync::Arc::new(std::mem::take(&mut body));
         let translation =
-            super::translated::Translation::start(body.clone(), original.len(), route.target());
+            super::translated::start_translation(body.clone(), original.len(), route.target());
         let caller = gw.authorize(headers, &body).await?;
         required_max_tokens(&body)?;
         let prompt = prompt_bound(gw, &body);

@@ -51,7 +51,7 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
         stream,
         max_tokens,
         chat,
-    } = r.translation.get().await?;
+    } = r.translation.get().await??;
     let chat = Arc::new(chat);
     // A long session's parsed body is thousands of allocations: freed off the request's
     // path, on a blocking thread.
@@ -63,7 +63,10 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
     };
     // The upstream body is written while admission waits on the store, so a long session's
     // serialization (about as long as the store's write) adds nothing.
-    let body = UpstreamBody::start(chat.clone(), r.size);
+    let body = {
+        let (chat, size) = (chat.clone(), r.size);
+        Aside::start(size, move || serialize(&chat, size))
+    };
     let admitted =
         crate::admit::admit_request(gw, &r.caller, ask, Some(&r.route.model), ROUTE).await?;
     let Admitted {
@@ -95,7 +98,8 @@ pub(crate) async fn messages(gw: &Gateway, r: Request<'_>) -> Result<Response> {
         }
         serialize(&lowered, r.size)
     } else {
-        body.get().await
+        // A failed task ends like a failed serialization: through the finalizer.
+        body.get().await.unwrap_or_else(|e| Err(e.to_string()))
     };
     let body = match body {
         Ok(body) => body,
@@ -218,29 +222,12 @@ pub(crate) struct Translated {
     chat: ChatRequest,
 }
 
-/// A request's translation: on a blocking thread for a long body, else done at once.
-pub(crate) enum Translation {
-    Aside(tokio::task::JoinHandle<std::result::Result<Translated, TranslateError>>),
-    Done(Box<std::result::Result<Translated, TranslateError>>),
-}
+/// A request's translation, under way.
+pub(crate) type Translation = Aside<std::result::Result<Translated, TranslateError>>;
 
-impl Translation {
-    /// Starts translating `body` (`size` bytes long) for `target`.
-    pub(crate) fn start(body: Arc<Value>, size: usize, target: RouteTarget) -> Translation {
-        let work = move || translate_body(&body, &target);
-        if size < SERIALIZE_ASIDE {
-            return Translation::Done(Box::new(work()));
-        }
-        Translation::Aside(tokio::task::spawn_blocking(work))
-    }
-
-    async fn get(self) -> Result<Translated> {
-        let done = match self {
-            Translation::Done(done) => *done,
-            Translation::Aside(task) => task.await.map_err(|e| Error::Internal(e.to_string()))?,
-        };
-        Ok(done?)
-    }
+/// Starts translating `body` (`size` bytes long) for `target`.
+pub(crate) fn start_translation(body: Arc<Value>, size: usize, target: RouteTarget) -> Translation {
+    Aside::start(size, move || translate_body(&body, &target))
 }
 
 fn translate_body(
@@ -260,37 +247,38 @@ fn translate_body(
     })
 }
 
-/// Bodies from this size up are serialized on a blocking thread, beside admission; below
-/// it, handing the work over costs more than doing it.
-const SERIALIZE_ASIDE: usize = 64 * 1024;
+/// Work on a body of this size or more (parsing, translating, serializing, freeing) runs on
+/// a blocking thread, beside the request's other steps; below it, handing the work over
+/// costs more than doing it.
+const ASIDE_FROM: usize = 64 * 1024;
 
-/// The Chat Completions body, being written.
-enum UpstreamBody {
-    Aside(tokio::task::JoinHandle<std::result::Result<Bytes, String>>),
-    Done(std::result::Result<Bytes, String>),
+/// Work on a request's body: on a blocking thread when the body is long, else done at once.
+pub(crate) enum Aside<T> {
+    Running(tokio::task::JoinHandle<T>),
+    Done(Box<T>),
 }
 
-impl UpstreamBody {
-    /// Starts writing `chat`, whose original request was `size` bytes long.
-    fn start(chat: Arc<ChatRequest>, size: usize) -> UpstreamBody {
-        if size < SERIALIZE_ASIDE {
-            return UpstreamBody::Done(serialize(&chat, size));
+impl<T: Send + 'static> Aside<T> {
+    /// Starts `work` on a body of `size` bytes.
+    fn start(size: usize, work: impl FnOnce() -> T + Send + 'static) -> Aside<T> {
+        if size < ASIDE_FROM {
+            return Aside::Done(Box::new(work()));
         }
-        UpstreamBody::Aside(tokio::task::spawn_blocking(move || serialize(&chat, size)))
+        Aside::Running(tokio::task::spawn_blocking(work))
     }
 
-    async fn get(self) -> std::result::Result<Bytes, String> {
+    /// The work's result, once it is done.
+    async fn get(self) -> Result<T> {
         match self {
-            UpstreamBody::Done(body) => body,
-            UpstreamBody::Aside(task) => task.await.map_err(|e| e.to_string())?,
+            Aside::Done(done) => Ok(*done),
+            Aside::Running(task) => task.await.map_err(|e| Error::Internal(e.to_string())),
         }
     }
 }
 
-/// Drops `value`, on a blocking thread when the body was `size` ≥ [`SERIALIZE_ASIDE`]
-/// bytes.
+/// Drops `value`, on a blocking thread when the body was `size` ≥ [`ASIDE_FROM`] bytes.
 fn drop_aside<T: Send + 'static>(value: T, size: usize) {
-    if size >= SERIALIZE_ASIDE {
+    if size >= ASIDE_FROM {
         drop(tokio::task::spawn_blocking(move || drop(value)));
     }
 }

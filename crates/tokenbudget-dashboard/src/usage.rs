@@ -351,13 +351,7 @@ pub fn groups(rows: &[AggregateRow], by: By, pricer: &Pricer, limit: usize) -> V
             first: row.first,
             last: row.last,
         });
-        group
-            .totals
-            .add(row, pricer.cost(&row.model, &row.usage, row.prompt_above));
-        if !group.models.contains(&row.model) {
-            group.models.push(row.model.clone());
-            group.models.sort();
-        }
+        count_row(&mut group.totals, &mut group.models, row, pricer);
         group.first = group.first.min(row.first);
         group.last = group.last.max(row.last);
     }
@@ -369,6 +363,15 @@ pub fn groups(rows: &[AggregateRow], by: By, pricer: &Pricer, limit: usize) -> V
     });
     out.truncate(limit);
     out
+}
+
+/// Adds `row` (priced at its tier) to `totals`, and its model to the sorted `models`.
+fn count_row(totals: &mut Totals, models: &mut Vec<String>, row: &AggregateRow, pricer: &Pricer) {
+    totals.add(row, pricer.cost(&row.model, &row.usage, row.prompt_above));
+    if !models.contains(&row.model) {
+        models.push(row.model.clone());
+        models.sort();
+    }
 }
 
 /// One of Claude's 5-hour usage windows.
@@ -405,13 +408,7 @@ pub fn blocks(rows: &[AggregateRow], pricer: &Pricer) -> Vec<Block> {
             });
         }
         let block = out.last_mut().expect("pushed above");
-        block
-            .totals
-            .add(row, pricer.cost(&row.model, &row.usage, row.prompt_above));
-        if !block.models.contains(&row.model) {
-            block.models.push(row.model.clone());
-            block.models.sort();
-        }
+        count_row(&mut block.totals, &mut block.models, row, pricer);
     }
     out
 }

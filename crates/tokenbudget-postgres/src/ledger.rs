@@ -356,7 +356,7 @@ impl PostgresUsageStore {
         let url = config.url.clone();
         let config = config.with_url(url);
         config.validate()?;
-        let pool = pool::build(&config)?;
+        let pool = pool::build(&config, pool::Reuse::Checked)?;
         let mut attempt = 0;
         loop {
             let result = async {

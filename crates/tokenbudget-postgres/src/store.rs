@@ -44,7 +44,7 @@ impl PostgresStore {
         let url = config.url.clone();
         let config = config.with_url(url);
         config.validate()?;
-        let pool = pool::build(&config)?;
+        let pool = pool::build(&config, pool::Reuse::Released)?;
         let gate = Arc::new(Gate::new(
             config.root_concurrency,
             config.max_batch,
@@ -150,8 +150,10 @@ fn expect<T>(answer: Answer, pick: fn(Answer) -> Option<T>) -> Result<T> {
 }
 
 async fn migrate(shared: &Shared) -> Result<(), PgError> {
-    let mut object = shared.pool.get().await?;
-    schema::migrate(&mut object, &shared.config.schema).await?;
+    let mut lease = pool::Lease::get(&shared.pool).await?;
+    schema::migrate(&mut lease, &shared.config.schema).await?;
+    // Only once migrated (its transactions ended); a failure drops the connection.
+    lease.release();
     Ok(())
 }
 

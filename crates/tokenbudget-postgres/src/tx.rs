@@ -13,10 +13,11 @@
 //!
 //! A caller's future may be dropped at any await. Write operations run in a spawned task
 //! ([`spawn`]), so a dropped caller never interrupts a transaction: it runs to COMMIT or
-//! ROLLBACK and the connection goes back to the pool outside any transaction. Behind that, the
-//! pool's recycle check ([`RECYCLE_CHECK`](crate::sql::RECYCLE_CHECK)) discards any connection
-//! still inside a transaction (say, after a panic), and the server's
-//! `idle_in_transaction_session_timeout` ends a session left that way.
+//! ROLLBACK and the connection goes back to the pool outside any transaction. Behind that, a
+//! connection goes back only when its attempt ended outside any transaction
+//! ([`Lease::release`]); after a panic, a failed ROLLBACK or a COMMIT whose answer was an
+//! error, its [`Lease`] is dropped and the connection closed, so the pool never checks a
+//! connection with a round trip of its own before reuse ([`Reuse::Released`](crate::pool::Reuse)).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use tracing::Instrument;
 use crate::config::{ClockSource, Config};
 use crate::error::{is_connection_failure, PgError};
 use crate::gate::Gate;
+use crate::pool::Lease;
 use crate::rows::{BatchChanges, WriteParams};
 use crate::sql;
 
@@ -225,8 +227,14 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
     let config = &shared.config;
     let mut retry = Retry::default();
     loop {
-        let result = match shared.pool.get().await {
-            Ok(object) => attempt(&object, &shared, &op, retry).await,
+        let result = match Lease::get(&shared.pool).await {
+            Ok(lease) => {
+                let (result, clean) = attempt(&lease, &shared, &op, retry).await;
+                if clean {
+                    lease.release();
+                }
+                result
+            }
             Err(e) => Err(PgError::Pool(e)),
         };
         let err = match result {
@@ -254,29 +262,42 @@ pub(crate) async fn run<O: Op>(shared: Arc<Shared>, op: O) -> Result<O::Output, 
     }
 }
 
+/// One attempt, and whether its connection ended outside any transaction (and may go back to
+/// the pool).
 async fn attempt<O: Op>(
     object: &Object,
     shared: &Shared,
     op: &O,
     retry: Retry,
-) -> Result<O::Output, PgError> {
+) -> (Result<O::Output, PgError>, bool) {
     let mut tx = Tx::new(object, &shared.gate, shared.config.clock);
     let result = op.attempt(&mut tx, retry).await;
-    if result.is_err() && tx.state == State::Open {
-        rollback(object).await;
-    }
-    result
+    let clean = match (tx.state, result.is_ok()) {
+        // A read, or a COMMIT that answered: no transaction is left.
+        (State::Idle, _) | (State::CommitSent, true) => true,
+        // Whether the failure was the write's (the pipelined COMMIT then rolled back) or the
+        // COMMIT's own is not told apart: the connection goes, which is rare and only costs a
+        // new connection.
+        (State::CommitSent, false) => false,
+        (State::Open, false) => rollback(object).await,
+        (State::Open, true) => false,
+    };
+    (result, clean && !object.is_closed())
 }
 
-/// Ends an open transaction after a failed attempt. A connection that cannot even do that is
-/// closed, and the pool's recycle check drops it.
-async fn rollback(object: &Object) {
+/// Ends an open transaction after a failed attempt; whether it did. A connection that cannot
+/// even do that is closed with its lease.
+async fn rollback(object: &Object) -> bool {
     if object.is_closed() {
-        return;
+        return false;
     }
-    if let Err(e) = object.batch_execute("ROLLBACK").await {
-        if !is_connection_failure(&e) {
-            tracing::warn!(error = %e, "ROLLBACK failed; the pool will discard the connection");
+    match object.batch_execute("ROLLBACK").await {
+        Ok(()) => true,
+        Err(e) => {
+            if !is_connection_failure(&e) {
+                tracing::warn!(error = %e, "ROLLBACK failed; the connection is closed");
+            }
+            false
         }
     }
 }

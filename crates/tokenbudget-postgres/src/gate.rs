@@ -14,9 +14,9 @@
 //! Two limits keep batches flowing:
 //!
 //! - at most [`Config::root_concurrency`](crate::Config::root_concurrency) batches in flight
-//!   touch any one tree (two by default: one batch holds the tree's lock while the next, its
-//!   statements already sent, waits right behind it and collects what arrives meanwhile). A
-//!   write on a tree already at that limit stays queued for the next batch;
+//!   touch any one tree (one by default: while a batch holds the tree's lock, what arrives
+//!   queues here and runs in the next batch, whole). A write on a tree already at that limit
+//!   stays queued for the next batch;
 //! - at most [`Config::max_batches`](crate::Config::max_batches) leaders run at once (each
 //!   holds a pooled connection while its batch runs).
 //!

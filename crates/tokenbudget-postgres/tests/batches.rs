@@ -37,8 +37,10 @@ async fn queued<T: Send + 'static>(
     release: tokio::sync::oneshot::Sender<()>,
 ) -> Vec<T> {
     let admin = common::admin(url).await;
-    // The two batches in flight wait on the lock; every other write has queued behind them.
-    while common::locks::lock_waiters(&admin, &config.application_name).await < 2
+    // The batches in flight on the tree (`root_concurrency` of them) wait on the lock; every
+    // other write has queued behind them.
+    let in_flight = i64::try_from(config.root_concurrency.max(1)).unwrap();
+    while common::locks::lock_waiters(&admin, &config.application_name).await < in_flight
         || started.load(Ordering::SeqCst) < writes.len()
     {
         tokio::task::yield_now().await;

@@ -141,10 +141,12 @@ fn main() -> std::process::ExitCode {
         "com max",
         "task share"
     );
-    for backend in &args.backends {
-        for &budgets in &args.budgets {
-            for &tasks in &args.tasks {
-                for &processes in &args.processes {
+    // The backends innermost: each case runs on every backend back to back, so a store and
+    // its raw baseline are measured under the same conditions.
+    for &budgets in &args.budgets {
+        for &tasks in &args.tasks {
+            for &processes in &args.processes {
+                for backend in &args.backends {
                     // Several processes: Postgres only, on the hot budget, a task each at least.
                     if processes > 1
                         && (!backend.starts_with("postgres") || budgets != 1 || tasks < processes)

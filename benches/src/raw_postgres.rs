@@ -155,7 +155,7 @@ async fn connect(url: &str, schema: Option<&str>) -> Result<Client, BoxError> {
     if let Some(schema) = schema {
         // The store's session settings that change how these statements run.
         config.options(format!(
-            "-c search_path={schema} -c plan_cache_mode=force_generic_plan"
+            "-c search_path={schema} -c plan_cache_mode=force_generic_plan -c enable_seqscan=off"
         ));
     }
     let (client, connection) = config.connect(NoTls).await?;

@@ -338,6 +338,12 @@ impl Config {
             // left to choose, Postgres keeps re-planning the array-heavy write statement (its
             // custom plans look cheaper), which costs more than executing it.
             ("plan_cache_mode", "force_generic_plan".to_owned()),
+            // A generic plan is made once per connection, and a store opened on a new
+            // database makes it while its tables are empty: the planner then prefers scanning
+            // the whole table (and hash joins on it) to the index, and keeps that plan while
+            // the table grows, until an ANALYZE invalidates it. Seq scans are priced out so the
+            // index lookups are chosen whatever the statistics say.
+            ("enable_seqscan", "off".to_owned()),
             ("lock_timeout", millis_setting(self.lock_timeout)),
             ("statement_timeout", millis_setting(self.statement_timeout)),
             (

@@ -12,10 +12,17 @@
 //!
 //! Rule 6 (a response logged with and without its request id): the bare copy is not charged
 //! when its sibling is in the same batch or already in the ledger (the importer asks the
-//! store, [`tokenbudget_ledger::UsageStore::shadowed`]), and a bare copy charged earlier
-//! counts towards its sibling's charge. # Note: two imports at once can still charge both
-//! when one charges the bare copy after the other charged the sibling but before that
-//! sibling's batch was written (the window between a batch's charge and its write).
+//! store, [`tokenbudget_ledger::UsageStore::shadowed`]). Two imports at once can see neither:
+//! one charges the sibling while the other, before the sibling's batch is written, charges
+//! the bare copy. The budget store decides that race, not the ledger: before charging a
+//! sibling, the importer **claims** the bare key with a charge of 0 tokens under it (and
+//! under each link of the bare key's top-up chain). The core records one charge per key, so
+//! exactly one of the two wins: a claim recorded first makes the bare copy's charge a
+//! conflict with a claim (nothing charged), and a bare charge recorded first makes the claim
+//! a conflict that counts the bare charge towards the sibling's ([`BudgetCharger::claim`]).
+//! A real response is never charged 0 (nothing is charged when nothing is owed), so a 0
+//! under a key is always a claim. # Note: two responses of one message id (two request ids,
+//! rule 4) whose bare copy was charged before either each count the bare charge as theirs.
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -107,64 +114,97 @@ impl<'a> BudgetCharger<'a> {
         }
     }
 
-    /// What is charged under the keys that `key` shadows (its message id alone, rule 6).
-    async fn bare_charged(&self, key: &str) -> Result<u64> {
+    /// Claims every key that `key` shadows (its message id alone, rule 6) for `key`, so that
+    /// a bare copy read later, by this import or another one running at once, charges
+    /// nothing; returns what the bare copies had been charged before the claim (which counts
+    /// towards `key`'s charge).
+    async fn claim(&self, key: &str) -> Result<u64> {
         let mut total = 0u64;
-        for (i, _) in key.match_indices(':') {
-            let bare = &key[..i];
-            if bare.is_empty() || !tokenbudget_ledger::dedup::shadows(key, bare) {
-                continue;
+        for bare in tokenbudget_ledger::dedup::shadowed_by(key) {
+            // Walk the bare key's chain to its first free link and put a 0 there.
+            let mut link = bare.to_owned();
+            let mut charged = 0u64;
+            loop {
+                let Ok(idempotency) = IdempotencyKey::new(link.clone()) else {
+                    break;
+                };
+                match self.charge_key(idempotency.clone(), 0, bare).await? {
+                    Charged::Recorded | Charged::Replayed => break,
+                    Charged::Conflict(0) => break, // claimed by a sibling before
+                    Charged::Conflict(tokens) => {
+                        charged = charged.saturating_add(tokens);
+                        link = top_up_key(bare, charged);
+                    }
+                }
             }
-            let Ok(bare) = IdempotencyKey::new(bare) else {
-                continue;
-            };
-            if let Some(c) = self.budgets.charge_by_key(&bare).await.map_err(storage)? {
-                total = total.saturating_add(c.tokens);
-            }
+            total = total.saturating_add(charged);
         }
         Ok(total)
     }
 
+    /// One charge of `tokens` under `key` on the budget.
+    async fn charge_key(&self, key: IdempotencyKey, tokens: u64, of: &str) -> Result<Charged> {
+        let note = Some(if tokens == 0 {
+            format!("ledger claim of {of}")
+        } else {
+            format!("ledger {of}")
+        });
+        match self
+            .budgets
+            .charge(&self.budget, tokens, key.clone(), note)
+            .await
+        {
+            Ok(outcome) if outcome.replayed => Ok(Charged::Replayed),
+            Ok(_) => Ok(Charged::Recorded),
+            Err(e) if is_conflict(&e) => {
+                let existing = self
+                    .budgets
+                    .charge_by_key(&key)
+                    .await
+                    .map_err(storage)?
+                    .ok_or_else(|| storage(e))?;
+                Ok(Charged::Conflict(existing.tokens))
+            }
+            Err(e) => Err(storage(e)),
+        }
+    }
+
     /// Brings what is charged for `record` up to `amount`: returns what was charged now and
-    /// whether anything had been charged before.
+    /// whether anything had been charged before (or a sibling claimed it: nothing to do).
     async fn charge_one(&self, r: &UsageRecord, amount: u64) -> Result<(u64, bool)> {
-        let note = Some(format!("ledger {} {}", r.source, r.model));
+        // Rule 6: claim the bare copies of this response first; what they were charged
+        // before is part of what this response was charged.
+        let mut before = self.claim(&r.key).await?;
         let mut key = r.key.clone();
-        // Rule 6: a bare copy of this response (its message id alone) charged in an earlier
-        // batch or run is part of what this response was charged.
-        let mut before = self.bare_charged(&r.key).await?;
         loop {
             if amount <= before {
                 return Ok((0, true));
             }
             let idempotency = IdempotencyKey::new(key.clone()).map_err(storage)?;
-            match self
-                .budgets
-                .charge(
-                    &self.budget,
-                    amount - before,
-                    idempotency.clone(),
-                    note.clone(),
-                )
-                .await
-            {
-                Ok(outcome) if outcome.replayed => return Ok((0, true)),
-                Ok(_) => return Ok((amount - before, before > 0)),
-                Err(e) if is_conflict(&e) => {
+            let of = format!("{} {}", r.source, r.model);
+            match self.charge_key(idempotency, amount - before, &of).await? {
+                Charged::Replayed => return Ok((0, true)),
+                Charged::Recorded => return Ok((amount - before, before > 0)),
+                // A sibling with a request id claimed this bare key: it is that response.
+                Charged::Conflict(0) => return Ok((0, true)),
+                Charged::Conflict(tokens) => {
                     // Charged before with another amount: follow the chain.
-                    let existing = self
-                        .budgets
-                        .charge_by_key(&idempotency)
-                        .await
-                        .map_err(storage)?
-                        .ok_or_else(|| storage(e))?;
-                    before = before.saturating_add(existing.tokens);
+                    before = before.saturating_add(tokens);
                     key = top_up_key(&r.key, before);
                 }
-                Err(e) => return Err(storage(e)),
             }
         }
     }
+}
+
+/// What one charge under a key did.
+enum Charged {
+    /// Recorded now.
+    Recorded,
+    /// The same charge was recorded before.
+    Replayed,
+    /// Another amount (the one given; 0 is a claim) was recorded under the key before.
+    Conflict(u64),
 }
 
 #[async_trait]
@@ -209,5 +249,186 @@ mod tests {
         let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
         assert_eq!(distinct.len(), keys.len());
         assert_eq!(top_up_key("k", 5), top_up_key("k", 5));
+    }
+
+    /// A ledger whose first write waits until it is released (after telling that it began):
+    /// an import held between its batch's charge and its write.
+    #[derive(Debug)]
+    struct Held {
+        inner: tokenbudget_ledger::DynUsageStore,
+        entered: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+        held: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl tokenbudget_ledger::UsageStore for Held {
+        async fn write(
+            &self,
+            records: &[UsageRecord],
+            checkpoint: Option<&tokenbudget_ledger::Checkpoint>,
+        ) -> Result<tokenbudget_ledger::WriteSummary> {
+            if !self.held.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                self.entered.notify_one();
+                self.release.notified().await;
+            }
+            self.inner.write(records, checkpoint).await
+        }
+        async fn shadowed(&self, keys: &[String]) -> Result<std::collections::BTreeSet<String>> {
+            self.inner.shadowed(keys).await
+        }
+        async fn checkpoint(&self, file: &str) -> Result<Option<tokenbudget_ledger::Checkpoint>> {
+            self.inner.checkpoint(file).await
+        }
+        async fn checkpoints(&self) -> Result<Vec<tokenbudget_ledger::Checkpoint>> {
+            self.inner.checkpoints().await
+        }
+        async fn records(
+            &self,
+            query: &tokenbudget_ledger::RecordQuery,
+        ) -> Result<Vec<UsageRecord>> {
+            self.inner.records(query).await
+        }
+        async fn aggregate(
+            &self,
+            query: &tokenbudget_ledger::AggregateQuery,
+        ) -> Result<Vec<tokenbudget_ledger::AggregateRow>> {
+            self.inner.aggregate(query).await
+        }
+    }
+
+    fn line(id: &str, with_request_id: bool) -> String {
+        let request = if with_request_id {
+            r#""requestId":"req_w","#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"sessionId":"s-w","type":"assistant",{request}"timestamp":"2026-11-02T10:00:00.000Z","message":{{"id":"msg_{id}","model":"claude-sonnet-4-5-20250929","usage":{{"input_tokens":1000,"output_tokens":100}}}}}}"#
+        ) + "\n"
+    }
+
+    fn files(
+        dir: &std::path::Path,
+        name: &str,
+        text: &str,
+    ) -> Vec<tokenbudget_ledger::discover::SourceFile> {
+        let project = dir.join(name).join("proj");
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(project.join("s.jsonl"), text).unwrap();
+        tokenbudget_ledger::discover::discover(&dir.join(name), "").unwrap()
+    }
+
+    /// Two imports at once, each with one line of one response (rule 6: one with the request
+    /// id, one without): the first is held between its charge and its write while the second
+    /// runs to the end. Charged once, whichever line is held.
+    async fn concurrent_rule_6_charges_once(db: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let budgets = TokenBudget::builder()
+            .url(db)
+            .sweep_every(None)
+            .build()
+            .await
+            .unwrap();
+        let ledger = crate::ledger::open(db).await.unwrap();
+        for (budget, held_with_request_id) in [("window-a", true), ("window-b", false)] {
+            budgets.create_workflow(budget, 1_000_000).await.unwrap();
+            let held_files = files(
+                dir.path(),
+                &format!("{budget}-held"),
+                &line(budget, held_with_request_id),
+            );
+            let other_files = files(
+                dir.path(),
+                &format!("{budget}-other"),
+                &line(budget, !held_with_request_id),
+            );
+            let held = Held {
+                inner: ledger.clone(),
+                entered: tokio::sync::Notify::new(),
+                release: tokio::sync::Notify::new(),
+                held: false.into(),
+            };
+            let first = BudgetCharger::new(&budgets, budget).await.unwrap();
+            let second = BudgetCharger::new(&budgets, budget).await.unwrap();
+            let options = tokenbudget_ledger::ImportOptions::default();
+            let (mut quiet_a, mut quiet_b) = (|_| {}, |_| {});
+            let a = tokenbudget_ledger::import::import_charging(
+                &held,
+                &held_files,
+                options,
+                Some(&first),
+                &mut quiet_a,
+            );
+            let b = async {
+                held.entered.notified().await;
+                let done = tokenbudget_ledger::import::import_charging(
+                    &*ledger,
+                    &other_files,
+                    options,
+                    Some(&second),
+                    &mut quiet_b,
+                )
+                .await;
+                held.release.notify_one();
+                done
+            };
+            let (a, b) = tokio::join!(a, b);
+            assert_eq!(a.unwrap().usage_lines, 1);
+            assert_eq!(b.unwrap().usage_lines, 1);
+            let used = budgets.status(budget).await.unwrap().used;
+            assert_eq!(used, 1_100, "{budget}: one response, charged once");
+            let amounts = first.summary().amount + second.summary().amount;
+            assert_eq!(
+                amounts,
+                1_100,
+                "{budget}: {:?} {:?}",
+                first.summary(),
+                second.summary()
+            );
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn concurrent_imports_charge_a_response_logged_twice_once_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite://{}", dir.path().join("w.db").display());
+        runtime().block_on(concurrent_rule_6_charges_once(&db));
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn concurrent_imports_charge_a_response_logged_twice_once_on_postgres() {
+        let base = std::env::var("TOKENBUDGET_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let schema = format!("tb_window_{}", uuid::Uuid::new_v4().simple());
+        runtime().block_on(async {
+            let admin = match tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(connection);
+                    client
+                }
+                Err(e) => {
+                    assert!(
+                        std::env::var("CI").as_deref() != Ok("true"),
+                        "Postgres is unreachable under CI=true: {e}"
+                    );
+                    eprintln!("skipping: Postgres is unreachable: {e}");
+                    return;
+                }
+            };
+            concurrent_rule_6_charges_once(&format!("{base}?schema={schema}")).await;
+            admin
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await
+                .unwrap();
+        });
     }
 }

@@ -143,6 +143,12 @@ pub async fn import(
 }
 
 /// [`import`], with each batch passed to `charger` before it is written.
+///
+/// Two stages at once: a blocking thread reads and parses the files and sends each batch with
+/// the checkpoint that covers it through a bounded channel; this task charges and writes them
+/// in order, each batch and its checkpoint in one store call (so a kill at any moment leaves
+/// the ledger at a checkpoint, as a single stage would). The wall time is about the slower
+/// stage's, not their sum.
 pub async fn import_charging(
     store: &dyn UsageStore,
     files: &[SourceFile],
@@ -150,25 +156,107 @@ pub async fn import_charging(
     charger: Option<&dyn Charger>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<ImportSummary> {
+    // Every checkpoint in one query. One stored meanwhile by another import is further along
+    // than ours at most: re-reading from ours merges into the same rows and keeps its
+    // checkpoint (`checkpoint::replaces`), so nothing doubles.
+    let stored: std::collections::HashMap<String, Checkpoint> = store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .map(|cp| (cp.file.clone(), cp))
+        .collect();
+    let files = files.to_vec();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Read>(PIPELINE_DEPTH);
+    let reader = tokio::task::spawn_blocking(move || read_all(&files, &stored, options, &tx));
+    let sink = Sink { store, charger };
+    let mut written = WriteSummary::default();
+    let mut failed = None;
+    while let Some(read) = rx.recv().await {
+        match read {
+            Read::Batch(batch) => {
+                match flush(sink, batch.records, &batch.checkpoint).await {
+                    Ok(w) => written.add(w),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                progress(Progress {
+                    bytes: batch.bytes,
+                    lines: batch.lines,
+                    file_done: false,
+                });
+            }
+            Read::FileDone => progress(Progress {
+                file_done: true,
+                ..Progress::default()
+            }),
+        }
+    }
+    // Stops the reader at its next batch when the writer failed.
+    drop(rx);
+    let summary = reader
+        .await
+        .map_err(|e| Error::storage(format!("the reading thread failed: {e}"), false));
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let mut summary = summary?;
+    summary.add_write(written);
+    Ok(summary)
+}
+
+/// Batches read ahead of the writer: enough to keep both stages busy, few enough to keep
+/// memory bounded (a batch holds at most [`ImportOptions::batch_bytes`] of lines' records).
+const PIPELINE_DEPTH: usize = 2;
+
+/// What the reading stage sends the writer.
+enum Read {
+    /// Records to write with the checkpoint that covers them.
+    Batch(Batch),
+    /// A file was finished.
+    FileDone,
+}
+
+/// One batch: the records of a stretch of a file and the checkpoint at its end.
+struct Batch {
+    records: BTreeMap<String, UsageRecord>,
+    checkpoint: Checkpoint,
+    bytes: u64,
+    lines: u64,
+}
+
+/// The reading stage: every file, in order, into batches; returns what it read. Stops early
+/// when the writer is gone.
+fn read_all(
+    files: &[SourceFile],
+    stored: &std::collections::HashMap<String, Checkpoint>,
+    options: ImportOptions,
+    tx: &tokio::sync::mpsc::Sender<Read>,
+) -> ImportSummary {
     let mut summary = ImportSummary::new();
     let mut buf = Vec::new();
     for file in files {
         summary.files += 1;
-        let sink = Sink { store, charger };
-        match import_file(sink, file, options, &mut summary, &mut buf, progress).await {
-            Ok(()) => {}
+        let stored = stored.get(&file.ctx.file).cloned();
+        let mut send = |read: Read| tx.blocking_send(read).is_ok();
+        match import_file(file, stored, options, &mut summary, &mut buf, &mut send) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(Error::Io { path, source }) => summary.errors.push(FileError {
                 file: path,
                 message: source.to_string(),
             }),
-            Err(e) => return Err(e),
+            Err(e) => summary.errors.push(FileError {
+                file: file.ctx.file.clone(),
+                message: e.to_string(),
+            }),
         }
-        progress(Progress {
-            file_done: true,
-            ..Progress::default()
-        });
+        if !send(Read::FileDone) {
+            break;
+        }
     }
-    Ok(summary)
+    summary
 }
 
 /// The file's identity, size and modification time.
@@ -254,22 +342,23 @@ struct Sink<'a> {
     charger: Option<&'a dyn Charger>,
 }
 
-async fn import_file(
-    sink: Sink<'_>,
+/// Reads one file from its checkpoint into batches; `Ok(false)` when `send` says the writer
+/// is gone.
+fn import_file(
     src: &SourceFile,
+    stored: Option<Checkpoint>,
     options: ImportOptions,
     summary: &mut ImportSummary,
     buf: &mut Vec<u8>,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<()> {
+    send: &mut dyn FnMut(Read) -> bool,
+) -> Result<bool> {
     let name = src.ctx.file.as_str();
     let file = File::open(&src.path).map_err(|e| io(name, e))?;
     let stat = stat(&file, name)?;
-    let stored = sink.store.checkpoint(name).await?;
     let start = match checkpoint::plan(&stat, stored.as_ref()) {
         Plan::Unchanged => {
             summary.files_unchanged += 1;
-            return Ok(());
+            return Ok(true);
         }
         Plan::FromStart => {
             summary.files_from_start += 1;
@@ -329,13 +418,17 @@ async fn import_file(
                 size: consumed,
                 ..stat
             };
-            flush(sink, &file, name, &partial, consumed, &mut batch, summary).await?;
+            let checkpoint = checkpoint_at(&file, name, &partial, consumed)?;
             summary.bytes_read += consumed - flushed_at;
-            progress(Progress {
+            let sent = send(Read::Batch(Batch {
+                records: std::mem::take(&mut batch),
+                checkpoint,
                 bytes: consumed - flushed_at,
                 lines: lines_since,
-                file_done: false,
-            });
+            }));
+            if !sent {
+                return Ok(false);
+            }
             flushed_at = consumed;
             lines_since = 0;
         }
@@ -353,27 +446,21 @@ async fn import_file(
         size: stat.size.max(consumed + torn),
         ..stat
     };
-    flush(sink, &file, name, &seen, consumed, &mut batch, summary).await?;
+    let checkpoint = checkpoint_at(&file, name, &seen, consumed)?;
     summary.bytes_read += consumed - flushed_at;
-    progress(Progress {
+    Ok(send(Read::Batch(Batch {
+        records: batch,
+        checkpoint,
         bytes: consumed - flushed_at,
         lines: lines_since,
-        file_done: false,
-    });
-    Ok(())
+    })))
 }
 
 async fn flush(
     sink: Sink<'_>,
-    file: &File,
-    name: &str,
-    stat: &FileStat,
-    offset: u64,
-    batch: &mut BTreeMap<String, UsageRecord>,
-    summary: &mut ImportSummary,
-) -> Result<()> {
-    let cp = checkpoint_at(file, name, stat, offset)?;
-    let map = std::mem::take(batch);
+    map: BTreeMap<String, UsageRecord>,
+    cp: &Checkpoint,
+) -> Result<WriteSummary> {
     let records: Vec<UsageRecord> = match sink.charger {
         None => map.into_values().collect(),
         Some(charger) => {
@@ -396,7 +483,5 @@ async fn flush(
             counted
         }
     };
-    let written = sink.store.write(&records, Some(&cp)).await?;
-    summary.add_write(written);
-    Ok(())
+    sink.store.write(&records, Some(cp)).await
 }

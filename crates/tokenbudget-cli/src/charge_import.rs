@@ -176,12 +176,12 @@ impl<'a> BudgetCharger<'a> {
         // before is part of what this response was charged.
         let mut before = self.claim(&r.key).await?;
         let mut key = r.key.clone();
+        let of = format!("{} {}", r.source, r.model);
         loop {
             if amount <= before {
                 return Ok((0, true));
             }
             let idempotency = IdempotencyKey::new(key.clone()).map_err(storage)?;
-            let of = format!("{} {}", r.source, r.model);
             match self.charge_key(idempotency, amount - before, &of).await? {
                 Charged::Replayed => return Ok((0, true)),
                 Charged::Recorded => return Ok((amount - before, before > 0)),
@@ -420,7 +420,7 @@ mod tests {
                         std::env::var("CI").as_deref() != Ok("true"),
                         "Postgres is unreachable under CI=true: {e}"
                     );
-                    eprintln!("skipping: Postgres is unreachable: {e}");
+                    eprintln!("\n!!!! SKIPPED: PostgreSQL unreachable at {base}: {e}\n");
                     return;
                 }
             };
